@@ -1,0 +1,260 @@
+"""Architecture decisions, their parameters, and the mixing weights a supernet consumes.
+
+* :class:`Candidate` — one candidate operation and its role (``zero``: outputs zeros and is never
+  computed; ``parametric``: has weights). Roles are properties of the op, not read from names.
+* :class:`ChoiceGroup` — a table of categorical decisions that share one candidate list: one row
+  per edge (the edge's source and target node are recorded so node-level rules such as PC-DARTS's
+  edge normalisation or I-DARTS's node softmax can be written once). Cells that use the same
+  group share its parameters (NAS-Bench-201: one 6x5 table for every cell).
+* :class:`Parameterization` — how raw architecture parameters map to per-edge probabilities
+  (softmax of logits for DARTS; the simplex itself for GAEA's exponentiated gradient).
+* :class:`ArchParams` — an ``nn.Module`` holding one parameter table per group plus the mask of
+  candidates still alive (XNAS wipeout, P-DARTS pruning), so a checkpoint holds all of it.
+* :class:`Mix` — what a supernet's ``forward(x, mix)`` reads: per group an (edges x candidates)
+  weight table and, optionally, which candidates to compute per edge (sparse propagation).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    zero: bool = False
+    parametric: bool = True
+
+
+@dataclass(frozen=True)
+class ChoiceGroup:
+    """Decisions sharing a candidate list: ``len(edges)`` rows x ``len(candidates)`` columns."""
+
+    label: str
+    candidates: tuple[Candidate, ...]
+    edges: tuple[tuple[int, int], ...]
+
+    def __post_init__(self):
+        if not self.label.isidentifier():
+            raise ValueError(f"choice label must be an identifier, got {self.label!r}")
+        if len({c.name for c in self.candidates}) != len(self.candidates):
+            raise ValueError(f"duplicate candidate names in {self.label}")
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.candidates)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.edges), len(self.candidates))
+
+    @property
+    def zero_mask(self) -> tuple[bool, ...]:
+        return tuple(c.zero for c in self.candidates)
+
+    def index(self, op: str) -> int:
+        return self.ops.index(op)
+
+    def incoming(self) -> dict[int, list[int]]:
+        """Target node -> indices of the edges (rows) that point to it."""
+        out: dict[int, list[int]] = {}
+        for e, (_, dst) in enumerate(self.edges):
+            out.setdefault(dst, []).append(e)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Parameterizations
+# --------------------------------------------------------------------------------------------
+class Parameterization:
+    """Maps a raw parameter table to per-row probabilities over the alive candidates."""
+
+    name = "abstract"
+
+    def init(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def probs(self, theta: Tensor, alive: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def log_probs(self, theta: Tensor, alive: Tensor) -> Tensor:
+        p = self.probs(theta, alive)
+        return torch.where(alive, p.clamp_min(1e-30).log(), torch.full_like(p, -math.inf))
+
+
+class Softmax(Parameterization):
+    """Logits; probabilities by a softmax per row (DARTS eq. 2). Init ``scale * N(0, 1)``,
+    DARTS's ``1e-3 * randn``."""
+
+    name = "softmax"
+
+    def __init__(self, init_scale: float = 1e-3):
+        self.init_scale = init_scale
+
+    def init(self, shape, generator):
+        return self.init_scale * torch.randn(shape, generator=generator)
+
+    def probs(self, theta, alive):
+        return torch.softmax(theta.masked_fill(~alive, -math.inf), dim=-1)
+
+    def log_probs(self, theta, alive):
+        return torch.log_softmax(theta.masked_fill(~alive, -math.inf), dim=-1)
+
+
+class Simplex(Parameterization):
+    """The parameters are the probabilities themselves (non-negative rows summing to one), as
+    in GAEA's exponentiated-gradient updates. Initialised uniform over the alive candidates,
+    optionally perturbed multiplicatively by ``exp(init_scale * N(0,1))`` to break ties."""
+
+    name = "simplex"
+
+    def __init__(self, init_scale: float = 1e-3):
+        self.init_scale = init_scale
+
+    def init(self, shape, generator):
+        w = torch.exp(self.init_scale * torch.randn(shape, generator=generator))
+        return w / w.sum(-1, keepdim=True)
+
+    def probs(self, theta, alive):
+        return theta * alive
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture parameters
+# --------------------------------------------------------------------------------------------
+class ArchParams(nn.Module):
+    """One parameter table per choice group, and the mask of candidates still alive.
+
+    The module lives outside the supernet (the supernet holds weights only); its
+    ``state_dict`` holds everything needed to resume.
+    """
+
+    def __init__(self, groups: Sequence[ChoiceGroup], parameterization: Parameterization,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.groups = {g.label: g for g in groups}
+        self.parameterization = parameterization
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.theta = nn.ParameterDict(
+            {g.label: nn.Parameter(parameterization.init(g.shape, gen)) for g in groups})
+        for g in groups:
+            self.register_buffer(f"alive_{g.label}", torch.ones(g.shape, dtype=torch.bool))
+        self._active_cache: dict[str, list[tuple[int, ...]]] | None = None
+
+    # -- access ------------------------------------------------------------------------------
+    def labels(self) -> list[str]:
+        return list(self.groups)
+
+    def alive(self, label: str) -> Tensor:
+        return getattr(self, f"alive_{label}")
+
+    def probs(self) -> dict[str, Tensor]:
+        """Differentiable per-edge probabilities."""
+        return {k: self.parameterization.probs(self.theta[k], self.alive(k)) for k in self.groups}
+
+    def log_probs(self) -> dict[str, Tensor]:
+        return {k: self.parameterization.log_probs(self.theta[k], self.alive(k))
+                for k in self.groups}
+
+    @torch.no_grad()
+    def probs_detached(self) -> dict[str, Tensor]:
+        return {k: v.detach() for k, v in self.probs().items()}
+
+    def dense_active(self) -> dict[str, list[tuple[int, ...]]]:
+        """Per edge, the candidates a dense forward computes: alive and not zero-valued."""
+        if self._active_cache is None:
+            cache = {}
+            for label, g in self.groups.items():
+                alive = self.alive(label).cpu().tolist()
+                cache[label] = [tuple(k for k, c in enumerate(g.candidates)
+                                      if alive[e][k] and not c.zero)
+                                for e in range(len(g.edges))]
+            self._active_cache = cache
+        return self._active_cache
+
+    # -- pruning -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def kill(self, label: str, mask: Tensor) -> int:
+        """Permanently remove candidates (``mask`` True = remove). Never removes the last alive
+        candidate of an edge. Returns how many were removed."""
+        alive = self.alive(label)
+        mask = mask.to(alive.device) & alive
+        keep_one = (alive & ~mask).sum(-1) == 0
+        if keep_one.any():  # never empty an edge
+            mask[keep_one] = False
+        n = int(mask.sum())
+        if n:
+            alive &= ~mask
+            self._active_cache = None
+        return n
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._active_cache = None
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.theta.items()) + \
+            f", parameterization={self.parameterization.name}"
+
+
+# --------------------------------------------------------------------------------------------
+# Mixing weights
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Mix:
+    """Mixing weights for one forward pass of a supernet.
+
+    ``weights[label]`` is an (edges x candidates) table. ``active[label][e]`` lists the
+    candidates edge ``e`` computes; where ``active`` has no entry for a label, every candidate
+    that is not zero-valued is computed. A candidate outside ``active`` is never computed (and
+    gets no gradient), which is how one-hot samples cost one op per edge. ``edge_scale[label]``
+    optionally multiplies each edge's output (PC-DARTS edge normalisation).
+    """
+
+    weights: dict[str, Tensor]
+    active: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
+    edge_scale: dict[str, Tensor] = field(default_factory=dict)
+
+    def edge_active(self, label: str, e: int, zero_mask: Sequence[bool]) -> Iterable[int]:
+        act = self.active.get(label)
+        if act is None:
+            return [k for k, z in enumerate(zero_mask) if not z]
+        return act[e]
+
+    @staticmethod
+    def onehot(indices: Mapping[str, Sequence[int]], groups: Mapping[str, ChoiceGroup],
+               device=None, dtype=None) -> "Mix":
+        """A discrete architecture: one candidate per edge (index -1: edge absent)."""
+        weights, active = {}, {}
+        for label, idx in indices.items():
+            g = groups[label]
+            w = torch.zeros(g.shape, device=device, dtype=dtype or torch.get_default_dtype())
+            act = []
+            for e, k in enumerate(idx):
+                if k >= 0:
+                    w[e, k] = 1.0
+                    act.append((k,) if not g.candidates[k].zero else ())
+                else:
+                    act.append(())
+            weights[label], active[label] = w, act
+        return Mix(weights, active)
+
+    def to(self, device=None, dtype=None) -> "Mix":
+        return Mix({k: v.to(device=device, dtype=dtype) for k, v in self.weights.items()},
+                   dict(self.active),
+                   {k: v.to(device=device, dtype=dtype) for k, v in self.edge_scale.items()})
+
+
+def entropy(probs: Mapping[str, Tensor]) -> float:
+    """Mean per-edge entropy (nats) of the architecture distribution."""
+    total, n = 0.0, 0
+    for p in probs.values():
+        p = p.detach().double()
+        h = -(p * p.clamp_min(1e-30).log()).sum(-1)
+        total += float(h.sum())
+        n += h.numel()
+    return total / max(n, 1)

@@ -1,0 +1,1 @@
+"""Tabular benchmarks (ground truth) for search spaces."""

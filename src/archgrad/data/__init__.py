@@ -1,0 +1,156 @@
+"""Datasets by name, held in memory, and a deterministic batch loader.
+
+Images are kept as uint8 tensors; batches are augmented (pad-4 random crop, horizontal flip,
+as the standard CIFAR recipe) and normalised per channel on the fly with a generator seeded per
+epoch, so a run's batches depend only on (seed, epoch) and an interrupted run resumes exactly.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import ArchgradError
+from ..registry import Registry
+from . import readers
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    reader: Callable
+    augment: bool  # random crop + flip when training
+    description: str
+    search_epochs: int | None = None  # a budget that suits a quick search, if the default is too much
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+DATASETS.register("digits", DatasetInfo(readers.read_digits, False,
+                  "scikit-learn's bundled 8x8 handwritten digits (1797 images; no download)",
+                  search_epochs=10))
+DATASETS.register("mnist", DatasetInfo(readers.read_mnist, False, "MNIST, idx files"))
+DATASETS.register("fashion-mnist", DatasetInfo(readers.read_fashion_mnist, False,
+                  "Fashion-MNIST, idx files (Debian: dataset-fashion-mnist)"))
+DATASETS.register("cifar10", DatasetInfo(readers.read_cifar10, True,
+                  "CIFAR-10, cifar-10-batches-py/"))
+DATASETS.register("cifar100", DatasetInfo(readers.read_cifar100, True,
+                  "CIFAR-100, cifar-100-python/"))
+DATASETS.register("imagefolder", DatasetInfo(readers.read_imagefolder, True,
+                  "your own images: DIR/<class>/<images> (or DIR/train, DIR/test)"))
+DATASETS.register("synthetic", DatasetInfo(readers.read_synthetic, False,
+                  "random class templates + noise, 3x8x8, for tests", search_epochs=2))
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    augment: bool
+    mean: Tensor = field(init=False)
+    std: Tensor = field(init=False)
+
+    def __post_init__(self):
+        x = self.x_train.float() / 255.0
+        self.mean = x.mean(dim=(0, 2, 3))
+        self.std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    def search_split(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """The training data split in two halves: weights train on the first, the architecture
+        on the second (DARTS's ``train_portion = 0.5``)."""
+        n = len(self.y_train) // 2
+        return ((self.x_train[:n], self.y_train[:n]), (self.x_train[n:], self.y_train[n:]))
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test, "
+                f"{self.in_channels}x{self.image_size}x{self.image_size}, "
+                f"{self.num_classes} classes")
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, subset: int | None = None,
+                 **reader_options) -> ImageDataset:
+    """Load a registered dataset. ``subset`` keeps at most that many examples of each split,
+    taken after a fixed shuffle so every class stays represented."""
+    info = DATASETS.get(name)
+    if subset is not None and (not isinstance(subset, int) or subset < 2):
+        raise ArchgradError(f"--subset must be an integer of at least 2, got {subset!r}")
+    xtr, ytr, xte, yte = info.reader(Path(data_dir) if data_dir else None, **reader_options)
+    g = torch.Generator().manual_seed(0)
+    ptr = torch.randperm(len(ytr), generator=g)
+    pte = torch.randperm(len(yte), generator=g)
+    if subset is not None:
+        ptr, pte = ptr[:subset], pte[:subset]
+    num_classes = int(max(int(ytr.max()), int(yte.max()) if len(yte) else 0)) + 1
+    return ImageDataset(name, xtr[ptr], ytr[ptr], xte[pte], yte[pte], num_classes, info.augment)
+
+
+class BatchLoader:
+    """Batches of (normalised float images, labels) from uint8 tensors held in memory."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, *, mean: Tensor, std: Tensor,
+                 shuffle: bool = False, augment: bool = False, drop_last: bool = False,
+                 device: torch.device | str = "cpu", pad: int = 4, seed: int = 0):
+        if batch_size < 1:
+            raise ArchgradError(f"batch size must be a positive integer, got {batch_size}")
+        if len(y) == 0:
+            raise ArchgradError("a data split is empty; use a larger --subset")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
+        self.device = torch.device(device)
+        self.pad, self.seed = pad, seed
+        self.mean = mean.view(1, -1, 1, 1).to(self.device)
+        self.std = std.view(1, -1, 1, 1).to(self.device)
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return n // self.batch_size if self.drop_last and n >= self.batch_size \
+            else math.ceil(n / self.batch_size)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        n = len(self.y)
+        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            x = self.x[idx]
+            if self.augment:
+                x = random_crop_flip(x, self.pad, g)
+            x = x.to(self.device, non_blocking=True).float().div_(255.0)
+            yield (x - self.mean) / self.std, self.y[idx].to(self.device, non_blocking=True)
+
+    def __iter__(self):
+        return self.epoch(0)
+
+
+def random_crop_flip(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
+    """Pad with zeros by ``pad``, take a random crop of the original size, flip half."""
+    n, c, h, w = x.shape
+    if pad > 0:
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+        rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
+        x = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+               rows, cols]
+    flip = torch.rand(n, generator=g) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+__all__ = ["DATASETS", "DatasetInfo", "ImageDataset", "BatchLoader", "load_dataset",
+           "random_crop_flip"]

@@ -1,0 +1,125 @@
+"""Building blocks shared by the search spaces, and the generic mixed operation."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class Zero(nn.Module):
+    """Outputs zeros. Its role (``is_zero``) lets a mixed op skip it entirely."""
+
+    is_zero = True
+
+    def __init__(self, C_in: int, C_out: int, stride: int = 1):
+        super().__init__()
+        self.C_in, self.C_out, self.stride = C_in, C_out, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        s = self.stride
+        return x.new_zeros(n, self.C_out, (h + s - 1) // s, (w + s - 1) // s)
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv -> BN (NAS-Bench-201's ``nor_conv``; DARTS's preprocessing)."""
+
+    def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation=1, *, affine=True,
+                 track_running_stats=True, bias=False):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding,
+                      dilation=dilation, bias=bias),
+            nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats))
+
+
+class Pool(nn.Module):
+    """3x3 pooling; a ReLU-Conv1x1-BN first when the channel count changes (NAS-Bench-201)."""
+
+    def __init__(self, C_in, C_out, stride, mode="avg", *, affine=True, track_running_stats=True,
+                 bias=False):
+        super().__init__()
+        self.preprocess = None if C_in == C_out else ReLUConvBN(
+            C_in, C_out, 1, 1, 0, affine=affine, track_running_stats=track_running_stats,
+            bias=bias)
+        if mode == "avg":
+            self.op = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        elif mode == "max":
+            self.op = nn.MaxPool2d(3, stride=stride, padding=1)
+        else:
+            raise ValueError(f"pool mode must be 'avg' or 'max', got {mode!r}")
+
+    def forward(self, x):
+        return self.op(x if self.preprocess is None else self.preprocess(x))
+
+
+class ResNetBasicblock(nn.Module):
+    """NAS-Bench-201's residual reduction block between stages (stride 2, channels x2)."""
+
+    def __init__(self, C_in, C_out, stride=2, *, affine=True, track_running_stats=True):
+        super().__init__()
+        self.conv_a = ReLUConvBN(C_in, C_out, 3, stride, 1, affine=affine,
+                                 track_running_stats=track_running_stats, bias=not affine)
+        self.conv_b = ReLUConvBN(C_out, C_out, 3, 1, 1, affine=affine,
+                                 track_running_stats=track_running_stats, bias=not affine)
+        if stride == 2:
+            self.downsample = nn.Sequential(nn.AvgPool2d(2, 2, 0),
+                                            nn.Conv2d(C_in, C_out, 1, 1, 0, bias=False))
+        elif C_in != C_out:
+            self.downsample = ReLUConvBN(C_in, C_out, 1, 1, 0, affine=affine,
+                                         track_running_stats=track_running_stats,
+                                         bias=not affine)
+        else:
+            self.downsample = None
+
+    def forward(self, x):
+        y = self.conv_b(self.conv_a(x))
+        return y + (x if self.downsample is None else self.downsample(x))
+
+
+class FactorizedReduce(nn.Module):
+    """ReLU, two stride-2 1x1 convs on offset grids, concatenated, BN (DARTS)."""
+
+    def __init__(self, C_in, C_out, *, affine=True, track_running_stats=True):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even channel count, got {C_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats)
+
+    def forward(self, x):
+        x = self.relu(x)
+        y = x[:, :, 1:, 1:]
+        if y.shape[-1] < x.shape[-1] or y.shape[-2] < x.shape[-2]:
+            y = nn.functional.pad(y, (0, x.shape[-1] - y.shape[-1], 0, x.shape[-2] - y.shape[-2]))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(y)], dim=1))
+
+
+class MixedOp(nn.Module):
+    """``sum_k w[k] * op_k(x)`` over the candidates listed in ``active`` (DARTS's mixed op with
+    its weights passed in from outside). Zero-valued candidates are never computed; when nothing
+    is computed the result is ``None``, which the caller treats as a zero contribution."""
+
+    def __init__(self, ops: Sequence[nn.Module]):
+        super().__init__()
+        self.ops = nn.ModuleList(ops)
+        self.zero = tuple(bool(getattr(op, "is_zero", False)) for op in ops)
+
+    def forward(self, x: Tensor, w: Tensor, active: Iterable[int]) -> Tensor | None:
+        out = None
+        for k in active:
+            if self.zero[k]:
+                continue
+            y = self.ops[k](x) * w[k]
+            out = y if out is None else out + y
+        return out
+
+
+def count_parameters(module: nn.Module, exclude_prefix: str | None = "auxiliary") -> int:
+    """Number of trainable parameters, excluding submodules named ``exclude_prefix``."""
+    return sum(p.numel() for n, p in module.named_parameters()
+               if not (exclude_prefix and (n.startswith(exclude_prefix + ".")
+                                           or f".{exclude_prefix}." in n)))

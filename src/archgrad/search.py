@@ -1,0 +1,374 @@
+"""``search(...)``: run a strategy on a space and a dataset; write and resume run directories.
+
+A run directory holds:
+
+* ``config.json``   the resolved configuration (everything needed to rebuild the run);
+* ``metrics.jsonl`` one JSON record per epoch (losses, accuracies, learning rate, architecture
+  probabilities, entropy, derived genotype, benchmark figures, gradient-estimate variance);
+* ``checkpoint.pt`` weights, architecture parameters, optimizer states, RNG states, epoch and the
+  history so far — written atomically after every epoch;
+* ``genotype.txt`` / ``result.json`` when the search has finished.
+
+``search(resume=RUN_DIR)`` continues from the last checkpoint; on CPU the result equals that of
+an uninterrupted run with the same seed, bit for bit.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import __version__
+from .arch import Mix, entropy
+from .data import DATASETS, BatchLoader, ImageDataset, load_dataset
+from .errors import ArchgradError
+from .methods import STRATEGIES, accepted_options, make_strategy
+from .rundir import (atomic_write_json, atomic_write_text, load_checkpoint, new_run_dir,
+                     read_json, rng_state, save_checkpoint, seed_everything, set_rng_state,
+                     write_jsonl)
+from .spaces import SPACES, Genotype, SearchSpace, get_space
+from .strategy import Strategy
+
+DEFAULT_EPOCHS = 50  # DARTS's search budget
+
+
+@dataclass
+class SearchConfig:
+    space: str = "nb201"
+    strategy: str = "darts"
+    dataset: str = "digits"
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+    subset: int | None = None
+    eval_every: int = 1
+    space_options: dict = field(default_factory=dict)
+    strategy_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype
+    history: list[dict]
+    final: dict
+    config: SearchConfig
+    run_dir: Path | None = None
+    probs: dict[str, list[list[float]]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return str(self.genotype)
+
+
+# --------------------------------------------------------------------------------------------
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArchgradError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ArchgradError("device 'cuda' requested but no CUDA device is available; "
+                            "use --device cpu")
+    return dev
+
+
+def split_options(space: str, strategy: str, options: dict) -> tuple[dict, dict]:
+    """Route flat keyword options to the space or the strategy that accepts them."""
+    space_keys = set(SPACES.get(space).options)
+    strat_keys = set(accepted_options(strategy))
+    sp, st = {}, {}
+    for k, v in options.items():
+        if k in space_keys and k in strat_keys:
+            raise ArchgradError(f"option {k!r} is ambiguous between space '{space}' and strategy "
+                                f"'{strategy}'; pass it in space_options or strategy_options")
+        if k in space_keys:
+            sp[k] = v
+        elif k in strat_keys:
+            st[k] = v
+        else:
+            raise ArchgradError(
+                f"unknown option {k!r}; space '{space}' accepts {', '.join(sorted(space_keys))}; "
+                f"strategy '{strategy}' accepts {', '.join(sorted(strat_keys))}")
+    return sp, st
+
+
+def _make_space(cfg: SearchConfig, data: ImageDataset) -> SearchSpace:
+    opts = dict(cfg.space_options)
+    accepted = SPACES.get(cfg.space).options
+    if "num_classes" in accepted:
+        opts.setdefault("num_classes", data.num_classes)
+    if "in_channels" in accepted:
+        opts.setdefault("in_channels", data.in_channels)
+    return get_space(cfg.space, **opts)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, mix: Mix, loader: BatchLoader, loss_fn) -> dict[str, float]:
+    """Loss and accuracy (%) of ``model`` under ``mix`` over ``loader``, in eval mode."""
+    was = model.training
+    model.eval()
+    total, loss_sum, correct = 0, 0.0, 0.0
+    for x, y in loader.epoch(0):
+        out = model(x, mix)
+        loss_sum += float(loss_fn(out, y)) * len(y)
+        correct += float((out.argmax(-1) == y).sum())
+        total += len(y)
+    model.train(was)
+    return {"loss": loss_sum / max(total, 1), "acc": 100.0 * correct / max(total, 1)}
+
+
+class _EpochStats:
+    """Sums step statistics (as tensors, so no host sync per step) and the moments of the
+    architecture-gradient estimates."""
+
+    def __init__(self):
+        self.sums: dict[str, Tensor | float] = {}
+        self.counts: dict[str, int] = {}
+        self.g1 = self.g2 = None
+        self.ng = 0
+
+    def add(self, stats: dict):
+        grads = stats.pop("_grads", None)
+        for k, v in stats.items():
+            if isinstance(v, Tensor):
+                v = v.detach().double()
+            elif not isinstance(v, (int, float)):
+                continue
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+        if grads:
+            g = torch.cat([grads[k].detach().double().flatten() for k in sorted(grads)])
+            self.g1 = g if self.g1 is None else self.g1 + g
+            self.g2 = g * g if self.g2 is None else self.g2 + g * g
+            self.ng += 1
+
+    def means(self) -> dict[str, float]:
+        out = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        for k in ("train_acc", "arch_acc"):
+            if k in out:
+                out[k] *= 100.0
+        if self.ng >= 2:
+            m1, m2 = self.g1 / self.ng, self.g2 / self.ng
+            var = (m2 - m1 * m1).clamp_min(0) * self.ng / (self.ng - 1)
+            out["grad_var"] = float(var.mean())        # mean per-coordinate variance
+            out["grad_sq_norm"] = float(m2.sum())     # E||g||^2
+            out["grad_mean_sq_norm"] = float((m1 * m1).sum())  # ||E g||^2
+        return out
+
+
+def _probs_lists(arch) -> dict[str, list[list[float]]]:
+    return {k: [[round(float(x), 6) for x in row] for row in v.cpu().tolist()]
+            for k, v in arch.probs_detached().items()}
+
+
+# --------------------------------------------------------------------------------------------
+def search(space: str = "nb201", strategy: str = "darts", dataset: str = "digits", *,
+           epochs: int | None = None, batch_size: int = 64, seed: int = 0,
+           device: str = "auto", data_dir: str | None = None, subset: int | None = None,
+           out: str | Path | None = None, resume: str | Path | None = None,
+           eval_every: int = 1, space_options: dict | None = None,
+           strategy_options: dict | None = None, progress: bool = False,
+           callbacks: Sequence[Callable[[dict, dict], None]] = (), **options) -> SearchResult:
+    """Search ``space`` with ``strategy`` on ``dataset``; returns the final genotype and the
+    per-epoch history.
+
+    Extra keyword ``options`` go to the space (``C``, ``N``, ``include_none`` ...) or the strategy
+    (``arch_lr``, ``warmup_epochs`` ...) that accepts them. ``out`` names a run directory to
+    write; ``resume`` continues one. ``callbacks`` are called after every epoch with the epoch's
+    record and a dict of live objects (``model``, ``strategy``, ``space``).
+    """
+    if resume is not None:
+        given = {k: v for k, v in dict(space=space != "nb201", strategy=strategy != "darts",
+                                       dataset=dataset != "digits", epochs=epochs is not None,
+                                       batch_size=batch_size != 64, seed=seed != 0,
+                                       subset=subset is not None, out=out is not None,
+                                       options=bool(options or space_options
+                                                    or strategy_options)).items() if v}
+        if given:
+            raise ArchgradError(
+                f"--resume takes the configuration from RUN_DIR/config.json; drop "
+                f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+        run_dir = Path(resume)
+        if not (run_dir / "config.json").is_file():
+            raise ArchgradError(f"cannot resume {run_dir}: no config.json there (not a run "
+                                f"directory written by archgrad search)")
+        saved = read_json(run_dir / "config.json")
+        cfg = SearchConfig(**saved["search"])
+        if device != "auto":
+            cfg.device = device
+        if data_dir is not None:
+            cfg.data_dir = str(data_dir)
+    else:
+        SPACES.get(space), STRATEGIES.get(strategy), DATASETS.get(dataset)  # names first
+        sp, st = split_options(space, strategy, options)
+        sp.update(space_options or {})
+        st.update(strategy_options or {})
+        if epochs is None:
+            epochs = DATASETS.get(dataset).search_epochs or DEFAULT_EPOCHS
+        for name, v in (("epochs", epochs), ("batch size", batch_size)):
+            if not isinstance(v, int) or v < 1:
+                raise ArchgradError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(eval_every, int) or eval_every < 0:
+            raise ArchgradError(f"eval_every must be an integer >= 0, got {eval_every!r}")
+        cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
+                           str(data_dir) if data_dir else None, subset, eval_every, sp, st)
+        run_dir = Path(out) if out is not None else None
+        if run_dir is not None and (run_dir / "checkpoint.pt").exists():
+            raise ArchgradError(f"{run_dir} already holds a search; use --resume {run_dir} to "
+                                f"continue it or choose another --out")
+    return _run(cfg, run_dir, resume is not None, progress, callbacks)
+
+
+def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool,
+         callbacks) -> SearchResult:
+    dev = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
+    space = _make_space(cfg, data)
+    strategy: Strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
+    model = space.supernet().to(dev)
+    strategy.setup(space.choices(), model, cfg.seed, dev)
+    loss_fn = space.loss
+
+    (xtr, ytr), (xva, yva) = data.search_split()
+    kw = dict(mean=data.mean, std=data.std, device=dev)
+    train_loader = BatchLoader(xtr, ytr, cfg.batch_size, shuffle=True, augment=data.augment,
+                               drop_last=True, seed=cfg.seed, **kw)
+    arch_loader = BatchLoader(xva, yva, cfg.batch_size, shuffle=True, augment=data.augment,
+                              drop_last=True, seed=cfg.seed + 1, **kw)
+    eval_loader = BatchLoader(xva, yva, max(cfg.batch_size, 256), **kw)
+    steps = min(len(train_loader), len(arch_loader))
+    bench = space.benchmark()
+
+    history: list[dict] = []
+    start = 0
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resuming:
+            atomic_write_json(run_dir / "config.json", {
+                "search": asdict(cfg), "archgrad": __version__, "torch": torch.__version__,
+                "python": platform.python_version(), "device": str(dev),
+                "strategy": strategy.describe(), "space": space.config,
+                "dataset": data.describe()})
+    if resuming:
+        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        model.load_state_dict(ckpt["model"])
+        strategy.load_state_dict(ckpt["strategy"])
+        history = ckpt["history"]
+        start = ckpt["epoch"] + 1
+        set_rng_state(ckpt["rng"])
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.epochs * steps, initial=start * steps, unit="step", dynamic_ncols=True,
+                   desc=f"{cfg.strategy} {cfg.space}/{cfg.dataset}")
+    try:
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            lr = strategy.set_lr(epoch, cfg.epochs)
+            model.train()
+            acc = _EpochStats()
+            for step, (bt, bv) in enumerate(zip(train_loader.epoch(epoch),
+                                                arch_loader.epoch(epoch))):
+                stats = strategy.step(bt, bv, loss_fn=loss_fn, epoch=epoch, epochs=cfg.epochs,
+                                      step=step, steps_per_epoch=steps)
+                acc.add(stats)
+                if bar is not None:
+                    bar.update(1)
+                    if step % 5 == 0 or step == steps - 1:
+                        m = acc.means()
+                        bar.set_postfix({k: f"{m[k]:.3g}" for k in
+                                         ("train_loss", "train_acc", "arch_acc") if k in m},
+                                        refresh=False)
+            record = {"epoch": epoch + 1, "lr": lr, "steps": steps}
+            record.update(acc.means())
+            if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                ev = evaluate(model, strategy.estimator.eval_mix(strategy.arch), eval_loader,
+                              loss_fn)
+                record.update(valid_loss=ev["loss"], valid_acc=ev["acc"])
+            probs = strategy.arch.probs_detached()
+            geno = space.derive(probs, **strategy.derive_options)
+            record.update(entropy=entropy(probs), genotype=str(geno), probs=_probs_lists(strategy.arch))
+            if strategy.derive_mode == "process-best":
+                pb = strategy.process_best()
+                record["process_best"] = str(space.genotype_from_indices(pb)) if pb else None
+            if bench is not None:
+                record["benchmark"] = bench.summary(geno)
+            record["time_s"] = round(time.perf_counter() - t0, 3)
+            history.append(record)
+            if run_dir is not None:
+                save_checkpoint(run_dir / "checkpoint.pt", {
+                    "epoch": epoch, "model": model.state_dict(),
+                    "strategy": strategy.state_dict(), "history": history, "rng": rng_state()})
+                write_jsonl(run_dir / "metrics.jsonl", history)
+            if bar is not None:
+                bar.write(_epoch_line(record, cfg.epochs))
+            for cb in callbacks:
+                cb(record, {"model": model, "strategy": strategy, "space": space,
+                            "epoch": epoch, "run_dir": run_dir})
+    finally:
+        if bar is not None:
+            bar.close()
+
+    return _finish(cfg, run_dir, space, model, strategy, eval_loader, loss_fn, history, bench)
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    parts = [f"epoch {r['epoch']}/{epochs}"]
+    for k, fmt in (("train_loss", "{:.3f}"), ("train_acc", "{:.1f}%"), ("valid_acc", "{:.1f}%"),
+                   ("entropy", "{:.3f}")):
+        if r.get(k) is not None:
+            parts.append(f"{k} " + fmt.format(r[k]))
+    if r.get("benchmark"):
+        parts.append(f"nb201 cifar10 {r['benchmark']['cifar10']:.2f}%")
+    parts.append(r["genotype"])
+    return "  ".join(parts)
+
+
+def _finish(cfg, run_dir, space, model, strategy, eval_loader, loss_fn, history, bench
+            ) -> SearchResult:
+    probs = strategy.arch.probs_detached()
+    argmax_geno = space.derive(probs, **strategy.derive_options)
+    geno = argmax_geno
+    if strategy.derive_mode == "process-best":
+        pb = strategy.process_best()
+        if pb is not None:
+            geno = space.genotype_from_indices(pb)
+    final: dict[str, Any] = {"genotype": str(geno), "derive": strategy.derive_mode,
+                             "argmax_genotype": str(argmax_geno), "epochs": cfg.epochs,
+                             "entropy": entropy(probs)}
+    # discretization gap (SNAS Table 1): the derived architecture evaluated with the supernet's
+    # shared weights, without retraining, beside the supernet itself
+    dev = next(model.parameters()).device
+    sup = evaluate(model, strategy.estimator.eval_mix(strategy.arch), eval_loader, loss_fn)
+    disc = evaluate(model, space.discrete_mix(geno, device=dev), eval_loader, loss_fn)
+    final.update(supernet_valid_acc=sup["acc"], derived_valid_acc=disc["acc"],
+                 discretization_gap=sup["acc"] - disc["acc"])
+    if bench is not None:
+        final["benchmark"] = bench.summary(geno)
+    final["search_time_s"] = round(sum(r.get("time_s", 0) for r in history), 2)
+    result = SearchResult(geno, history, final, cfg, run_dir, _probs_lists(strategy.arch))
+    if run_dir is not None:
+        atomic_write_json(run_dir / "result.json", final)
+        atomic_write_text(run_dir / "genotype.txt", str(geno) + "\n")
+    return result
+
+
+def load_result(run_dir: str | Path) -> dict:
+    """The final result of a finished search run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "result.json").is_file():
+        raise ArchgradError(f"{run_dir} has no result.json (the search has not finished; "
+                            f"resume it with archgrad search --resume {run_dir})")
+    return read_json(run_dir / "result.json")

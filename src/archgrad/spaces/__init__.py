@@ -1,0 +1,18 @@
+"""Search spaces, by name."""
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import Genotype, SearchSpace, Supernet
+from .nb201 import NB201Genotype, NB201Space
+
+SPACES: Registry[type[SearchSpace]] = Registry("space")
+SPACES.register("nb201", NB201Space)
+
+
+def get_space(name: str, **options) -> SearchSpace:
+    """An instance of the registered space ``name`` configured with ``options``."""
+    return SPACES.get(name)(**options)
+
+
+__all__ = ["SPACES", "get_space", "Genotype", "SearchSpace", "Supernet", "NB201Space",
+           "NB201Genotype"]

@@ -1,0 +1,285 @@
+"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020), as the benchmark's code builds it.
+
+Cell: 4 nodes, 6 edges (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2), node i = sum of its incoming edges,
+output = node 3. Candidates: none, skip_connect, nor_conv_1x1, nor_conv_3x3 (ReLU-Conv-BN),
+avg_pool_3x3. Network: 3x3 conv stem + BN; three stages of N cells at C, 2C, 4C channels joined by
+residual reduction blocks; BN-ReLU, global average pooling, linear classifier. One 6x5 table of
+architecture parameters is shared by every cell.
+
+Search settings of the benchmark's code: inside cells BN has no affine parameters (and then the
+convolutions carry a bias), running statistics are tracked; the residual blocks, the stem and the
+head are ordinary (affine BN). The stand-alone network uses affine BN and bias-free convolutions.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..arch import Candidate, ChoiceGroup, Mix
+from ..errors import GenotypeError
+from ..ops import MixedOp, Pool, ReLUConvBN, ResNetBasicblock, Zero
+from .base import Genotype, SearchSpace, Supernet
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NODES = 4
+EDGES = tuple((j, i) for i in range(1, NODES) for j in range(i))  # (src, dst), benchmark order
+LABEL = "cell"
+
+_CANDIDATES = {
+    "none": Candidate("none", zero=True, parametric=False),
+    "skip_connect": Candidate("skip_connect", parametric=False),
+    "nor_conv_1x1": Candidate("nor_conv_1x1"),
+    "nor_conv_3x3": Candidate("nor_conv_3x3"),
+    "avg_pool_3x3": Candidate("avg_pool_3x3", parametric=False),
+}
+
+
+class NB201Genotype(Genotype):
+    """Six op names in edge order; canonical string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self, ops: Sequence[str]):
+        ops = tuple(ops)
+        if len(ops) != len(EDGES):
+            raise GenotypeError(f"a NAS-Bench-201 cell has {len(EDGES)} edges, got {len(ops)} ops")
+        bad = [o for o in ops if o not in OPS]
+        if bad:
+            raise GenotypeError(f"unknown NAS-Bench-201 op '{bad[0]}'; ops are: {', '.join(OPS)}")
+        object.__setattr__(self, "ops", ops)
+
+    def __setattr__(self, *_):
+        raise AttributeError("genotypes are immutable")
+
+    def __str__(self) -> str:
+        nodes, e = [], 0
+        for i in range(1, NODES):
+            nodes.append("|" + "|".join(f"{self.ops[e + j]}~{j}" for j in range(i)) + "|")
+            e += i
+        return "+".join(nodes)
+
+    @classmethod
+    def parse(cls, text: str) -> "NB201Genotype":
+        s = text.strip()
+        example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+        form = f"expected the NAS-Bench-201 form {example}"
+        nodes = s.split("+")
+        if len(nodes) != NODES - 1:
+            raise GenotypeError(f"malformed NAS-Bench-201 genotype {text!r}: {form}")
+        ops = []
+        for i, node in enumerate(nodes, start=1):
+            if not (node.startswith("|") and node.endswith("|")):
+                raise GenotypeError(f"malformed NAS-Bench-201 genotype {text!r}: {form}")
+            items = node[1:-1].split("|")
+            if len(items) != i:
+                raise GenotypeError(
+                    f"malformed NAS-Bench-201 genotype {text!r}: node {i} needs {i} inputs, "
+                    f"got {len(items)}; {form}")
+            for j, item in enumerate(items):
+                m = re.fullmatch(r"([a-z0-9_]+)~(\d+)", item)
+                if not m or int(m.group(2)) != j:
+                    raise GenotypeError(
+                        f"malformed NAS-Bench-201 genotype {text!r}: entry {item!r} of node {i} "
+                        f"should be 'op~{j}'; {form}")
+                ops.append(m.group(1))
+        return cls(ops)
+
+    @classmethod
+    def all(cls):
+        """All 5^6 = 15625 architectures."""
+        for ops in itertools.product(OPS, repeat=len(EDGES)):
+            yield cls(ops)
+
+
+# --------------------------------------------------------------------------------------------
+def _make_op(name: str, C: int, *, affine: bool, track: bool) -> nn.Module:
+    # conv bias = not affine, as the benchmark's ReLUConvBN
+    if name == "none":
+        return Zero(C, C, 1)
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return ReLUConvBN(C, C, 1, 1, 0, affine=affine, track_running_stats=track, bias=not affine)
+    if name == "nor_conv_3x3":
+        return ReLUConvBN(C, C, 3, 1, 1, affine=affine, track_running_stats=track, bias=not affine)
+    if name == "avg_pool_3x3":
+        return Pool(C, C, 1, "avg", affine=affine, track_running_stats=track, bias=not affine)
+    raise ValueError(name)
+
+
+class _Skeleton(nn.Module):
+    """Stem, stages of cells with residual reductions between them, head."""
+
+    def __init__(self, C: int, N: int, num_classes: int, in_channels: int, make_cell):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C))
+        chans = [C] * N + [2 * C] + [2 * C] * N + [4 * C] + [4 * C] * N
+        reductions = [False] * N + [True] + [False] * N + [True] + [False] * N
+        cells, C_prev = [], C
+        for c, red in zip(chans, reductions):
+            cells.append(ResNetBasicblock(C_prev, c, 2) if red else make_cell(c))
+            C_prev = c
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(C_prev), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def head(self, h: Tensor) -> Tensor:
+        return self.classifier(self.global_pooling(self.lastact(h)).flatten(1))
+
+
+class SearchCell(nn.Module):
+    """A cell of mixed ops; the reference evaluation (per edge, per candidate)."""
+
+    def __init__(self, C: int, group: ChoiceGroup, *, affine: bool, track: bool):
+        super().__init__()
+        self.group = group
+        self.incoming = group.incoming()
+        self.edges = nn.ModuleList(
+            MixedOp([_make_op(c.name, C, affine=affine, track=track) for c in group.candidates])
+            for _ in group.edges)
+
+    def forward(self, x: Tensor, mix: Mix) -> Tensor:
+        label, zero = self.group.label, self.group.zero_mask
+        w = mix.weights[label]
+        scale = mix.edge_scale.get(label)
+        nodes = [x]
+        for i in range(1, NODES):
+            s = None
+            for e in self.incoming[i]:
+                y = self.edges[e](nodes[self.group.edges[e][0]], w[e],
+                                  mix.edge_active(label, e, zero))
+                if y is None:
+                    continue
+                if scale is not None:
+                    y = y * scale[e]
+                s = y if s is None else s + y
+            nodes.append(torch.zeros_like(x) if s is None else s)
+        return nodes[-1]
+
+
+class NB201Supernet(Supernet):
+    def __init__(self, C, N, num_classes, in_channels, group: ChoiceGroup, *, affine=False,
+                 track_running_stats=True):
+        super().__init__()
+        self.net = _Skeleton(C, N, num_classes, in_channels,
+                             lambda c: SearchCell(c, group, affine=affine,
+                                                  track=track_running_stats))
+
+    def forward(self, x: Tensor, mix: Mix) -> Tensor:
+        h = self.net.stem(x)
+        for cell in self.net.cells:
+            h = cell(h, mix) if isinstance(cell, SearchCell) else cell(h)
+        return self.net.head(h)
+
+
+class InferCell(nn.Module):
+    def __init__(self, C: int, genotype: NB201Genotype):
+        super().__init__()
+        self.genotype = genotype
+        self.layers = nn.ModuleList(_make_op(o, C, affine=True, track=True) for o in genotype.ops)
+
+    def forward(self, x):
+        nodes, e = [x], 0
+        for i in range(1, NODES):
+            s = 0
+            for j in range(i):
+                s = s + self.layers[e](nodes[j])
+                e += 1
+            nodes.append(s)
+        return nodes[-1]
+
+
+class NB201Network(nn.Module):
+    """The stand-alone network of one genotype, as NAS-Bench-201 trains it."""
+
+    def __init__(self, genotype: NB201Genotype, C=16, N=5, num_classes=10, in_channels=3):
+        super().__init__()
+        self.genotype = genotype
+        self.net = _Skeleton(C, N, num_classes, in_channels, lambda c: InferCell(c, genotype))
+
+    def forward(self, x):
+        h = self.net.stem(x)
+        for cell in self.net.cells:
+            h = cell(h)
+        return self.net.head(h)
+
+
+# --------------------------------------------------------------------------------------------
+class NB201Space(SearchSpace):
+    """NAS-Bench-201: a 4-node cell with 6 edges and 5 candidate ops, shared by all cells."""
+
+    name = "nb201"
+    tiny = {"C": 4, "N": 1}
+    options = {
+        "C": (16, "channels of the first stage"),
+        "N": (5, "cells per stage"),
+        "num_classes": (10, "classifier outputs"),
+        "in_channels": (3, "input image channels"),
+        "include_none": (True, "keep 'none' among the candidates (AdvantageNAS removes it)"),
+        "affine": (False, "affine BN inside search cells (the benchmark's search code: False)"),
+        "track_running_stats": (True, "BN running statistics inside search cells"),
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        c = self.config
+        for k in ("C", "N", "num_classes", "in_channels"):
+            if not isinstance(c[k], int) or c[k] < 1:
+                raise GenotypeError(f"nb201 option {k} must be a positive integer, got {c[k]!r}")
+        ops = OPS if c["include_none"] else OPS[1:]
+        self._group = ChoiceGroup(LABEL, tuple(_CANDIDATES[o] for o in ops), EDGES)
+
+    def choices(self):
+        return [self._group]
+
+    def supernet(self) -> NB201Supernet:
+        c = self.config
+        return NB201Supernet(c["C"], c["N"], c["num_classes"], c["in_channels"], self._group,
+                             affine=c["affine"], track_running_stats=c["track_running_stats"])
+
+    def build(self, genotype) -> NB201Network:
+        c = self.config
+        return NB201Network(self.genotype(genotype), c["C"], c["N"], c["num_classes"],
+                            c["in_channels"])
+
+    def parse(self, text: str) -> NB201Genotype:
+        return NB201Genotype.parse(text)
+
+    def genotype(self, value) -> NB201Genotype:
+        if isinstance(value, NB201Genotype):
+            return value
+        if isinstance(value, str):
+            return NB201Genotype.parse(value)
+        raise GenotypeError(f"expected a NAS-Bench-201 genotype or its string, got {value!r}")
+
+    def derive(self, probs: Mapping[str, Tensor], *, exclude_none: bool = False) -> NB201Genotype:
+        """Per-edge argmax of the probabilities (optionally never choosing ``none``)."""
+        p = probs[LABEL].detach().clone()
+        ops = self._group.ops
+        if exclude_none and "none" in ops:
+            p[:, ops.index("none")] = -1.0
+        return NB201Genotype([ops[k] for k in p.argmax(-1).tolist()])
+
+    def genotype_from_indices(self, indices) -> NB201Genotype:
+        ops = self._group.ops
+        return NB201Genotype([ops[k] for k in indices[LABEL]])
+
+    def indices(self, genotype) -> dict[str, list[int]]:
+        g, ops = self.genotype(genotype), self._group.ops
+        return {LABEL: [ops.index(o) if o in ops else -1 for o in g.ops]}
+
+    def train_recipe(self):
+        """NAS-Bench-201's training recipe: SGD with Nesterov momentum 0.9, lr 0.1 cosine-annealed
+        to 0, weight decay 5e-4, batch 256, 200 epochs."""
+        return {"epochs": 200, "batch_size": 256, "lr": 0.1, "lr_min": 0.0, "momentum": 0.9,
+                "weight_decay": 5e-4, "nesterov": True, "grad_clip": None}
+
+    def benchmark(self):
+        from ..benchmarks.nb201 import NB201Benchmark
+        return NB201Benchmark.load()

@@ -1,0 +1,360 @@
+"""Strategies = estimator + architecture update rule + schedule.
+
+* An :class:`Estimator` turns the architecture parameters into the mixing weights of a forward
+  pass and estimates the gradient of the architecture parameters (pathwise through a relaxation,
+  by a score function, from the gradient of the mixing weights ...).
+* An :class:`ArchUpdate` owns the parameterization (logits, simplex ...) and applies a gradient
+  (Adam, exponentiated gradient, proximal step ...).
+* :class:`Strategy` alternates weight and architecture steps (bi-level on the two halves of the
+  training data, or single level on the same batch), with optional warm-up epochs.
+
+A strategy never imports a space: it sees a supernet (``forward(x, mix)``), the space's
+:class:`~archgrad.arch.ChoiceGroup` list and a loss function.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .arch import ArchParams, ChoiceGroup, Mix, Parameterization, Softmax
+from .errors import ArchgradError
+
+
+# --------------------------------------------------------------------------------------------
+# What an estimator sees during a step
+# --------------------------------------------------------------------------------------------
+@dataclass
+class StepContext:
+    model: nn.Module
+    arch: ArchParams
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    batch: tuple[Tensor, Tensor]
+    train_batch: tuple[Tensor, Tensor]
+    weights: list[nn.Parameter]
+    lr: float
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    generator: torch.Generator
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the search done, in [0, 1)."""
+        return (self.epoch + self.step / max(self.steps_per_epoch, 1)) / max(self.epochs, 1)
+
+    def forward(self, mix: Mix, batch: tuple[Tensor, Tensor] | None = None):
+        x, y = batch if batch is not None else self.batch
+        out = self.model(x, mix)
+        return out, self.loss_fn(out, y)
+
+
+def accuracy(out: Tensor, y: Tensor) -> Tensor:
+    if out.dim() == 2 and y.dim() == 1:
+        return (out.argmax(-1) == y).float().mean().detach()
+    return torch.full((), float("nan"), device=out.device)
+
+
+@dataclass
+class ArchStepResult:
+    grads: dict[str, Tensor]
+    stats: dict[str, Any] = field(default_factory=dict)
+    #: a discrete architecture evaluated in this step (per-label candidate indices) and its
+    #: minibatch reward, for "process best" derivation
+    sample: dict[str, list[int]] | None = None
+    reward: float | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------------------------
+class Estimator(nn.Module):
+    """Base estimator: a dense relaxation whose gradient flows pathwise into the parameters.
+
+    Subclasses override :meth:`arch_mix` / :meth:`weight_mix` (how mixing weights are formed),
+    :meth:`grad_targets` / :meth:`arch_grads` (what is differentiated and how it becomes a
+    gradient of the parameters), or :meth:`arch_step` as a whole (several forwards).
+    """
+
+    #: memory grows with the number of candidates (every candidate is computed)
+    dense: bool = True
+    #: the architecture step's mix may also train the weights in one backward (single level)
+    joint_ok: bool = True
+
+    def weight_mix(self, ctx: StepContext) -> Mix:
+        return Mix(ctx.arch.probs_detached(), ctx.arch.dense_active())
+
+    def eval_mix(self, arch: ArchParams) -> Mix:
+        """The mix under which the supernet is evaluated (its 'expected' network)."""
+        return Mix(arch.probs_detached(), arch.dense_active())
+
+    def arch_mix(self, ctx: StepContext) -> tuple[Mix, Any]:
+        return Mix(ctx.arch.probs(), ctx.arch.dense_active()), None
+
+    def grad_targets(self, ctx: StepContext, mix: Mix, record: Any) -> list[Tensor]:
+        return [ctx.arch.theta[k] for k in ctx.arch.labels()]
+
+    def arch_grads(self, ctx: StepContext, mix: Mix, record: Any,
+                   target_grads: Sequence[Tensor | None], loss: Tensor) -> dict[str, Tensor]:
+        return {k: (g if g is not None else torch.zeros_like(ctx.arch.theta[k]))
+                for k, g in zip(ctx.arch.labels(), target_grads)}
+
+    def sample_of(self, record: Any) -> dict[str, list[int]] | None:
+        return None
+
+    def arch_step(self, ctx: StepContext) -> ArchStepResult:
+        mix, record = self.arch_mix(ctx)
+        out, loss = ctx.forward(mix)
+        targets = self.grad_targets(ctx, mix, record)
+        tg = torch.autograd.grad(loss, targets, allow_unused=True) if targets else []
+        grads = self.arch_grads(ctx, mix, record, tg, loss)
+        sample = self.sample_of(record)
+        return ArchStepResult(grads, {"arch_loss": loss.detach(), "arch_acc": accuracy(out, ctx.batch[1])},
+                              sample, -float(loss) if sample is not None else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture update rules
+# --------------------------------------------------------------------------------------------
+class ArchUpdate:
+    """Applies a gradient to the architecture parameters. Owns their parameterization."""
+
+    parameterization: Parameterization = Softmax()
+
+    def bind(self, arch: ArchParams) -> None:
+        self.arch = arch
+
+    def step(self, grads: dict[str, Tensor], ctx: StepContext | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class AdamUpdate(ArchUpdate):
+    """Adam on logits (DARTS: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3)."""
+
+    def __init__(self, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3,
+                 parameterization: Parameterization | None = None):
+        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.parameterization = parameterization or Softmax()
+
+    def bind(self, arch):
+        super().bind(arch)
+        self.opt = torch.optim.Adam(arch.theta.parameters(), lr=self.lr, betas=self.betas,
+                                    weight_decay=self.weight_decay)
+
+    def step(self, grads, ctx=None):
+        for k, g in grads.items():
+            self.arch.theta[k].grad = g.to(self.arch.theta[k].dtype)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return {}
+
+    def state_dict(self):
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state):
+        self.opt.load_state_dict(state)
+
+
+class NoUpdate(ArchUpdate):
+    """Leaves the architecture parameters as they are (random search with weight sharing)."""
+
+    def step(self, grads, ctx=None):
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Weight optimizer settings (shared; strategies change defaults where their paper does)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class WeightOptim:
+    """SGD on the shared weights, learning rate cosine-annealed per epoch (DARTS defaults)."""
+
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float | None = 5.0
+    nesterov: bool = False
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        """Cosine annealing from ``lr`` to ``lr_min`` over the epochs (a pure function)."""
+        return self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
+
+    def make(self, params) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                               weight_decay=self.weight_decay, nesterov=self.nesterov)
+
+
+# --------------------------------------------------------------------------------------------
+class Strategy(nn.Module):
+    """One search strategy: ``estimator`` + ``update`` + a schedule.
+
+    ``bilevel``: the architecture steps on the validation half, the weights on the training
+    half; otherwise both on the same batch (single level). ``arch_first``: order of the two
+    steps in an iteration (DARTS's code steps the architecture first). ``warmup_epochs``: epochs
+    at the start that train the weights only, with the architecture frozen.
+    """
+
+    def __init__(self, name: str, estimator: Estimator, update: ArchUpdate, *,
+                 bilevel: bool = True, arch_first: bool = True, warmup_epochs: int = 0,
+                 weights: WeightOptim | None = None, derive: str = "argmax",
+                 derive_options: dict | None = None, description: str = ""):
+        super().__init__()
+        if derive not in ("argmax", "process-best"):
+            raise ArchgradError(f"derive must be 'argmax' or 'process-best', got {derive!r}")
+        if warmup_epochs < 0:
+            raise ArchgradError(f"warm-up epochs must be >= 0, got {warmup_epochs}")
+        self.name = name
+        self.estimator = estimator
+        self.update = update
+        self.bilevel, self.arch_first = bilevel, arch_first
+        self.warmup_epochs = warmup_epochs
+        self.weights_cfg = weights or WeightOptim()
+        self.derive_mode = derive
+        self.derive_options = dict(derive_options or {})
+        self.description = description
+        self.generator = torch.Generator()
+        self.seen: dict[str, list[float]] = {}  # genotype key -> [reward sum, count]
+        self.arch: ArchParams | None = None
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self, groups: Sequence[ChoiceGroup], model: nn.Module, seed: int,
+              device: torch.device | str = "cpu") -> None:
+        self.generator.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        self.arch = ArchParams(groups, self.update.parameterization, gen).to(device)
+        self.__dict__["model"] = model  # not a submodule: checkpoints save it on its own
+        self.weight_params = [p for p in model.parameters() if p.requires_grad]
+        self.weight_opt = self.weights_cfg.make(self.weight_params)
+        self.update.bind(self.arch)
+
+    def set_lr(self, epoch: int, epochs: int) -> float:
+        lr = self.weights_cfg.lr_at(epoch, epochs)
+        for g in self.weight_opt.param_groups:
+            g["lr"] = lr
+        return lr
+
+    @property
+    def lr(self) -> float:
+        return self.weight_opt.param_groups[0]["lr"]
+
+    # -- one iteration -------------------------------------------------------------------------
+    def step(self, train_batch, valid_batch, *, loss_fn, epoch, epochs, step, steps_per_epoch
+             ) -> dict[str, Any]:
+        arch_on = epoch >= self.warmup_epochs
+
+        def ctx(batch):
+            return StepContext(self.model, self.arch, loss_fn, batch, train_batch,
+                               self.weight_params, self.lr, epoch, epochs, step, steps_per_epoch,
+                               self.generator)
+
+        stats: dict[str, Any] = {}
+        if not self.bilevel and arch_on and self.estimator.joint_ok:
+            stats.update(self.joint_step(ctx(train_batch)))
+            return stats
+        arch_batch = valid_batch if self.bilevel else train_batch
+        if arch_on and self.arch_first:
+            stats.update(self.arch_step(ctx(arch_batch)))
+        stats.update(self.weight_step(ctx(train_batch)))
+        if arch_on and not self.arch_first:
+            stats.update(self.arch_step(ctx(arch_batch)))
+        return stats
+
+    def arch_step(self, ctx: StepContext) -> dict[str, Any]:
+        res = self.estimator.arch_step(ctx)
+        stats = dict(res.stats)
+        stats.update(self.update.step(res.grads, ctx))
+        self._track(res)
+        stats["_grads"] = res.grads
+        return stats
+
+    def weight_step(self, ctx: StepContext) -> dict[str, Any]:
+        mix = self.estimator.weight_mix(ctx)
+        out, loss = ctx.forward(mix, ctx.train_batch)
+        self.weight_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._clip_and_step()
+        return {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.train_batch[1])}
+
+    def joint_step(self, ctx: StepContext) -> dict[str, Any]:
+        """Single level in one backward: weights and architecture from the same loss."""
+        mix, record = self.estimator.arch_mix(ctx)
+        out, loss = ctx.forward(mix)
+        targets = self.estimator.grad_targets(ctx, mix, record)
+        n = len(self.weight_params)
+        gs = torch.autograd.grad(loss, self.weight_params + targets, allow_unused=True)
+        for p, g in zip(self.weight_params, gs[:n]):
+            p.grad = g
+        grads = self.estimator.arch_grads(ctx, mix, record, gs[n:], loss)
+        self._clip_and_step()
+        stats = {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.batch[1]),
+                 "_grads": grads}
+        stats.update(self.update.step(grads, ctx))
+        sample = self.estimator.sample_of(record)
+        self._track(ArchStepResult(grads, {}, sample, -float(loss) if sample else None))
+        return stats
+
+    def _clip_and_step(self):
+        if self.weights_cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.weight_params, self.weights_cfg.grad_clip)
+        self.weight_opt.step()
+
+    # -- derivation ----------------------------------------------------------------------------
+    def _track(self, res: ArchStepResult) -> None:
+        if res.sample is None or res.reward is None:
+            return
+        key = _key(res.sample)
+        s = self.seen.setdefault(key, [0.0, 0])
+        s[0] += res.reward
+        s[1] += 1
+
+    def process_best(self) -> dict[str, list[int]] | None:
+        """The sampled architecture with the best mean minibatch validation reward."""
+        if not self.seen:
+            return None
+        key = max(self.seen, key=lambda k: (self.seen[k][0] / self.seen[k][1], self.seen[k][1]))
+        return _unkey(key)
+
+    # -- state ---------------------------------------------------------------------------------
+    def get_extra_state(self):
+        return {"generator": self.generator.get_state(), "seen": self.seen,
+                "update": self.update.state_dict(),
+                "weight_opt": self.weight_opt.state_dict() if hasattr(self, "weight_opt") else None}
+
+    def set_extra_state(self, state):
+        self.generator.set_state(state["generator"])
+        self.seen = {k: list(v) for k, v in state["seen"].items()}
+        self.update.load_state_dict(state["update"])
+        if state.get("weight_opt") is not None:
+            self.weight_opt.load_state_dict(state["weight_opt"])
+
+    def describe(self) -> dict:
+        return {"name": self.name, "estimator": type(self.estimator).__name__,
+                "update": type(self.update).__name__,
+                "parameterization": self.update.parameterization.name,
+                "bilevel": self.bilevel, "arch_first": self.arch_first,
+                "warmup_epochs": self.warmup_epochs, "derive": self.derive_mode,
+                "dense": self.estimator.dense}
+
+
+def _key(sample: dict[str, list[int]]) -> str:
+    return ";".join(f"{k}:{','.join(map(str, v))}" for k, v in sorted(sample.items()))
+
+
+def _unkey(key: str) -> dict[str, list[int]]:
+    out = {}
+    for part in key.split(";"):
+        k, v = part.split(":")
+        out[k] = [int(i) for i in v.split(",")] if v else []
+    return out

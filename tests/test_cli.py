@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from archgrad.cli import main
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+TINY = ["--dataset", "synthetic", "--channels", "4", "--cells", "1", "--quiet", "--device", "cpu"]
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["search", "--space", "nb999"], "unknown space 'nb999'"),
+    (["search", "--strategy", "dart"], "did you mean 'darts'"),
+    (["search", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["search", "--epochs", "0"], "positive integer"),
+    (["search", "--set", "arch_lr"], "KEY=VALUE"),
+    (["search", "--set", "bogus=1"], "unknown option 'bogus'"),
+    (["search", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar-10-batches-py"),
+    (["search", "--dataset", "imagefolder"], "needs --data-dir"),
+    (["search", "--resume", "/nonexistent/run"], "no config.json"),
+    (["search", "--resume", "/tmp", "--space", "nb201"], "drop --space"),
+    (["search", "--device", "tpu"], "unknown device"),
+    (["train", "--genotype", "|nor_conv_3x3~0|"], "malformed NAS-Bench-201 genotype"),
+    (["train"], "needs --genotype"),
+    (["train", "--genotype", "/nonexistent/dir/x"], "malformed"),
+    (["lookup", "|bad|"], "malformed"),
+    (["lookup", BEST, "--dataset", "svhn"], "unknown NAS-Bench-201 dataset"),
+    (["info", "|nor_conv_3x3~0|+|x~0|"], "malformed"),
+    (["list", "things"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_real_process_exit_status_and_no_traceback():
+    p = subprocess.run([sys.executable, "-m", "archgrad", "search", "--space", "nope"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("archgrad: error: unknown space 'nope'; choose one of: "
+                                + ", ".join(sorted(__import__("archgrad").list_spaces())))
+
+
+def test_search_json_resume_and_summary(capsys, tmp_path):
+    run_dir = tmp_path / "r"
+    code, out, err = run(capsys, "search", *TINY, "--epochs", "1", "--out", str(run_dir), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["genotype"].startswith("|") and "discretization_gap" in res
+    code, out, _ = run(capsys, "search", "--resume", str(run_dir), "--quiet")
+    assert code == 0 and "genotype (argmax)" in out and "NAS-Bench-201" in out
+    code, out, _ = run(capsys, "lookup", str(run_dir), "--json")
+    assert json.loads(out)["arch"] == res["genotype"]
+
+
+def test_lookup_info_list(capsys):
+    code, out, _ = run(capsys, "lookup", BEST)
+    assert code == 0 and "94.37%" in out and "rank 1 of 15625" in out
+    code, out, _ = run(capsys, "info", BEST, "--json")
+    info = json.loads(out)
+    assert info["params"] == 1_073_466 and info["flops"] == 153_272_960
+    code, out, _ = run(capsys, "list", "--json")
+    data = json.loads(out)
+    assert "nb201" in data["spaces"] and "darts-2nd" in data["strategies"]
+    assert "digits" in data["datasets"]
+    code, out, _ = run(capsys, "list", "strategies")
+    assert "arch_lr" in out
+
+
+def test_train_from_a_run_directory(capsys, tmp_path):
+    run_dir = tmp_path / "s"
+    assert run(capsys, "search", *TINY, "--epochs", "1", "--out", str(run_dir))[0] == 0
+    code, out, err = run(capsys, "train", "--genotype", str(run_dir), *TINY, "--epochs", "1",
+                         "--out", str(tmp_path / "t"), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["genotype"] == (run_dir / "genotype.txt").read_text().strip()
+    assert 0 <= res["test_acc"] <= 100 and res["params"] > 0
+
+
+@pytest.mark.parametrize("cmd", ["search", "train", "lookup", "info", "list"])
+def test_every_command_has_help(capsys, cmd):
+    code, out, _ = run(capsys, cmd, "--help")
+    assert code == 0 and "usage:" in out

@@ -1,0 +1,28 @@
+"""The README's two set-up commands stay true: .ci/run runs the README's test command."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(python3 -m venv[^\n]+)\n```", text)
+
+
+def test_readme_has_the_two_setup_commands():
+    cmds = _commands()
+    assert len(cmds) == 2
+    main_job, tests = cmds
+    assert main_job.endswith("archgrad search")
+    assert "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert _commands()[1] in ci.splitlines()
+
+
+def test_constraints_pin_a_torch_the_package_accepts():
+    pins = (ROOT / "constraints.txt").read_text()
+    assert re.search(r"^torch==2\.\d+\.\d+$", pins, re.M)
