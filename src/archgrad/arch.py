@@ -85,6 +85,20 @@ class Parameterization:
         p = self.probs(theta, alive)
         return torch.where(alive, p.clamp_min(1e-30).log(), torch.full_like(p, -math.inf))
 
+    def init_edges(self, n: int, generator: torch.Generator) -> Tensor:
+        """Initial edge parameters (PC-DARTS's beta), before per-node normalisation."""
+        return self.init((1, n), generator)[0]
+
+    def edge_probs(self, beta: Tensor, nodes: list[list[int]]) -> Tensor:
+        """Edge weights normalised over the incoming edges of each node."""
+        n = max(len(v) for v in nodes)
+        idx = torch.tensor([v + [0] * (n - len(v)) for v in nodes], device=beta.device)
+        mask = torch.tensor([[True] * len(v) + [False] * (n - len(v)) for v in nodes],
+                            device=beta.device)
+        p = self.probs(beta[idx], mask)
+        out = torch.zeros_like(beta)
+        return out.index_put((idx[mask],), p[mask])
+
 
 class Softmax(Parameterization):
     """Logits; probabilities by a softmax per row (DARTS eq. 2). Init ``scale * N(0, 1)``,
@@ -126,6 +140,9 @@ class Simplex(Parameterization):
 # --------------------------------------------------------------------------------------------
 # Architecture parameters
 # --------------------------------------------------------------------------------------------
+EDGE_SUFFIX = ":edges"
+
+
 class ArchParams(nn.Module):
     """One parameter table per choice group, and the mask of candidates still alive.
 
@@ -134,7 +151,7 @@ class ArchParams(nn.Module):
     """
 
     def __init__(self, groups: Sequence[ChoiceGroup], parameterization: Parameterization,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, edge_weights: bool = False):
         super().__init__()
         self.groups = {g.label: g for g in groups}
         self.parameterization = parameterization
@@ -143,6 +160,16 @@ class ArchParams(nn.Module):
             {g.label: nn.Parameter(parameterization.init(g.shape, gen)) for g in groups})
         for g in groups:
             self.register_buffer(f"alive_{g.label}", torch.ones(g.shape, dtype=torch.bool))
+        #: per-edge weights normalised over each node's incoming edges (PC-DARTS's beta)
+        self.beta = nn.ParameterDict()
+        self._nodes: dict[str, list[list[int]]] = {}
+        if edge_weights:
+            for g in groups:
+                self._nodes[g.label] = [v for _, v in sorted(g.incoming().items())]
+                init = torch.zeros(len(g.edges))
+                for v in self._nodes[g.label]:
+                    init[v] = parameterization.init_edges(len(v), gen)
+                self.beta[g.label] = nn.Parameter(init)
         self._active_cache: dict[str, list[tuple[int, ...]]] | None = None
 
     # -- access ------------------------------------------------------------------------------
@@ -163,6 +190,27 @@ class ArchParams(nn.Module):
     @torch.no_grad()
     def probs_detached(self) -> dict[str, Tensor]:
         return {k: v.detach() for k, v in self.probs().items()}
+
+    @property
+    def has_edge_weights(self) -> bool:
+        return len(self.beta) > 0
+
+    def edge_weights(self) -> dict[str, Tensor]:
+        """Differentiable edge weights (empty without edge normalisation)."""
+        return {k: self.parameterization.edge_probs(b, self._nodes[k])
+                for k, b in self.beta.items()}
+
+    def nodes(self, label: str) -> list[list[int]]:
+        return self._nodes[label]
+
+    def param(self, key: str) -> nn.Parameter:
+        """The parameter a gradient key names: ``label`` (theta) or ``label:edges`` (beta)."""
+        if key.endswith(EDGE_SUFFIX):
+            return self.beta[key[:-len(EDGE_SUFFIX)]]
+        return self.theta[key]
+
+    def param_keys(self) -> list[str]:
+        return list(self.theta) + [k + EDGE_SUFFIX for k in self.beta]
 
     def dense_active(self) -> dict[str, list[tuple[int, ...]]]:
         """Per edge, the candidates a dense forward computes: alive and not zero-valued."""
@@ -218,6 +266,13 @@ class Mix:
     weights: dict[str, Tensor]
     active: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
     edge_scale: dict[str, Tensor] = field(default_factory=dict)
+    #: candidates that are not computed still add their weight ``w[k]`` (a constant 1 times the
+    #: weight): zero in value when the weights are hard, but a gradient of sum(dL/dO) for them.
+    #: This is GDAS's official implementation of its straight-through estimator.
+    inactive_as_constant: bool = False
+    #: partial-channel mixed ops process a random 1/K of the channels drawn from this seed;
+    #: None: the first 1/K (PC-DARTS)
+    channel_seed: int | None = None
 
     def edge_active(self, label: str, e: int, zero_mask: Sequence[bool]) -> Iterable[int]:
         act = self.active.get(label)
@@ -246,7 +301,8 @@ class Mix:
     def to(self, device=None, dtype=None) -> "Mix":
         return Mix({k: v.to(device=device, dtype=dtype) for k, v in self.weights.items()},
                    dict(self.active),
-                   {k: v.to(device=device, dtype=dtype) for k, v in self.edge_scale.items()})
+                   {k: v.to(device=device, dtype=dtype) for k, v in self.edge_scale.items()},
+                   self.inactive_as_constant, self.channel_seed)
 
 
 def entropy(probs: Mapping[str, Tensor]) -> float:

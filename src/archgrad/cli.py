@@ -201,17 +201,17 @@ def cmd_search(args) -> int:
     else:
         space = args.space or "nb201"
         strategy = args.strategy or "darts"
-        dataset = args.dataset or "digits"
-        from .data import DATASETS
         from .methods import STRATEGIES
+        from .search import resolve_dataset
         from .spaces import SPACES
-        SPACES.get(space), STRATEGIES.get(strategy), DATASETS.get(dataset)
+        dataset = resolve_dataset(SPACES.get(space), args.dataset)
+        STRATEGIES.get(strategy)
         opts = _sets(args.set)
         opts.update(_space_flags(args, space))
         out = Path(args.out) if args.out else new_run_dir("runs", space, strategy, dataset)
         args.out = str(out)
         result = search(space, strategy, dataset, epochs=args.epochs,
-                        batch_size=args.batch_size or 64, seed=args.seed or 0,
+                        batch_size=args.batch_size, seed=args.seed or 0,
                         device=args.device, data_dir=args.data_dir, subset=args.subset, out=out,
                         eval_every=1 if args.eval_every is None else args.eval_every,
                         progress=not (args.quiet or args.json), **opts)
@@ -221,9 +221,13 @@ def cmd_search(args) -> int:
     f = result.final
     print(f"run directory: {result.run_dir}")
     print(f"genotype ({f['derive']}): {result.genotype}")
-    print(f"supernet valid acc {f['supernet_valid_acc']:.2f}%   derived architecture with shared "
-          f"weights {f['derived_valid_acc']:.2f}%   discretization gap "
-          f"{f['discretization_gap']:+.2f} points")
+    if f["gap_metric"] == "acc":
+        print(f"supernet valid acc {f['supernet_valid_acc']:.2f}%   derived architecture with "
+              f"shared weights {f['derived_valid_acc']:.2f}%   discretization gap "
+              f"{f['discretization_gap']:+.2f} points")
+    else:
+        print(f"supernet valid loss {f['supernet_valid_loss']:.5g}   derived architecture "
+              f"{f['derived_valid_loss']:.5g}")
     if f.get("benchmark"):
         b = f["benchmark"]
         print(f"NAS-Bench-201: cifar10 {b['cifar10']:.2f}%  cifar100 {b['cifar100']:.2f}%  "

@@ -108,14 +108,61 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(ops)
         self.zero = tuple(bool(getattr(op, "is_zero", False)) for op in ops)
 
-    def forward(self, x: Tensor, w: Tensor, active: Iterable[int]) -> Tensor | None:
+    def forward(self, x: Tensor, w: Tensor, active: Iterable[int],
+                inactive_as_constant: bool = False) -> Tensor | None:
         out = None
+        active = tuple(active)
         for k in active:
             if self.zero[k]:
                 continue
             y = self.ops[k](x) * w[k]
             out = y if out is None else out + y
+        if inactive_as_constant:
+            rest = [k for k in range(len(self.ops)) if k not in active]
+            if rest:
+                c = w[list(rest)].sum()
+                out = (torch.zeros_like(x) + c) if out is None else out + c
         return out
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's channel shuffle: interleave ``groups`` groups of channels."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class PartialMixedOp(nn.Module):
+    """PC-DARTS's partial channel connection around a mixed op built for C/K channels: 1/K of
+    the input channels go through the mixed op, the rest bypass it (max-pooled when the op
+    reduces), then the channels are shuffled in K groups. Which channels: drawn from
+    ``channel_seed`` (salted with this op's index), or the first 1/K when the seed is None."""
+
+    def __init__(self, mixed: MixedOp, K: int, index: int, stride: int = 1):
+        super().__init__()
+        self.mixed, self.K, self.index = mixed, K, index
+        self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else None
+
+    @property
+    def zero(self):
+        return self.mixed.zero
+
+    def forward(self, x, w, active, inactive_as_constant=False, channel_seed=None):
+        C = x.shape[1]
+        c = C // self.K
+        if channel_seed is None:
+            sel, rest = torch.arange(c), torch.arange(c, C)
+        else:
+            g = torch.Generator().manual_seed((channel_seed * 1_000_003 + self.index) % 2 ** 62)
+            perm = torch.randperm(C, generator=g)
+            sel, rest = perm[:c].sort().values, perm[c:].sort().values
+        sel, rest = sel.to(x.device), rest.to(x.device)
+        xs, xr = x.index_select(1, sel), x.index_select(1, rest)
+        y = self.mixed(xs, w, active, inactive_as_constant)
+        if self.bypass is not None:
+            xr = self.bypass(xr)
+        if y is None:
+            y = xr.new_zeros(xr.shape[0], c, *xr.shape[2:])
+        return channel_shuffle(torch.cat([y, xr], dim=1), self.K)
 
 
 def count_parameters(module: nn.Module, exclude_prefix: str | None = "auxiliary") -> int:

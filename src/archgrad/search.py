@@ -14,7 +14,6 @@ an uninterrupted run with the same seed, bit for bit.
 """
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -23,18 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import __version__
-from .arch import Mix, entropy
-from .data import DATASETS, BatchLoader, ImageDataset, load_dataset
+from .arch import entropy
+from .data import DATASETS, ImageDataset, load_dataset
 from .errors import ArchgradError
 from .methods import STRATEGIES, accepted_options, make_strategy
-from .rundir import (atomic_write_json, atomic_write_text, load_checkpoint, new_run_dir,
-                     read_json, rng_state, save_checkpoint, seed_everything, set_rng_state,
+from .rundir import (atomic_write_json, atomic_write_text, load_checkpoint, read_json, rng_state, save_checkpoint, seed_everything, set_rng_state,
                      write_jsonl)
 from .spaces import SPACES, Genotype, SearchSpace, get_space
 from .strategy import Strategy
+from .task import ImageTask
 
 DEFAULT_EPOCHS = 50  # DARTS's search budget
 
@@ -43,7 +42,7 @@ DEFAULT_EPOCHS = 50  # DARTS's search budget
 class SearchConfig:
     space: str = "nb201"
     strategy: str = "darts"
-    dataset: str = "digits"
+    dataset: str | None = "digits"
     epochs: int = DEFAULT_EPOCHS
     batch_size: int = 64
     seed: int = 0
@@ -102,6 +101,29 @@ def split_options(space: str, strategy: str, options: dict) -> tuple[dict, dict]
     return sp, st
 
 
+def with_space_defaults(space_cls, options: dict, strategy: Strategy) -> dict:
+    """The strategy's preferred supernet options (PC-DARTS: partial_channels=4), where the
+    space accepts them and the user has not set them."""
+    out = dict(options)
+    for k, v in strategy.space_defaults.items():
+        if k in space_cls.options and k not in out:
+            out[k] = v
+    return out
+
+
+def resolve_dataset(space_cls, dataset: str | None) -> str | None:
+    """The dataset a search of this space uses: image spaces take a registered dataset
+    (default digits); a space with its own data (the toy task) takes none."""
+    if space_cls.own_data:
+        if dataset not in (None, space_cls.own_data):
+            raise ArchgradError(f"space '{space_cls.name}' generates its own data "
+                                f"('{space_cls.own_data}'); drop --dataset {dataset}")
+        return space_cls.own_data
+    dataset = dataset or "digits"
+    DATASETS.get(dataset)
+    return dataset
+
+
 def _make_space(cfg: SearchConfig, data: ImageDataset) -> SearchSpace:
     opts = dict(cfg.space_options)
     accepted = SPACES.get(cfg.space).options
@@ -110,21 +132,6 @@ def _make_space(cfg: SearchConfig, data: ImageDataset) -> SearchSpace:
     if "in_channels" in accepted:
         opts.setdefault("in_channels", data.in_channels)
     return get_space(cfg.space, **opts)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, mix: Mix, loader: BatchLoader, loss_fn) -> dict[str, float]:
-    """Loss and accuracy (%) of ``model`` under ``mix`` over ``loader``, in eval mode."""
-    was = model.training
-    model.eval()
-    total, loss_sum, correct = 0, 0.0, 0.0
-    for x, y in loader.epoch(0):
-        out = model(x, mix)
-        loss_sum += float(loss_fn(out, y)) * len(y)
-        correct += float((out.argmax(-1) == y).sum())
-        total += len(y)
-    model.train(was)
-    return {"loss": loss_sum / max(total, 1), "acc": 100.0 * correct / max(total, 1)}
 
 
 class _EpochStats:
@@ -153,7 +160,9 @@ class _EpochStats:
             self.ng += 1
 
     def means(self) -> dict[str, float]:
-        out = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        # statistics named n_* are counts: summed over the epoch, not averaged
+        out = {k: float(v) if k.startswith("n_") else float(v) / self.counts[k]
+               for k, v in self.sums.items()}
         for k in ("train_acc", "arch_acc"):
             if k in out:
                 out[k] *= 100.0
@@ -172,8 +181,8 @@ def _probs_lists(arch) -> dict[str, list[list[float]]]:
 
 
 # --------------------------------------------------------------------------------------------
-def search(space: str = "nb201", strategy: str = "darts", dataset: str = "digits", *,
-           epochs: int | None = None, batch_size: int = 64, seed: int = 0,
+def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = None, *,
+           epochs: int | None = None, batch_size: int | None = None, seed: int = 0,
            device: str = "auto", data_dir: str | None = None, subset: int | None = None,
            out: str | Path | None = None, resume: str | Path | None = None,
            eval_every: int = 1, space_options: dict | None = None,
@@ -189,8 +198,8 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str = "digits
     """
     if resume is not None:
         given = {k: v for k, v in dict(space=space != "nb201", strategy=strategy != "darts",
-                                       dataset=dataset != "digits", epochs=epochs is not None,
-                                       batch_size=batch_size != 64, seed=seed != 0,
+                                       dataset=dataset is not None, epochs=epochs is not None,
+                                       batch_size=batch_size is not None, seed=seed != 0,
                                        subset=subset is not None, out=out is not None,
                                        options=bool(options or space_options
                                                     or strategy_options)).items() if v}
@@ -209,12 +218,18 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str = "digits
         if data_dir is not None:
             cfg.data_dir = str(data_dir)
     else:
-        SPACES.get(space), STRATEGIES.get(strategy), DATASETS.get(dataset)  # names first
+        space_cls = SPACES.get(space)
+        STRATEGIES.get(strategy)
+        dataset = resolve_dataset(space_cls, dataset)
         sp, st = split_options(space, strategy, options)
         sp.update(space_options or {})
         st.update(strategy_options or {})
+        sp = with_space_defaults(space_cls, sp, make_strategy(strategy, **st))
         if epochs is None:
-            epochs = DATASETS.get(dataset).search_epochs or DEFAULT_EPOCHS
+            epochs = (space_cls.own_data_epochs if space_cls.own_data else
+                      DATASETS.get(dataset).search_epochs) or DEFAULT_EPOCHS
+        if batch_size is None:
+            batch_size = space_cls.default_batch_size
         for name, v in (("epochs", epochs), ("batch size", batch_size)):
             if not isinstance(v, int) or v < 1:
                 raise ArchgradError(f"{name} must be a positive integer, got {v!r}")
@@ -233,21 +248,21 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
          callbacks) -> SearchResult:
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
-    space = _make_space(cfg, data)
+    space_cls = SPACES.get(cfg.space)
     strategy: Strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
-    model = space.supernet().to(dev)
-    strategy.setup(space.choices(), model, cfg.seed, dev)
-    loss_fn = space.loss
-
-    (xtr, ytr), (xva, yva) = data.search_split()
-    kw = dict(mean=data.mean, std=data.std, device=dev)
-    train_loader = BatchLoader(xtr, ytr, cfg.batch_size, shuffle=True, augment=data.augment,
-                               drop_last=True, seed=cfg.seed, **kw)
-    arch_loader = BatchLoader(xva, yva, cfg.batch_size, shuffle=True, augment=data.augment,
-                              drop_last=True, seed=cfg.seed + 1, **kw)
-    eval_loader = BatchLoader(xva, yva, max(cfg.batch_size, 256), **kw)
-    steps = min(len(train_loader), len(arch_loader))
+    if space_cls.own_data:
+        space = get_space(cfg.space, **cfg.space_options)
+        model = space.supernet().to(dev)
+        task = space.task(model, cfg.batch_size, cfg.seed, dev)
+    else:
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
+        space = _make_space(cfg, data)
+        model = space.supernet().to(dev)
+        task = ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss)
+    costs = space.op_costs() if strategy.needs_costs else None
+    strategy.setup(space.choices(), model, cfg.seed, dev, costs=costs)
+    loss_fn = task.loss_fn
+    steps = task.steps_per_epoch
     bench = space.benchmark()
 
     history: list[dict] = []
@@ -259,7 +274,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                 "search": asdict(cfg), "archgrad": __version__, "torch": torch.__version__,
                 "python": platform.python_version(), "device": str(dev),
                 "strategy": strategy.describe(), "space": space.config,
-                "dataset": data.describe()})
+                "dataset": task.describe()})
     if resuming:
         ckpt = load_checkpoint(run_dir / "checkpoint.pt")
         model.load_state_dict(ckpt["model"])
@@ -279,8 +294,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
             lr = strategy.set_lr(epoch, cfg.epochs)
             model.train()
             acc = _EpochStats()
-            for step, (bt, bv) in enumerate(zip(train_loader.epoch(epoch),
-                                                arch_loader.epoch(epoch))):
+            for step, (bt, bv) in enumerate(zip(task.weight_batches(epoch),
+                                                task.arch_batches(epoch))):
                 stats = strategy.step(bt, bv, loss_fn=loss_fn, epoch=epoch, epochs=cfg.epochs,
                                       step=step, steps_per_epoch=steps)
                 acc.add(stats)
@@ -294,12 +309,14 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
             record = {"epoch": epoch + 1, "lr": lr, "steps": steps}
             record.update(acc.means())
             if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                ev = evaluate(model, strategy.estimator.eval_mix(strategy.arch), eval_loader,
-                              loss_fn)
-                record.update(valid_loss=ev["loss"], valid_acc=ev["acc"])
+                ev = task.evaluate(model, strategy.estimator.eval_mix(strategy.arch))
+                record.update({f"valid_{k}": v for k, v in ev.items()})
             probs = strategy.arch.probs_detached()
             geno = space.derive(probs, **strategy.derive_options)
             record.update(entropy=entropy(probs), genotype=str(geno), probs=_probs_lists(strategy.arch))
+            if task.record_derived:
+                ev = task.evaluate(model, space.discrete_mix(geno, device=dev))
+                record.update({f"derived_{k}": v for k, v in ev.items()})
             if strategy.derive_mode == "process-best":
                 pb = strategy.process_best()
                 record["process_best"] = str(space.genotype_from_indices(pb)) if pb else None
@@ -321,7 +338,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
         if bar is not None:
             bar.close()
 
-    return _finish(cfg, run_dir, space, model, strategy, eval_loader, loss_fn, history, bench)
+    return _finish(cfg, run_dir, space, model, strategy, task, history, bench)
 
 
 def _epoch_line(r: dict, epochs: int) -> str:
@@ -336,25 +353,31 @@ def _epoch_line(r: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-def _finish(cfg, run_dir, space, model, strategy, eval_loader, loss_fn, history, bench
-            ) -> SearchResult:
+def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> SearchResult:
+    dev = next(iter(model.state_dict().values())).device
     probs = strategy.arch.probs_detached()
     argmax_geno = space.derive(probs, **strategy.derive_options)
     geno = argmax_geno
-    if strategy.derive_mode == "process-best":
+    final: dict[str, Any] = {}
+    if strategy.rank_candidates:
+        geno, final["ranking"] = _rank_random(space, model, strategy, task, dev)
+    elif strategy.derive_mode == "process-best":
         pb = strategy.process_best()
         if pb is not None:
             geno = space.genotype_from_indices(pb)
-    final: dict[str, Any] = {"genotype": str(geno), "derive": strategy.derive_mode,
-                             "argmax_genotype": str(argmax_geno), "epochs": cfg.epochs,
-                             "entropy": entropy(probs)}
+    final.update({"genotype": str(geno), "derive": strategy.final_derive,
+                  "argmax_genotype": str(argmax_geno), "epochs": cfg.epochs,
+                  "entropy": entropy(probs)})
     # discretization gap (SNAS Table 1): the derived architecture evaluated with the supernet's
     # shared weights, without retraining, beside the supernet itself
-    dev = next(model.parameters()).device
-    sup = evaluate(model, strategy.estimator.eval_mix(strategy.arch), eval_loader, loss_fn)
-    disc = evaluate(model, space.discrete_mix(geno, device=dev), eval_loader, loss_fn)
-    final.update(supernet_valid_acc=sup["acc"], derived_valid_acc=disc["acc"],
-                 discretization_gap=sup["acc"] - disc["acc"])
+    sup = task.evaluate(model, strategy.estimator.eval_mix(strategy.arch))
+    disc = task.evaluate(model, space.discrete_mix(geno, device=dev))
+    for k in sup:
+        final[f"supernet_valid_{k}"] = sup[k]
+        final[f"derived_valid_{k}"] = disc[k]
+    key = "acc" if "acc" in sup else "loss"
+    final["discretization_gap"] = sup[key] - disc[key]
+    final["gap_metric"] = key
     if bench is not None:
         final["benchmark"] = bench.summary(geno)
     final["search_time_s"] = round(sum(r.get("time_s", 0) for r in history), 2)
@@ -363,6 +386,36 @@ def _finish(cfg, run_dir, space, model, strategy, eval_loader, loss_fn, history,
         atomic_write_json(run_dir / "result.json", final)
         atomic_write_text(run_dir / "genotype.txt", str(geno) + "\n")
     return result
+
+
+def _rank_random(space, model, strategy, task, dev, top: int = 5, limit: int = 512):
+    """Random search with weight sharing (Li & Talwalkar): rank K uniformly sampled
+    architectures by their shared-weight validation score on a subset, re-score the best few on
+    the whole validation split, return the best."""
+    from .sampling import uniform_indices
+    gen = torch.Generator().manual_seed(strategy.seed + 7919)
+    alive = {k: strategy.arch.alive(k) for k in strategy.arch.labels()}
+    seen, cands = set(), []
+    for _ in range(strategy.rank_candidates * 10):
+        idx = uniform_indices(alive, gen)
+        g = space.genotype_from_indices(idx)
+        if str(g) not in seen:
+            seen.add(str(g))
+            cands.append(g)
+        if len(cands) == strategy.rank_candidates:
+            break
+
+    def score(ev):
+        return ev["acc"] if "acc" in ev else -ev["loss"]
+
+    first = [(score(task.evaluate(model, space.discrete_mix(g, device=dev), limit=limit)), i)
+             for i, g in enumerate(cands)]
+    first.sort(key=lambda t: (-t[0], t[1]))
+    finals = [(score(task.evaluate(model, space.discrete_mix(cands[i], device=dev))), i)
+              for _, i in first[:top]]
+    finals.sort(key=lambda t: (-t[0], t[1]))
+    best = cands[finals[0][1]]
+    return best, {"candidates": len(cands), "top": [(str(cands[i]), s) for s, i in finals]}
 
 
 def load_result(run_dir: str | Path) -> dict:

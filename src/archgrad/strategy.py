@@ -42,6 +42,9 @@ class StepContext:
     step: int
     steps_per_epoch: int
     generator: torch.Generator
+    #: architecture steps of the whole search (after warm-up) and the index of this one
+    total_arch_steps: int = 1
+    arch_step_index: int = 0
 
     @property
     def progress(self) -> float:
@@ -54,20 +57,20 @@ class StepContext:
         return out, self.loss_fn(out, y)
 
 
-def accuracy(out: Tensor, y: Tensor) -> Tensor:
-    if out.dim() == 2 and y.dim() == 1:
+def accuracy(out: Tensor, y: Tensor) -> Tensor | None:
+    """Top-1 accuracy for classification outputs; None for other tasks."""
+    if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
         return (out.argmax(-1) == y).float().mean().detach()
-    return torch.full((), float("nan"), device=out.device)
+    return None
 
 
 @dataclass
 class ArchStepResult:
     grads: dict[str, Tensor]
     stats: dict[str, Any] = field(default_factory=dict)
-    #: a discrete architecture evaluated in this step (per-label candidate indices) and its
-    #: minibatch reward, for "process best" derivation
-    sample: dict[str, list[int]] | None = None
-    reward: float | None = None
+    #: discrete architectures evaluated in this step (per-label candidate indices) with their
+    #: minibatch rewards (minus the validation loss), for "process best" derivation
+    samples: list[tuple[dict[str, list[int]], float]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,22 +90,26 @@ class Estimator(nn.Module):
     joint_ok: bool = True
 
     def weight_mix(self, ctx: StepContext) -> Mix:
-        return Mix(ctx.arch.probs_detached(), ctx.arch.dense_active())
+        with torch.no_grad():
+            return Mix(ctx.arch.probs_detached(), ctx.arch.dense_active(),
+                       ctx.arch.edge_weights())
 
     def eval_mix(self, arch: ArchParams) -> Mix:
         """The mix under which the supernet is evaluated (its 'expected' network)."""
-        return Mix(arch.probs_detached(), arch.dense_active())
+        with torch.no_grad():
+            return Mix(arch.probs_detached(), arch.dense_active(), arch.edge_weights())
 
     def arch_mix(self, ctx: StepContext) -> tuple[Mix, Any]:
-        return Mix(ctx.arch.probs(), ctx.arch.dense_active()), None
+        return Mix(ctx.arch.probs(), ctx.arch.dense_active(), ctx.arch.edge_weights()), None
 
     def grad_targets(self, ctx: StepContext, mix: Mix, record: Any) -> list[Tensor]:
-        return [ctx.arch.theta[k] for k in ctx.arch.labels()]
+        """Pathwise: every architecture parameter (theta, and beta with edge weights)."""
+        return [ctx.arch.param(k) for k in ctx.arch.param_keys()]
 
     def arch_grads(self, ctx: StepContext, mix: Mix, record: Any,
                    target_grads: Sequence[Tensor | None], loss: Tensor) -> dict[str, Tensor]:
-        return {k: (g if g is not None else torch.zeros_like(ctx.arch.theta[k]))
-                for k, g in zip(ctx.arch.labels(), target_grads)}
+        return {k: (g if g is not None else torch.zeros_like(ctx.arch.param(k)))
+                for k, g in zip(ctx.arch.param_keys(), target_grads)}
 
     def sample_of(self, record: Any) -> dict[str, list[int]] | None:
         return None
@@ -114,8 +121,9 @@ class Estimator(nn.Module):
         tg = torch.autograd.grad(loss, targets, allow_unused=True) if targets else []
         grads = self.arch_grads(ctx, mix, record, tg, loss)
         sample = self.sample_of(record)
-        return ArchStepResult(grads, {"arch_loss": loss.detach(), "arch_acc": accuracy(out, ctx.batch[1])},
-                              sample, -float(loss) if sample is not None else None)
+        return ArchStepResult(grads, {"arch_loss": loss.detach(),
+                                      "arch_acc": accuracy(out, ctx.batch[1])},
+                              [(sample, -float(loss.detach()))] if sample is not None else [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,12 +157,13 @@ class AdamUpdate(ArchUpdate):
 
     def bind(self, arch):
         super().bind(arch)
-        self.opt = torch.optim.Adam(arch.theta.parameters(), lr=self.lr, betas=self.betas,
+        self.opt = torch.optim.Adam(arch.parameters(), lr=self.lr, betas=self.betas,
                                     weight_decay=self.weight_decay)
 
     def step(self, grads, ctx=None):
         for k, g in grads.items():
-            self.arch.theta[k].grad = g.to(self.arch.theta[k].dtype)
+            p = self.arch.param(k)
+            p.grad = g.to(p.dtype)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return {}
@@ -209,12 +218,18 @@ class Strategy(nn.Module):
     def __init__(self, name: str, estimator: Estimator, update: ArchUpdate, *,
                  bilevel: bool = True, arch_first: bool = True, warmup_epochs: int = 0,
                  weights: WeightOptim | None = None, derive: str = "argmax",
-                 derive_options: dict | None = None, description: str = ""):
+                 derive_options: dict | None = None, description: str = "",
+                 rank_candidates: int = 0, edge_weights: bool = False,
+                 space_defaults: dict | None = None):
         super().__init__()
         if derive not in ("argmax", "process-best"):
             raise ArchgradError(f"derive must be 'argmax' or 'process-best', got {derive!r}")
         if warmup_epochs < 0:
             raise ArchgradError(f"warm-up epochs must be >= 0, got {warmup_epochs}")
+        if isinstance(warmup_epochs, float) and not warmup_epochs.is_integer() \
+                and warmup_epochs >= 1:
+            raise ArchgradError("warm-up is a number of epochs (an integer) or a fraction of "
+                                f"the epochs below 1, got {warmup_epochs}")
         self.name = name
         self.estimator = estimator
         self.update = update
@@ -223,41 +238,70 @@ class Strategy(nn.Module):
         self.weights_cfg = weights or WeightOptim()
         self.derive_mode = derive
         self.derive_options = dict(derive_options or {})
+        #: > 0: the final architecture is the best of this many uniformly sampled ones, ranked by
+        #: their shared-weight validation score (random search with weight sharing)
+        self.rank_candidates = int(rank_candidates)
+        #: learn per-edge weights normalised per node (PC-DARTS's edge normalisation)
+        self.edge_weights = edge_weights
+        #: supernet options this strategy is designed for, applied where the space accepts
+        #: them and the user has not set them (PC-DARTS: partial_channels=4)
+        self.space_defaults = dict(space_defaults or {})
         self.description = description
         self.generator = torch.Generator()
         self.seen: dict[str, list[float]] = {}  # genotype key -> [reward sum, count]
         self.arch: ArchParams | None = None
 
     # -- set-up ------------------------------------------------------------------------------
+    @property
+    def needs_costs(self) -> bool:
+        """Whether the estimator needs the space's per-candidate resource costs."""
+        return bool(getattr(self.estimator, "needs_costs", False))
+
+    @property
+    def final_derive(self) -> str:
+        return "rank-random" if self.rank_candidates else self.derive_mode
+
     def setup(self, groups: Sequence[ChoiceGroup], model: nn.Module, seed: int,
-              device: torch.device | str = "cpu") -> None:
+              device: torch.device | str = "cpu", costs: dict | None = None) -> None:
+        self.seed = seed
         self.generator.manual_seed(seed)
+        if hasattr(self.estimator, "bind"):
+            self.estimator.bind(groups, costs, device)
         gen = torch.Generator().manual_seed(seed)
-        self.arch = ArchParams(groups, self.update.parameterization, gen).to(device)
+        self.arch = ArchParams(groups, self.update.parameterization, gen,
+                               edge_weights=self.edge_weights).to(device)
         self.__dict__["model"] = model  # not a submodule: checkpoints save it on its own
         self.weight_params = [p for p in model.parameters() if p.requires_grad]
-        self.weight_opt = self.weights_cfg.make(self.weight_params)
+        self.weight_opt = self.weights_cfg.make(self.weight_params) if self.weight_params else None
         self.update.bind(self.arch)
 
     def set_lr(self, epoch: int, epochs: int) -> float:
-        lr = self.weights_cfg.lr_at(epoch, epochs)
-        for g in self.weight_opt.param_groups:
-            g["lr"] = lr
-        return lr
+        self._lr = self.weights_cfg.lr_at(epoch, epochs)
+        for g in (self.weight_opt.param_groups if self.weight_opt else []):
+            g["lr"] = self._lr
+        return self._lr
 
     @property
     def lr(self) -> float:
-        return self.weight_opt.param_groups[0]["lr"]
+        return getattr(self, "_lr", self.weights_cfg.lr)
+
+    def warmup(self, epochs: int) -> int:
+        """Warm-up epochs of a search of ``epochs`` epochs (a fraction below 1 is a share)."""
+        w = self.warmup_epochs
+        return int(round(w * epochs)) if isinstance(w, float) and w < 1 else int(w)
 
     # -- one iteration -------------------------------------------------------------------------
     def step(self, train_batch, valid_batch, *, loss_fn, epoch, epochs, step, steps_per_epoch
              ) -> dict[str, Any]:
-        arch_on = epoch >= self.warmup_epochs
+        warm = self.warmup(epochs)
+        arch_on = epoch >= warm
+        total = max((epochs - warm) * steps_per_epoch, 1)
+        index = (epoch - warm) * steps_per_epoch + step
 
         def ctx(batch):
             return StepContext(self.model, self.arch, loss_fn, batch, train_batch,
                                self.weight_params, self.lr, epoch, epochs, step, steps_per_epoch,
-                               self.generator)
+                               self.generator, total, index)
 
         stats: dict[str, Any] = {}
         if not self.bilevel and arch_on and self.estimator.joint_ok:
@@ -280,6 +324,8 @@ class Strategy(nn.Module):
         return stats
 
     def weight_step(self, ctx: StepContext) -> dict[str, Any]:
+        if not self.weight_params:  # fixed weights (the toy teacher-student task)
+            return {}
         mix = self.estimator.weight_mix(ctx)
         out, loss = ctx.forward(mix, ctx.train_batch)
         self.weight_opt.zero_grad(set_to_none=True)
@@ -297,12 +343,13 @@ class Strategy(nn.Module):
         for p, g in zip(self.weight_params, gs[:n]):
             p.grad = g
         grads = self.estimator.arch_grads(ctx, mix, record, gs[n:], loss)
-        self._clip_and_step()
+        if self.weight_params:
+            self._clip_and_step()
         stats = {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.batch[1]),
                  "_grads": grads}
         stats.update(self.update.step(grads, ctx))
         sample = self.estimator.sample_of(record)
-        self._track(ArchStepResult(grads, {}, sample, -float(loss) if sample else None))
+        self._track(ArchStepResult(grads, {}, [(sample, -float(loss.detach()))] if sample else []))
         return stats
 
     def _clip_and_step(self):
@@ -312,12 +359,11 @@ class Strategy(nn.Module):
 
     # -- derivation ----------------------------------------------------------------------------
     def _track(self, res: ArchStepResult) -> None:
-        if res.sample is None or res.reward is None:
-            return
-        key = _key(res.sample)
-        s = self.seen.setdefault(key, [0.0, 0])
-        s[0] += res.reward
-        s[1] += 1
+        for sample, reward in res.samples:
+            key = _key(sample)
+            s = self.seen.setdefault(key, [0.0, 0])
+            s[0] += reward
+            s[1] += 1
 
     def process_best(self) -> dict[str, list[int]] | None:
         """The sampled architecture with the best mean minibatch validation reward."""
@@ -330,7 +376,8 @@ class Strategy(nn.Module):
     def get_extra_state(self):
         return {"generator": self.generator.get_state(), "seen": self.seen,
                 "update": self.update.state_dict(),
-                "weight_opt": self.weight_opt.state_dict() if hasattr(self, "weight_opt") else None}
+                "weight_opt": self.weight_opt.state_dict() if getattr(self, "weight_opt", None)
+                else None}
 
     def set_extra_state(self, state):
         self.generator.set_state(state["generator"])
@@ -344,7 +391,7 @@ class Strategy(nn.Module):
                 "update": type(self.update).__name__,
                 "parameterization": self.update.parameterization.name,
                 "bilevel": self.bilevel, "arch_first": self.arch_first,
-                "warmup_epochs": self.warmup_epochs, "derive": self.derive_mode,
+                "warmup_epochs": self.warmup_epochs, "derive": self.final_derive,
                 "dense": self.estimator.dense}
 
 

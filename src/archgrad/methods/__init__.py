@@ -22,7 +22,8 @@ COMMON_OPTIONS = {
     "weight_decay": "weight decay of the weights",
     "grad_clip": "gradient-norm clip of the weights (0 or None: off)",
     "nesterov": "Nesterov momentum",
-    "warmup_epochs": "epochs that train the weights only, architecture frozen",
+    "warmup_epochs": "epochs that train the weights only, architecture frozen (a fraction "
+                     "below 1: that share of the epochs)",
     "derive": "final architecture: 'argmax' of the distribution or 'process-best' (the best "
               "sampled architecture by validation reward)",
     "exclude_none": "never derive the zero op",
@@ -68,7 +69,8 @@ def common(kw: dict) -> dict:
     weights = WeightOptim(**w)
     out = {"weights": weights}
     if "warmup_epochs" in kw:
-        out["warmup_epochs"] = int(kw.pop("warmup_epochs"))
+        w = kw.pop("warmup_epochs")
+        out["warmup_epochs"] = w if isinstance(w, float) and w < 1 else int(w)
     if "derive" in kw:
         out["derive"] = kw.pop("derive")
     if "exclude_none" in kw:
@@ -96,7 +98,8 @@ def make_strategy(name: str, **options) -> Strategy:
 
 
 # importing the method modules registers them
-from . import darts  # noqa: E402,F401
+from . import (advantage, darts, gaea, gdas, nasp, parsec, pcdarts, proxyless,  # noqa: E402,F401,I001
+               random_ws, reinforce, snas, xnas)
 
 __all__ = ["STRATEGIES", "make_strategy", "register", "common", "accepted_options",
            "COMMON_OPTIONS"]

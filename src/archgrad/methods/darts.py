@@ -35,11 +35,15 @@ class SecondOrder(Estimator):
 
     def arch_step(self, ctx: StepContext) -> ArchStepResult:
         model, W, arch = ctx.model, ctx.weights, ctx.arch
-        thetas = [arch.theta[k] for k in arch.labels()]
+        if not W:  # fixed weights: nothing to unroll, the first-order gradient is exact
+            return super().arch_step(ctx)
+        keys = arch.param_keys()
+        thetas = [arch.param(k) for k in keys]
         xi = ctx.lr if self.xi is None else self.xi
         buffers = {k: b.clone() for k, b in model.named_buffers()}  # BN statistics: no side effects
         w0 = [w.detach().clone() for w in W]
-        mix_fixed = Mix(arch.probs_detached(), arch.dense_active())
+        with torch.no_grad():
+            mix_fixed = Mix(arch.probs_detached(), arch.dense_active(), arch.edge_weights())
         try:
             # w' = w - xi * grad_w L_train(w, a)
             _, l_train = ctx.forward(mix_fixed, ctx.train_batch)
@@ -48,7 +52,7 @@ class SecondOrder(Estimator):
                 for w, g in zip(W, g_train):
                     w.sub_(xi * g)
             # grad_a L_val(w', a) and v = grad_w' L_val(w', a)
-            out, l_val = ctx.forward(Mix(arch.probs(), arch.dense_active()))
+            out, l_val = ctx.forward(Mix(arch.probs(), arch.dense_active(), arch.edge_weights()))
             gs = torch.autograd.grad(l_val, thetas + W)
             d_alpha, v = list(gs[:len(thetas)]), gs[len(thetas):]
             eps = self.eps_scale / torch.sqrt(sum((g.double() ** 2).sum() for g in v)).item()
@@ -57,13 +61,14 @@ class SecondOrder(Estimator):
                 with torch.no_grad():
                     for w, w_init, vi in zip(W, w0, v):
                         w.copy_(w_init + sign * eps * vi)
-                _, l = ctx.forward(Mix(arch.probs(), arch.dense_active()), ctx.train_batch)
+                _, l = ctx.forward(Mix(arch.probs(), arch.dense_active(), arch.edge_weights()),
+                                   ctx.train_batch)
                 return torch.autograd.grad(l, thetas)
 
             g_plus = grad_alpha_train_at(+1.0)
             g_minus = grad_alpha_train_at(-1.0)
             grads = {}
-            for k, da, gp, gm in zip(arch.labels(), d_alpha, g_plus, g_minus):
+            for k, da, gp, gm in zip(keys, d_alpha, g_plus, g_minus):
                 grads[k] = da - xi * (gp - gm) / (2 * eps)
         finally:
             with torch.no_grad():

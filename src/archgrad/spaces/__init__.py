@@ -4,9 +4,11 @@ from __future__ import annotations
 from ..registry import Registry
 from .base import Genotype, SearchSpace, Supernet
 from .nb201 import NB201Genotype, NB201Space
+from .toy import ToyGenotype, ToySpace
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
 SPACES.register("nb201", NB201Space)
+SPACES.register("toy", ToySpace)
 
 
 def get_space(name: str, **options) -> SearchSpace:
@@ -15,4 +17,4 @@ def get_space(name: str, **options) -> SearchSpace:
 
 
 __all__ = ["SPACES", "get_space", "Genotype", "SearchSpace", "Supernet", "NB201Space",
-           "NB201Genotype"]
+           "NB201Genotype", "ToySpace", "ToyGenotype"]

@@ -52,6 +52,10 @@ class SearchSpace(ABC):
     modality: ClassVar[str] = "image"
     #: the smallest sensible configuration, for tests and smoke runs
     tiny: ClassVar[dict[str, Any]] = {}
+    #: name of the data the space generates itself (None: it takes a registered dataset)
+    own_data: ClassVar[str | None] = None
+    own_data_epochs: ClassVar[int | None] = None
+    default_batch_size: ClassVar[int] = 64
 
     def __init__(self, **options):
         unknown = sorted(set(options) - set(self.options))
@@ -99,6 +103,15 @@ class SearchSpace(ABC):
         return Mix.onehot(self.indices(self.genotype(genotype)), self.groups(), device=device)
 
     # -- extras ------------------------------------------------------------------------------
+    def task(self, model: nn.Module, batch_size: int, seed: int, device):
+        """The search task of a space that generates its own data (``own_data``)."""
+        raise ArchgradError(f"space '{self.name}' takes a dataset; it has no task of its own")
+
+    def op_costs(self) -> dict[str, Tensor]:
+        """Per group, an (edges x candidates x 3) table of each candidate's parameters, FLOPs and
+        memory access cost summed over the cells that share the group (SNAS Appendix F)."""
+        raise ArchgradError(f"space '{self.name}' does not provide resource costs")
+
     def benchmark(self):
         """A tabular benchmark of this space's architectures, or None."""
         return None

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..arch import Candidate, ChoiceGroup, Mix
 from ..errors import GenotypeError
-from ..ops import MixedOp, Pool, ReLUConvBN, ResNetBasicblock, Zero
+from ..ops import MixedOp, PartialMixedOp, Pool, ReLUConvBN, ResNetBasicblock, Zero
 from .base import Genotype, SearchSpace, Supernet
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -136,13 +136,23 @@ class _Skeleton(nn.Module):
 class SearchCell(nn.Module):
     """A cell of mixed ops; the reference evaluation (per edge, per candidate)."""
 
-    def __init__(self, C: int, group: ChoiceGroup, *, affine: bool, track: bool):
+    def __init__(self, C: int, group: ChoiceGroup, *, affine: bool, track: bool,
+                 partial_channels: int = 1, index: int = 0):
         super().__init__()
         self.group = group
         self.incoming = group.incoming()
-        self.edges = nn.ModuleList(
-            MixedOp([_make_op(c.name, C, affine=affine, track=track) for c in group.candidates])
-            for _ in group.edges)
+        K = partial_channels
+        if C % K:
+            raise GenotypeError(f"partial_channels={K} must divide every stage's channels; "
+                                f"{C} is not divisible")
+
+        def mixed(e):
+            m = MixedOp([_make_op(c.name, C // K, affine=affine, track=track)
+                         for c in group.candidates])
+            return m if K == 1 else PartialMixedOp(m, K, index * 100 + e)
+
+        self.edges = nn.ModuleList(mixed(e) for e in range(len(group.edges)))
+        self.partial = K > 1
 
     def forward(self, x: Tensor, mix: Mix) -> Tensor:
         label, zero = self.group.label, self.group.zero_mask
@@ -152,8 +162,10 @@ class SearchCell(nn.Module):
         for i in range(1, NODES):
             s = None
             for e in self.incoming[i]:
-                y = self.edges[e](nodes[self.group.edges[e][0]], w[e],
-                                  mix.edge_active(label, e, zero))
+                args = (nodes[self.group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
+                        mix.inactive_as_constant)
+                y = self.edges[e](*args, mix.channel_seed) if self.partial else \
+                    self.edges[e](*args)
                 if y is None:
                     continue
                 if scale is not None:
@@ -165,11 +177,14 @@ class SearchCell(nn.Module):
 
 class NB201Supernet(Supernet):
     def __init__(self, C, N, num_classes, in_channels, group: ChoiceGroup, *, affine=False,
-                 track_running_stats=True):
+                 track_running_stats=True, partial_channels=1):
         super().__init__()
+        counter = iter(range(10 ** 6))
         self.net = _Skeleton(C, N, num_classes, in_channels,
                              lambda c: SearchCell(c, group, affine=affine,
-                                                  track=track_running_stats))
+                                                  track=track_running_stats,
+                                                  partial_channels=partial_channels,
+                                                  index=next(counter)))
 
     def forward(self, x: Tensor, mix: Mix) -> Tensor:
         h = self.net.stem(x)
@@ -222,8 +237,11 @@ class NB201Space(SearchSpace):
         "num_classes": (10, "classifier outputs"),
         "in_channels": (3, "input image channels"),
         "include_none": (True, "keep 'none' among the candidates (AdvantageNAS removes it)"),
+        "ops": (None, "candidate ops, a subset of the five (default: all); e.g. the benchmark "
+                      "code's CONNECT-NAS subset none, skip_connect, nor_conv_3x3"),
         "affine": (False, "affine BN inside search cells (the benchmark's search code: False)"),
         "track_running_stats": (True, "BN running statistics inside search cells"),
+        "partial_channels": (1, "PC-DARTS: mixed ops process 1/K of the channels (1: all)"),
     }
 
     def __init__(self, **options):
@@ -232,7 +250,14 @@ class NB201Space(SearchSpace):
         for k in ("C", "N", "num_classes", "in_channels"):
             if not isinstance(c[k], int) or c[k] < 1:
                 raise GenotypeError(f"nb201 option {k} must be a positive integer, got {c[k]!r}")
-        ops = OPS if c["include_none"] else OPS[1:]
+        ops = OPS if c["ops"] is None else tuple(c["ops"])
+        bad = [o for o in ops if o not in OPS]
+        if bad or len(set(ops)) != len(ops) or not ops:
+            raise GenotypeError(f"nb201 option ops must be distinct names among "
+                                f"{', '.join(OPS)}; got {list(ops)}")
+        ops = tuple(o for o in OPS if o in ops and (c["include_none"] or o != "none"))
+        if not ops:
+            raise GenotypeError("nb201: no candidate op left")
         self._group = ChoiceGroup(LABEL, tuple(_CANDIDATES[o] for o in ops), EDGES)
 
     def choices(self):
@@ -241,7 +266,8 @@ class NB201Space(SearchSpace):
     def supernet(self) -> NB201Supernet:
         c = self.config
         return NB201Supernet(c["C"], c["N"], c["num_classes"], c["in_channels"], self._group,
-                             affine=c["affine"], track_running_stats=c["track_running_stats"])
+                             affine=c["affine"], track_running_stats=c["track_running_stats"],
+                             partial_channels=c["partial_channels"])
 
     def build(self, genotype) -> NB201Network:
         c = self.config
@@ -279,6 +305,19 @@ class NB201Space(SearchSpace):
         to 0, weight decay 5e-4, batch 256, 200 epochs."""
         return {"epochs": 200, "batch_size": 256, "lr": 0.1, "lr_min": 0.0, "momentum": 0.9,
                 "weight_decay": 5e-4, "nesterov": True, "grad_clip": None}
+
+    def op_costs(self, image_size: int = 32) -> dict[str, Tensor]:
+        """Per candidate: parameters, FLOPs, MAC (SNAS Appendix F) summed over the 3N cells that
+        share the architecture (N cells at C, 2C, 4C channels on image_size / 1, 2, 4)."""
+        from ..costs import op_cost
+        c = self.config
+        out = torch.zeros(len(EDGES), len(self._group.candidates), 3)
+        for stage in range(3):
+            C, hw = c["C"] * 2 ** stage, max(image_size // 2 ** stage, 1)
+            for k, cand in enumerate(self._group.candidates):
+                op = _make_op(cand.name, C, affine=c["affine"], track=c["track_running_stats"])
+                out[:, k] += torch.tensor(op_cost(op, (C, hw, hw))) * c["N"]
+        return {LABEL: out}
 
     def benchmark(self):
         from ..benchmarks.nb201 import NB201Benchmark

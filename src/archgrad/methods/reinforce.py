@@ -1,0 +1,67 @@
+"""REINFORCE with an independent categorical distribution per edge (the ENAS-style baseline of
+AdvantageNAS's comparison, eq. 4): sample a ~ p, reward r = -L_val(a) from a forward pass only,
+gradient (r - b) grad log p(a) with b a moving average of the reward."""
+from __future__ import annotations
+
+import torch
+
+from ..arch import Softmax
+from ..sampling import onehot, sample_indices, score_grads
+from ..strategy import AdamUpdate, ArchStepResult, Estimator, StepContext, Strategy, accuracy
+from . import common, register
+
+
+class OneHotSampler(Estimator):
+    """Base for estimators that sample one candidate per edge from p and compute only it."""
+
+    dense = False
+    joint_ok = False
+
+    def sample(self, ctx: StepContext) -> dict[str, list[int]]:
+        return sample_indices(ctx.arch.probs_detached(), ctx.generator)
+
+    def weight_mix(self, ctx):
+        dev = ctx.batch[0].device
+        return onehot(self.sample(ctx), ctx.arch.groups, dev)
+
+
+class Reinforce(OneHotSampler):
+    def __init__(self, baseline: bool = True, baseline_coef: float = 0.05):
+        super().__init__()
+        self.use_baseline, self.baseline_coef = baseline, baseline_coef
+        self.register_buffer("baseline", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("baseline_set", torch.zeros((), dtype=torch.bool))
+
+    def advantage(self, reward: float) -> float:
+        """r - b with the moving average b of earlier rewards; then b absorbs r."""
+        if not self.use_baseline:
+            return reward
+        if not bool(self.baseline_set):
+            self.baseline.fill_(reward)
+            self.baseline_set.fill_(True)
+        adv = reward - float(self.baseline)
+        self.baseline.mul_(1 - self.baseline_coef).add_(self.baseline_coef * reward)
+        return adv
+
+    def arch_step(self, ctx):
+        idx = self.sample(ctx)
+        with torch.no_grad():  # REINFORCE needs no backward pass
+            out, loss = ctx.forward(onehot(idx, ctx.arch.groups, ctx.batch[0].device))
+        reward = -float(loss)
+        adv = self.advantage(reward)
+        # descent direction of -J: -(r - b) grad log p(a)
+        coef = {k: torch.full((len(v),), -adv) for k, v in idx.items()}
+        grads = score_grads(ctx.arch, idx, coef)
+        return ArchStepResult(grads, {"arch_loss": loss, "arch_acc": accuracy(out, ctx.batch[1]),
+                                      "baseline": float(self.baseline)}, [(idx, reward)])
+
+
+@register("reinforce", family="score-function")
+def reinforce(baseline: bool = True, baseline_coef: float = 0.05, arch_lr=3e-4,
+              arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, init_scale=1e-3,
+              **options) -> Strategy:
+    """REINFORCE/ENAS-style policy gradient, independent categorical per edge, moving-average
+    baseline."""
+    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
+    return Strategy("reinforce", Reinforce(baseline, baseline_coef), update, bilevel=True,
+                    arch_first=False, **common(options))
