@@ -29,7 +29,8 @@ def _rss_mb() -> float:
 
 
 def measure(strategy: str, space: str, C: int | None, N: int | None, batch: int, steps: int,
-            warmup: int, threads: int, size: int, options: dict) -> dict:
+            warmup: int, threads: int, size: int, options: dict,
+            strategy_options: dict | None = None, flops: bool = False) -> dict:
     import resource
 
     import torch
@@ -45,7 +46,7 @@ def measure(strategy: str, space: str, C: int | None, N: int | None, batch: int,
     opts.update(options)
     sp = get_space(space, **opts)
     model = sp.supernet()
-    st = make_strategy(strategy)
+    st = make_strategy(strategy, **(strategy_options or {}))
     st.setup(sp.choices(), model, seed=0, costs=sp.op_costs() if st.needs_costs else None)
     g = torch.Generator().manual_seed(0)
     n = steps + warmup
@@ -61,16 +62,25 @@ def measure(strategy: str, space: str, C: int | None, N: int | None, batch: int,
         times.append(time.perf_counter() - t0)
     timed = times[warmup:]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    saved = saved_bytes(lambda: st.step(batches[0], batches[1], loss_fn=sp.loss,
-                                        epoch=st.warmup(epochs), epochs=epochs, step=0,
-                                        steps_per_epoch=n))
+    def one():
+        st.step(batches[0], batches[1], loss_fn=sp.loss, epoch=st.warmup(epochs), epochs=epochs,
+                step=0, steps_per_epoch=n)
+
+    saved = saved_bytes(one)
+    step_flops = None
+    if flops:
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as fc:
+            one()
+        step_flops = fc.get_total_flops()
     return {"strategy": strategy, "space": space, "C": C, "N": N, "batch": batch,
             "options": options, "candidates": sp.choices()[0].shape[1],
             "threads": torch.get_num_threads(), "steps": len(timed),
             "step_median_s": statistics.median(timed), "step_min_s": min(timed),
             "peak_rss_mb": round(peak, 1), "rss_before_steps_mb": round(rss0, 1),
             "step_memory_mb": round(peak - rss0, 1),
-            "saved_activations_mb": round(saved / 2 ** 20, 3), "torch": torch.__version__}
+            "saved_activations_mb": round(saved / 2 ** 20, 3), "step_flops": step_flops,
+            "strategy_options": strategy_options or {}, "torch": torch.__version__}
 
 
 def saved_bytes(fn) -> int:
@@ -93,11 +103,15 @@ def saved_bytes(fn) -> int:
 
 
 def measure_in_subprocess(strategy, space="nb201", C=16, N=1, batch=64, size=32, steps=20,
-                          warmup=3, threads=2, options=None) -> dict:
+                          warmup=3, threads=2, options=None, strategy_options=None,
+                          flops=False) -> dict:
     """Run :func:`measure` in a fresh process so that its peak RSS is this strategy's own."""
     cmd = [sys.executable, __file__, "--one", strategy, "--space", space, "--batch", str(batch),
            "--size", str(size), "--steps", str(steps), "--warmup", str(warmup),
-           "--threads", str(threads), "--options", json.dumps(options or {})]
+           "--threads", str(threads), "--options", json.dumps(options or {}),
+           "--strategy-options", json.dumps(strategy_options or {})]
+    if flops:
+        cmd.append("--flops")
     if C is not None:
         cmd += ["--C", str(C)]
     if N is not None:
@@ -118,12 +132,15 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--options", default="{}", help="space options as JSON")
+    ap.add_argument("--strategy-options", default="{}", help="strategy options as JSON")
+    ap.add_argument("--flops", action="store_true", help="also count the FLOPs of one step")
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one strategy, print JSON
     args = ap.parse_args()
     if args.one:
         res = measure(args.one, args.space, args.C, args.N, args.batch, args.steps, args.warmup,
-                      args.threads, args.size, json.loads(args.options))
+                      args.threads, args.size, json.loads(args.options),
+                      json.loads(args.strategy_options), args.flops)
         print("JSON " + json.dumps(res))
         return
     from archgrad.methods import STRATEGIES

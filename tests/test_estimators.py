@@ -12,8 +12,9 @@ from archgrad.strategy import StepContext
 
 def _setup(name, space="nb201", seed=0, **opts):
     torch.manual_seed(seed)
+    # the reference (per edge, per op) cell, whose candidate ops can be counted one by one
     sp = get_space(space, **get_space(space).tiny) if space != "nb201" else \
-        get_space("nb201", C=4, N=1)
+        get_space("nb201", C=4, N=1, fused=False)
     model = sp.supernet()
     st = make_strategy(name, **opts)
     costs = sp.op_costs() if st.needs_costs else None

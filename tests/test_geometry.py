@@ -123,7 +123,7 @@ def test_wipeout_never_removes_the_final_leader_when_rewards_are_bounded():
 
 def test_wiped_ops_are_never_revived_nor_computed():
     torch.manual_seed(0)
-    sp = get_space("nb201", C=4, N=1)
+    sp = get_space("nb201", C=4, N=1, fused=False)  # per-op modules, to watch each op
     model = sp.supernet()
     st = make_strategy("xnas", arch_lr=5.0)  # a large step wipes quickly
     st.setup(sp.choices(), model, seed=0)
@@ -187,7 +187,7 @@ def test_pcdarts_uses_partial_channels_and_edge_weights():
                           device="cpu", warmup_epochs=0)
     assert res.config.space_options["partial_channels"] == 4
     sup = get_space("nb201", C=8, N=1, partial_channels=4).supernet()
-    full = get_space("nb201", C=8, N=1).supernet()
+    full = get_space("nb201", C=8, N=1, fused=False).supernet()  # per-edge modules
 
     def conv3x3(model):  # the 3x3 convolution on edge 0 of the first cell
         edge = model.net.cells[0].edges[0]

@@ -43,16 +43,19 @@ def _sets(pairs: list[str] | None) -> dict:
     return out
 
 
-def _space_flags(args, space: str) -> dict:
+def _space_flags(args, space: str, build: bool = False) -> dict:
     from .spaces import SPACES
-    accepted = SPACES.get(space).options
+    cls = SPACES.get(space)
+    accepted = cls.options
+    flags = cls.build_flags if build else cls.search_flags
     out = {}
-    for flag, key in (("channels", "C"), ("cells", "N")):
+    for flag in ("channels", "cells"):
         v = getattr(args, flag, None)
         if v is not None:
-            if key not in accepted:
-                raise ArchgradError(f"space '{space}' has no option {key} (--{flag}); accepted: "
-                                    f"{', '.join(sorted(accepted))}")
+            key = flags.get(flag)
+            if key is None or key not in accepted:
+                raise ArchgradError(f"space '{space}' has no --{flag}; its options: "
+                                    f"{', '.join(sorted(accepted))} (set with --set KEY=VALUE)")
             out[key] = v
     if getattr(args, "exclude_none", False):
         if "include_none" not in accepted:
@@ -165,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--cells", type=_positive, default=None, help="N")
     inf.add_argument("--num-classes", type=_positive, default=10, help="classes (default 10)")
     inf.add_argument("--in-channels", type=_positive, default=3, help="input channels (3)")
-    inf.add_argument("--image-size", type=_positive, default=32, help="input size (32)")
+    inf.add_argument("--image-size", type=_positive, default=None,
+                     help="input size (default 32; 224 for darts --set network=imagenet)")
+    inf.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="space options, e.g. --set network=imagenet (repeatable)")
     inf.add_argument("--json", action="store_true", help="print JSON")
     inf.set_defaults(func=cmd_info)
 
@@ -256,7 +262,7 @@ def cmd_train(args) -> int:
             raise ArchgradError("archgrad train needs --genotype (a genotype string or a search "
                                 "run directory)")
         opts = _sets(args.set)
-        opts.update(_space_flags(args, args.space))
+        opts.update(_space_flags(args, args.space, build=True))
         for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
                           ("weight_decay", "weight_decay")):
             if getattr(args, flag) is not None:
@@ -301,19 +307,22 @@ def cmd_info(args) -> int:
     from .spaces import SPACES, get_space
     from .train import genotype_source
     opts = {"num_classes": args.num_classes, "in_channels": args.in_channels}
-    opts.update(_space_flags(args, args.space))
+    opts.update(_space_flags(args, args.space, build=True))
+    opts.update(_sets(args.set))
     accepted = SPACES.get(args.space).options
     sp = get_space(args.space, **{k: v for k, v in opts.items() if k in accepted})
     g = sp.genotype(genotype_source(args.genotype))
+    size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
     info = {"space": args.space, "genotype": str(g)}
-    info.update(describe(sp.build(g), (args.in_channels, args.image_size, args.image_size)))
+    info.update(describe(sp.build(g), (args.in_channels, size, size)))
     if args.json:
         _print_json(info)
         return 0
     print(f"{args.space} {info['genotype']}")
     print(f"  parameters: {info['params']:,} ({info['params'] / 1e6:.3f} M)")
-    print(f"  FLOPs (multiply-accumulates) for a {args.in_channels}x{args.image_size}x"
-          f"{args.image_size} input: {info['flops'] / 1e6:.2f} M")
+    print(f"  FLOPs (multiply-accumulates) for a {args.in_channels}x{size}x{size} input: "
+          f"{info['flops'] / 1e6:.2f} M")
+    print(f"  memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M")
     return 0
 
 

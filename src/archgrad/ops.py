@@ -98,6 +98,53 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(y)], dim=1))
 
 
+class SepConv(nn.Sequential):
+    """DARTS's separable convolution: (ReLU, depthwise k x k, pointwise 1x1, BN) twice, the
+    first with the stride."""
+
+    def __init__(self, C_in, C_out, k, stride, padding, *, affine=True, track_running_stats=True):
+        bn = dict(affine=affine, track_running_stats=track_running_stats)
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, k, stride, padding, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_in, 1, bias=False), nn.BatchNorm2d(C_in, **bn),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, k, 1, padding, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False), nn.BatchNorm2d(C_out, **bn))
+
+
+class DilConv(nn.Sequential):
+    """DARTS's dilated separable convolution: ReLU, dilated depthwise k x k, pointwise 1x1, BN."""
+
+    def __init__(self, C_in, C_out, k, stride, padding, dilation, *, affine=True,
+                 track_running_stats=True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, k, stride, padding, dilation, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats))
+
+
+class Conv7x1_1x7(nn.Sequential):
+    """NASNet / AmoebaNet's factorised 7x7 convolution (ReLU, 1x7, 7x1, BN)."""
+
+    def __init__(self, C, stride, *, affine=True, track_running_stats=True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C, C, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+            nn.Conv2d(C, C, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+            nn.BatchNorm2d(C, affine=affine, track_running_stats=track_running_stats))
+
+
+def drop_path(x: Tensor, p: float) -> Tensor:
+    """Drop the whole path for a random subset of the batch, scaling the rest by 1/(1-p)."""
+    if p <= 0.0:
+        return x
+    keep = 1.0 - p
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x / keep * mask
+
+
 class MixedOp(nn.Module):
     """``sum_k w[k] * op_k(x)`` over the candidates listed in ``active`` (DARTS's mixed op with
     its weights passed in from outside). Zero-valued candidates are never computed; when nothing

@@ -42,5 +42,8 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], *args) -> int:
 
 
 def describe(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """Parameters (without an auxiliary head), multiply-accumulates, and the memory access cost
+    of SNAS Appendix F summed over the network's convolutions, poolings and skip connections."""
+    from .costs import op_cost
     return {"params": count_parameters(model), "flops": count_flops(model, input_shape),
-            "input_shape": list(input_shape)}
+            "mac": int(op_cost(model, tuple(input_shape))[2]), "input_shape": list(input_shape)}

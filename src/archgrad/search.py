@@ -312,7 +312,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                 ev = task.evaluate(model, strategy.estimator.eval_mix(strategy.arch))
                 record.update({f"valid_{k}": v for k, v in ev.items()})
             probs = strategy.arch.probs_detached()
-            geno = space.derive(probs, **strategy.derive_options)
+            geno = strategy.derive(space)
             record.update(entropy=entropy(probs), genotype=str(geno), probs=_probs_lists(strategy.arch))
             if task.record_derived:
                 ev = task.evaluate(model, space.discrete_mix(geno, device=dev))
@@ -356,7 +356,7 @@ def _epoch_line(r: dict, epochs: int) -> str:
 def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> SearchResult:
     dev = next(iter(model.state_dict().values())).device
     probs = strategy.arch.probs_detached()
-    argmax_geno = space.derive(probs, **strategy.derive_options)
+    argmax_geno = strategy.derive(space)
     geno = argmax_geno
     final: dict[str, Any] = {}
     if strategy.rank_candidates:

@@ -187,7 +187,8 @@ class NoUpdate(ArchUpdate):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class WeightOptim:
-    """SGD on the shared weights, learning rate cosine-annealed per epoch (DARTS defaults)."""
+    """SGD on the shared weights, learning rate cosine-annealed per epoch (DARTS defaults).
+    ``optimizer="adam"`` uses Adam instead (NNI's default, with lr 1e-3)."""
 
     lr: float = 0.025
     lr_min: float = 0.001
@@ -195,12 +196,19 @@ class WeightOptim:
     weight_decay: float = 3e-4
     grad_clip: float | None = 5.0
     nesterov: bool = False
+    optimizer: str = "sgd"
+
+    def __post_init__(self):
+        if self.optimizer not in ("sgd", "adam"):
+            raise ArchgradError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
 
     def lr_at(self, epoch: int, epochs: int) -> float:
         """Cosine annealing from ``lr`` to ``lr_min`` over the epochs (a pure function)."""
         return self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
 
     def make(self, params) -> torch.optim.Optimizer:
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                                weight_decay=self.weight_decay, nesterov=self.nesterov)
 
@@ -364,6 +372,14 @@ class Strategy(nn.Module):
             s = self.seen.setdefault(key, [0.0, 0])
             s[0] += reward
             s[1] += 1
+
+    @torch.no_grad()
+    def derive(self, space):
+        """The space's derivation of the current distribution (with edge weights if any)."""
+        opts = dict(self.derive_options)
+        if self.arch.has_edge_weights:
+            opts["edge_weights"] = self.arch.edge_weights()
+        return space.derive(self.arch.probs_detached(), **opts)
 
     def process_best(self) -> dict[str, list[int]] | None:
         """The sampled architecture with the best mean minibatch validation reward."""

@@ -131,9 +131,11 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
     opt = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
                           weight_decay=recipe["weight_decay"], nesterov=recipe["nesterov"])
     kw = dict(mean=data.mean, std=data.std, device=dev)
+    # cutout belongs to the CIFAR recipe: only on datasets augmented the CIFAR way
+    cutout = int(recipe.get("cutout", 0) or 0) if data.augment else 0
     train_loader = BatchLoader(data.x_train, data.y_train, bs, shuffle=True,
                                augment=data.augment, drop_last=len(data.y_train) > bs,
-                               seed=cfg.seed, **kw)
+                               seed=cfg.seed, cutout=cutout, **kw)
     test_loader = BatchLoader(data.x_test, data.y_test, max(bs, 256), **kw) \
         if len(data.y_test) else None
     loss_fn = space.loss

@@ -103,7 +103,8 @@ class BatchLoader:
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, *, mean: Tensor, std: Tensor,
                  shuffle: bool = False, augment: bool = False, drop_last: bool = False,
-                 device: torch.device | str = "cpu", pad: int = 4, seed: int = 0):
+                 device: torch.device | str = "cpu", pad: int = 4, seed: int = 0,
+                 cutout: int = 0):
         if batch_size < 1:
             raise ArchgradError(f"batch size must be a positive integer, got {batch_size}")
         if len(y) == 0:
@@ -112,7 +113,7 @@ class BatchLoader:
         self.batch_size = batch_size
         self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
         self.device = torch.device(device)
-        self.pad, self.seed = pad, seed
+        self.pad, self.seed, self.cutout = pad, seed, cutout
         self.mean = mean.view(1, -1, 1, 1).to(self.device)
         self.std = std.view(1, -1, 1, 1).to(self.device)
 
@@ -131,10 +132,29 @@ class BatchLoader:
             if self.augment:
                 x = random_crop_flip(x, self.pad, g)
             x = x.to(self.device, non_blocking=True).float().div_(255.0)
-            yield (x - self.mean) / self.std, self.y[idx].to(self.device, non_blocking=True)
+            x = (x - self.mean) / self.std
+            if self.cutout:
+                x = x * cutout_mask(x.shape, self.cutout, g).to(x.device)
+            yield x, self.y[idx].to(self.device, non_blocking=True)
 
     def __iter__(self):
         return self.epoch(0)
+
+
+def cutout_mask(shape, length: int, g: torch.Generator) -> Tensor:
+    """Cutout (DeVries & Taylor 2017) as the DARTS code applies it after normalisation: per image
+    one length x length square, centred uniformly on the image and clipped at its borders, set
+    to zero."""
+    n, _, h, w = shape
+    cy = torch.randint(0, h, (n,), generator=g)
+    cx = torch.randint(0, w, (n,), generator=g)
+    rows, cols = torch.arange(h), torch.arange(w)
+    inside_y = ((rows[None] >= (cy[:, None] - length // 2).clamp(0, h))
+                & (rows[None] < (cy[:, None] + length // 2).clamp(0, h)))
+    inside_x = ((cols[None] >= (cx[:, None] - length // 2).clamp(0, w))
+                & (cols[None] < (cx[:, None] + length // 2).clamp(0, w)))
+    hole = inside_y[:, :, None] & inside_x[:, None, :]
+    return (~hole).float()[:, None]
 
 
 def random_crop_flip(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
@@ -153,4 +173,4 @@ def random_crop_flip(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
 
 
 __all__ = ["DATASETS", "DatasetInfo", "ImageDataset", "BatchLoader", "load_dataset",
-           "random_crop_flip"]
+           "random_crop_flip", "cutout_mask"]

@@ -22,6 +22,7 @@ COMMON_OPTIONS = {
     "weight_decay": "weight decay of the weights",
     "grad_clip": "gradient-norm clip of the weights (0 or None: off)",
     "nesterov": "Nesterov momentum",
+    "optimizer": "weight optimizer: 'sgd' (DARTS) or 'adam'",
     "warmup_epochs": "epochs that train the weights only, architecture frozen (a fraction "
                      "below 1: that share of the epochs)",
     "derive": "final architecture: 'argmax' of the distribution or 'process-best' (the best "

@@ -93,10 +93,11 @@ class GumbelSoftmax(Estimator):
 
 @register("snas", family="relaxed")
 def snas(temp_init: float = 1.0, temp_min: float = 0.03, resource_weight: float | str = 0.0,
-         resource: str = "all", arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-         init_scale=1e-3, **options) -> Strategy:
+         resource: str = "all", bilevel: bool = False, arch_lr=3e-4, arch_betas=(0.5, 0.999),
+         arch_weight_decay=1e-3, init_scale=1e-3, **options) -> Strategy:
     """SNAS: Gumbel-softmax relaxation, annealed temperature, single level, optional resource
     constraint (Xie et al. 2019)."""
     est = GumbelSoftmax(temp_init, temp_min, resource_weight, resource)
     update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
-    return Strategy("snas", est, update, bilevel=False, **common(options))
+    # bilevel=True: architecture steps on the validation half (as NNI's GumbelDARTS does)
+    return Strategy("snas", est, update, bilevel=bilevel, **common(options))

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from ..registry import Registry
 from .base import Genotype, SearchSpace, Supernet
+from .darts import DartsGenotype, DartsSpace, register_genotype
 from .nb201 import NB201Genotype, NB201Space
 from .toy import ToyGenotype, ToySpace
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
 SPACES.register("nb201", NB201Space)
 SPACES.register("toy", ToySpace)
+SPACES.register("darts", DartsSpace)
 
 
 def get_space(name: str, **options) -> SearchSpace:
@@ -17,4 +19,5 @@ def get_space(name: str, **options) -> SearchSpace:
 
 
 __all__ = ["SPACES", "get_space", "Genotype", "SearchSpace", "Supernet", "NB201Space",
-           "NB201Genotype", "ToySpace", "ToyGenotype"]
+           "NB201Genotype", "ToySpace", "ToyGenotype", "DartsSpace", "DartsGenotype",
+           "register_genotype"]

@@ -56,6 +56,10 @@ class SearchSpace(ABC):
     own_data: ClassVar[str | None] = None
     own_data_epochs: ClassVar[int | None] = None
     default_batch_size: ClassVar[int] = 64
+    #: which options the command line's --channels / --cells set, for the search network and
+    #: for the stand-alone network of a genotype
+    search_flags: ClassVar[dict[str, str]] = {"channels": "C", "cells": "N"}
+    build_flags: ClassVar[dict[str, str]] = {"channels": "C", "cells": "N"}
 
     def __init__(self, **options):
         unknown = sorted(set(options) - set(self.options))

@@ -152,6 +152,7 @@ class ToySpace(SearchSpace):
     own_data_epochs = 20  # x 100 steps = the paper's 2000 iterations
     default_batch_size = 100
     tiny = {"edges": 3, "candidates": 4}
+    search_flags = build_flags = {"cells": "edges"}
     options = {
         "edges": (10, "edges |I| (intermediate nodes)"),
         "candidates": (10, "candidate convolutions |J| per edge"),
@@ -213,7 +214,8 @@ class ToySpace(SearchSpace):
             return self.parse(value)
         raise GenotypeError(f"expected a toy genotype or its string, got {value!r}")
 
-    def derive(self, probs: Mapping[str, Tensor], **_) -> ToyGenotype:
+    def derive(self, probs: Mapping[str, Tensor], *, exclude_none: bool = False,
+               edge_weights=None) -> ToyGenotype:
         return ToyGenotype(probs[LABEL].argmax(-1).tolist(), self.config["candidates"])
 
     def genotype_from_indices(self, indices) -> ToyGenotype:

@@ -1,0 +1,662 @@
+"""The DARTS convolutional cell space (Liu, Simonyan & Yang, ICLR 2019), as the official code.
+
+Search: candidates none, max_pool_3x3, avg_pool_3x3, skip_connect (factorized reduce with stride
+2), sep_conv_3x3/5x5, dil_conv_3x3/5x5; pooling followed by a BN without affine parameters. A cell
+has two input nodes (the previous two cells, pre-processed by ReLU-Conv1x1-BN, or a factorized
+reduce after a reduction cell), four intermediate nodes each fed by every earlier node (14 edges)
+and outputs the concatenation of the intermediate nodes. Normal and reduction cells have their own
+architecture parameters (14 x 8 each); reduction cells sit at 1/3 and 2/3 of the depth. Search
+network: C=16, 8 cells, stem multiplier 3.
+
+Derivation (the space's own rules): ``rule="darts"`` keeps for every node the two incoming edges
+with the strongest non-``none`` op, each with that op; ``rule="snas"`` is SNAS's child graph, the
+argmax of every edge including ``none``, whose ``none`` edges are dropped (nodes may then have any
+number of inputs). Edge weights (PC-DARTS) multiply the op probabilities; ``max_skip`` caps the
+skip connections of the normal cell (P-DARTS).
+
+Genotypes print and parse in DARTS's format, ``Genotype(normal=[('sep_conv_3x3', 0), ...],
+normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[...])``; a genotype whose nodes do not
+all have two inputs adds ``normal_inputs=[...]`` / ``reduce_inputs=[...]``. The published
+genotypes DARTS_V1, DARTS_V2 (= DARTS), NASNet and AmoebaNet are built in; more can be registered.
+
+Evaluation networks: CIFAR (C=36, 20 cells, auxiliary head after the second reduction under the
+submodule ``auxiliary``, drop-path) and ImageNet mobile (C=48, 14 cells, 224x224 stems).
+"""
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..arch import Candidate, ChoiceGroup, Mix
+from ..errors import ArchgradError, GenotypeError, UnknownNameError
+from ..ops import (Conv7x1_1x7, DilConv, FactorizedReduce, MixedOp, PartialMixedOp, ReLUConvBN,
+                   SepConv, Zero, drop_path)
+from .base import Genotype, SearchSpace, Supernet
+
+PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
+              "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+EVAL_ONLY = ("sep_conv_7x7", "conv_7x1_1x7")
+ALL_OPS = PRIMITIVES + EVAL_ONLY
+_ROLES = {"none": Candidate("none", zero=True, parametric=False),
+          "max_pool_3x3": Candidate("max_pool_3x3", parametric=False),
+          "avg_pool_3x3": Candidate("avg_pool_3x3", parametric=False),
+          "skip_connect": Candidate("skip_connect", parametric=False)}
+
+
+def make_op(name: str, C: int, stride: int, *, affine: bool = True, track: bool = True,
+            search: bool = False) -> nn.Module:
+    bn = dict(affine=affine, track_running_stats=track)
+    if name == "none":
+        op = Zero(C, C, stride)
+    elif name == "avg_pool_3x3":
+        op = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+    elif name == "max_pool_3x3":
+        op = nn.MaxPool2d(3, stride=stride, padding=1)
+    elif name == "skip_connect":
+        op = nn.Identity() if stride == 1 else FactorizedReduce(C, C, **bn)
+    elif name in ("sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"):
+        k = int(name[-1])
+        op = SepConv(C, C, k, stride, k // 2, **bn)
+    elif name == "dil_conv_3x3":
+        op = DilConv(C, C, 3, stride, 2, 2, **bn)
+    elif name == "dil_conv_5x5":
+        op = DilConv(C, C, 5, stride, 4, 2, **bn)
+    elif name == "conv_7x1_1x7":
+        op = Conv7x1_1x7(C, stride, **bn)
+    else:
+        raise GenotypeError(f"unknown DARTS op '{name}'; ops are: {', '.join(ALL_OPS)}")
+    if search and "pool" in name:  # the official search code: pooling, then a BN without affine
+        op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False, track_running_stats=track))
+    return op
+
+
+# ----------------------------------------------------------------------------------------------
+# Genotypes
+# ----------------------------------------------------------------------------------------------
+class DartsGenotype(Genotype):
+    """Normal and reduction cells: (op, input) pairs node by node, and the nodes concatenated."""
+
+    __slots__ = ("normal", "normal_concat", "reduce", "reduce_concat", "normal_inputs",
+                 "reduce_inputs")
+
+    def __init__(self, normal, normal_concat, reduce, reduce_concat, normal_inputs=None,
+                 reduce_inputs=None):
+        vals = {}
+        for cell, ops, concat, inputs in (("normal", normal, normal_concat, normal_inputs),
+                                          ("reduce", reduce, reduce_concat, reduce_inputs)):
+            ops = tuple((str(o), int(j)) for o, j in ops)
+            if inputs is None:
+                if len(ops) % 2:
+                    raise GenotypeError(f"{cell}: DARTS genotypes list two inputs per node; got "
+                                        f"{len(ops)} entries (give {cell}_inputs for others)")
+                inputs = (2,) * (len(ops) // 2)
+            inputs = tuple(int(n) for n in inputs)
+            if sum(inputs) != len(ops) or any(n < 0 for n in inputs):
+                raise GenotypeError(f"{cell}_inputs {list(inputs)} does not add up to the "
+                                    f"{len(ops)} entries of {cell}")
+            steps = len(inputs)
+            k = 0
+            for i, n in enumerate(inputs):
+                for o, j in ops[k:k + n]:
+                    if o not in ALL_OPS:
+                        raise GenotypeError(f"unknown DARTS op '{o}' in {cell}; ops are: "
+                                            f"{', '.join(ALL_OPS)}")
+                    if not 0 <= j < i + 2:
+                        raise GenotypeError(f"{cell}: node {i + 2} cannot take input {j} "
+                                            f"(only 0..{i + 1})")
+                k += n
+            concat = tuple(int(c) for c in concat)
+            if not concat or any(not 0 <= c < steps + 2 for c in concat):
+                raise GenotypeError(f"{cell}_concat {list(concat)} must name nodes 0..{steps + 1}")
+            vals[cell], vals[cell + "_concat"], vals[cell + "_inputs"] = ops, concat, inputs
+        for k, v in vals.items():
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, *_):
+        raise AttributeError("genotypes are immutable")
+
+    def nodes(self, cell: str) -> list[list[tuple[str, int]]]:
+        ops, out, k = getattr(self, cell), [], 0
+        for n in getattr(self, cell + "_inputs"):
+            out.append(list(ops[k:k + n]))
+            k += n
+        return out
+
+    def __str__(self) -> str:
+        def fmt(ops):
+            return "[" + ", ".join(f"('{o}', {j})" for o, j in ops) + "]"
+
+        s = (f"Genotype(normal={fmt(self.normal)}, normal_concat={list(self.normal_concat)}, "
+             f"reduce={fmt(self.reduce)}, reduce_concat={list(self.reduce_concat)}")
+        for cell in ("normal", "reduce"):
+            inputs = getattr(self, cell + "_inputs")
+            if any(n != 2 for n in inputs):
+                s += f", {cell}_inputs={list(inputs)}"
+        return s + ")"
+
+    # -- parsing -------------------------------------------------------------------------------
+    FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+
+    @classmethod
+    def parse(cls, text: str) -> "DartsGenotype":
+        s = text.strip()
+        if s in NAMED_GENOTYPES:
+            return NAMED_GENOTYPES[s]
+        form = ("expected DARTS's form Genotype(normal=[('sep_conv_3x3', 0), ...], "
+                "normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[...]) or a named "
+                f"genotype ({', '.join(NAMED_GENOTYPES)})")
+        try:
+            tree = ast.parse(s, mode="eval").body
+        except SyntaxError:
+            raise GenotypeError(f"malformed DARTS genotype: {form}") from None
+        if not (isinstance(tree, ast.Call) and getattr(tree.func, "id",
+                                                       getattr(tree.func, "attr", "")) == "Genotype"):
+            raise GenotypeError(f"malformed DARTS genotype: {form}")
+        values = dict(zip(cls.FIELDS, tree.args))
+        for kw in tree.keywords:
+            if kw.arg is None or kw.arg in values:
+                raise GenotypeError(f"malformed DARTS genotype (repeated or unnamed field): {form}")
+            values[kw.arg] = kw.value
+        extra = set(values) - set(cls.FIELDS) - {"normal_inputs", "reduce_inputs"}
+        missing = set(cls.FIELDS) - set(values)
+        if extra or missing:
+            what = f"unknown field {sorted(extra)[0]!r}" if extra else \
+                f"missing {sorted(missing)[0]!r}"
+            raise GenotypeError(f"malformed DARTS genotype ({what}): {form}")
+        try:
+            return cls(**{k: _literal(v) for k, v in values.items()})
+        except (ValueError, TypeError):
+            raise GenotypeError(f"malformed DARTS genotype: {form}") from None
+
+
+def _literal(node):
+    """A literal, or range(a, b[, c]) as DARTS writes concat lists."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "range" \
+            and not node.keywords and 1 <= len(node.args) <= 3:
+        return list(range(*(ast.literal_eval(a) for a in node.args)))
+    return ast.literal_eval(node)
+
+
+NAMED_GENOTYPES: dict[str, DartsGenotype] = {}
+
+
+def register_genotype(name: str, genotype: DartsGenotype | str, replace: bool = False) -> None:
+    """Make a genotype available by name wherever a DARTS genotype is accepted."""
+    if name in NAMED_GENOTYPES and not replace:
+        raise ArchgradError(f"a genotype named '{name}' is already registered")
+    NAMED_GENOTYPES[name] = genotype if isinstance(genotype, DartsGenotype) \
+        else DartsGenotype.parse(genotype)
+
+
+# the published genotypes, as the DARTS code lists them
+register_genotype("NASNet", DartsGenotype(
+    normal=[("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 0), ("sep_conv_3x3", 0),
+            ("avg_pool_3x3", 1), ("skip_connect", 0), ("avg_pool_3x3", 0), ("avg_pool_3x3", 0),
+            ("sep_conv_3x3", 1), ("skip_connect", 1)],
+    normal_concat=[2, 3, 4, 5, 6],
+    reduce=[("sep_conv_5x5", 1), ("sep_conv_7x7", 0), ("max_pool_3x3", 1), ("sep_conv_7x7", 0),
+            ("avg_pool_3x3", 1), ("sep_conv_5x5", 0), ("skip_connect", 3), ("avg_pool_3x3", 2),
+            ("sep_conv_3x3", 2), ("max_pool_3x3", 1)],
+    reduce_concat=[4, 5, 6]))
+register_genotype("AmoebaNet", DartsGenotype(
+    normal=[("avg_pool_3x3", 0), ("max_pool_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2),
+            ("sep_conv_3x3", 0), ("avg_pool_3x3", 3), ("sep_conv_3x3", 1), ("skip_connect", 1),
+            ("skip_connect", 0), ("avg_pool_3x3", 1)],
+    normal_concat=[4, 5, 6],
+    reduce=[("avg_pool_3x3", 0), ("sep_conv_3x3", 1), ("max_pool_3x3", 0), ("sep_conv_7x7", 2),
+            ("sep_conv_7x7", 0), ("avg_pool_3x3", 1), ("max_pool_3x3", 0), ("max_pool_3x3", 1),
+            ("conv_7x1_1x7", 0), ("sep_conv_3x3", 5)],
+    reduce_concat=[3, 4, 6]))
+register_genotype("DARTS_V1", DartsGenotype(
+    normal=[("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
+            ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
+    normal_concat=[2, 3, 4, 5],
+    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
+            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+    reduce_concat=[2, 3, 4, 5]))
+register_genotype("DARTS_V2", DartsGenotype(
+    normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+    normal_concat=[2, 3, 4, 5],
+    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+    reduce_concat=[2, 3, 4, 5]))
+register_genotype("DARTS", NAMED_GENOTYPES["DARTS_V2"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Search network
+# ----------------------------------------------------------------------------------------------
+def _edges(steps: int) -> tuple[tuple[int, int], ...]:
+    return tuple((j, i + 2) for i in range(steps) for j in range(i + 2))
+
+
+class DartsSearchCell(nn.Module):
+    def __init__(self, C_pp, C_p, C, reduction, reduction_prev, group: ChoiceGroup, steps,
+                 multiplier, *, track, partial_channels=1, index=0):
+        super().__init__()
+        self.reduction, self.group = reduction, group
+        self.steps, self.multiplier = steps, multiplier
+        self.preprocess0 = FactorizedReduce(C_pp, C, affine=False, track_running_stats=track) \
+            if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False,
+                                              track_running_stats=track)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False, track_running_stats=track)
+        K = partial_channels
+        if C % K:
+            raise GenotypeError(f"partial_channels={K} must divide the cells' channels ({C})")
+        self.partial = K > 1
+        ops = nn.ModuleList()
+        for e, (j, _) in enumerate(group.edges):
+            stride = 2 if reduction and j < 2 else 1
+            mixed = MixedOp([make_op(c.name, C // K, stride, affine=False, track=track,
+                                     search=True) for c in group.candidates])
+            ops.append(PartialMixedOp(mixed, K, index * 100 + e, stride) if self.partial
+                       else mixed)
+        self.edges = ops
+        self.incoming = group.incoming()
+
+    def forward(self, s0: Tensor, s1: Tensor, mix: Mix) -> Tensor:
+        label, zero = self.group.label, self.group.zero_mask
+        w = mix.weights[label]
+        scale = mix.edge_scale.get(label)
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        shape = list(states[1].shape)
+        if self.reduction:
+            shape[2], shape[3] = (shape[2] + 1) // 2, (shape[3] + 1) // 2
+        for i in range(self.steps):
+            s = None
+            for e in self.incoming[i + 2]:
+                args = (states[self.group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
+                        mix.inactive_as_constant)
+                y = self.edges[e](*args, mix.channel_seed) if self.partial else \
+                    self.edges[e](*args)
+                if y is None:
+                    continue
+                if scale is not None:
+                    y = y * scale[e]
+                s = y if s is None else s + y
+            states.append(states[1].new_zeros(shape) if s is None else s)
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class DartsSupernet(Supernet):
+    def __init__(self, C, layers, steps, multiplier, stem_multiplier, num_classes, in_channels,
+                 normal: ChoiceGroup, reduce: ChoiceGroup, *, track=True, partial_channels=1):
+        super().__init__()
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = DartsSearchCell(C_pp, C_p, C_curr, reduction, reduction_prev,
+                                   reduce if reduction else normal, steps, multiplier,
+                                   track=track, partial_channels=partial_channels, index=i)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x: Tensor, mix: Mix) -> Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, mix)
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation networks
+# ----------------------------------------------------------------------------------------------
+class EvalCell(nn.Module):
+    def __init__(self, genotype: DartsGenotype, C_pp, C_p, C, reduction, reduction_prev):
+        super().__init__()
+        self.reduction = reduction
+        self.preprocess0 = FactorizedReduce(C_pp, C) if reduction_prev else \
+            ReLUConvBN(C_pp, C, 1, 1, 0)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0)
+        cell = "reduce" if reduction else "normal"
+        self.node_inputs = genotype.nodes(cell)
+        self.concat = getattr(genotype, cell + "_concat")
+        self.multiplier = len(self.concat)
+        self.ops = nn.ModuleList()
+        for inputs in self.node_inputs:
+            for name, j in inputs:
+                self.ops.append(make_op(name, C, 2 if reduction and j < 2 else 1))
+
+    def forward(self, s0, s1, drop_prob: float = 0.0):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        shape = list(states[1].shape)
+        if self.reduction:
+            shape[2], shape[3] = (shape[2] + 1) // 2, (shape[3] + 1) // 2
+        k = 0
+        for inputs in self.node_inputs:
+            s = None
+            for _, j in inputs:
+                op = self.ops[k]
+                k += 1
+                h = op(states[j])
+                if self.training and drop_prob > 0 and not isinstance(op, nn.Identity):
+                    h = drop_path(h, drop_prob)
+                s = h if s is None else s + h
+            states.append(states[1].new_zeros(shape) if s is None else s)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class _AuxiliaryHead(nn.Module):
+    """DARTS's auxiliary classifier (for an 8x8 input on CIFAR, 14x14 on ImageNet). Inputs
+    smaller than the 5x5 pooling window (tiny proxies) are pooled adaptively to 2x2 instead."""
+
+    def __init__(self, C, num_classes, stride, bn_last=True):
+        super().__init__()
+        self.pool = nn.AvgPool2d(5, stride=stride, padding=0, count_include_pad=False)
+        self.features = nn.Sequential(
+            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=False),
+            nn.Conv2d(128, 768, 2, bias=False),
+            *([nn.BatchNorm2d(768)] if bn_last else []), nn.ReLU(inplace=False))
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(x)
+        x = self.pool(x) if min(x.shape[-2:]) >= 5 else nn.functional.adaptive_avg_pool2d(x, 2)
+        return self.classifier(self.features(x).flatten(1))
+
+
+class NetworkCIFAR(nn.Module):
+    """DARTS's CIFAR evaluation network; ``forward`` returns (logits, auxiliary logits or None)."""
+
+    def __init__(self, genotype: DartsGenotype, C=36, layers=20, num_classes=10, auxiliary=True,
+                 in_channels=3, stem_multiplier=3):
+        super().__init__()
+        self.genotype, self._layers = genotype, layers
+        self.drop_path_prob = 0.0
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev, C_aux = False, None
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = EvalCell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C_curr
+            if i == 2 * layers // 3:
+                C_aux = C_p
+        self.auxiliary = _AuxiliaryHead(C_aux, num_classes, 3) if auxiliary else None
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x):
+        aux = None
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == 2 * self._layers // 3 and self.auxiliary is not None and self.training:
+                aux = self.auxiliary(s1)
+        logits = self.classifier(self.global_pooling(s1).flatten(1))
+        return (logits, aux) if self.training and self.auxiliary is not None else logits
+
+
+class NetworkImageNet(nn.Module):
+    """DARTS's ImageNet (mobile) evaluation network: 224x224 inputs, three stride-2 stems."""
+
+    def __init__(self, genotype: DartsGenotype, C=48, layers=14, num_classes=1000,
+                 auxiliary=True, in_channels=3):
+        super().__init__()
+        self.genotype, self._layers = genotype, layers
+        self.drop_path_prob = 0.0
+        self.stem0 = nn.Sequential(
+            nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(C // 2), nn.ReLU(inplace=False),
+            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
+        self.stem1 = nn.Sequential(nn.ReLU(inplace=False),
+                                   nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
+                                   nn.BatchNorm2d(C))
+        C_pp, C_p, C_curr = C, C, C
+        self.cells = nn.ModuleList()
+        reduction_prev, C_aux = True, None
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = EvalCell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C_curr
+            if i == 2 * layers // 3:
+                C_aux = C_p
+        # the official head omits the last BN ("for consistency with the paper")
+        self.auxiliary = _AuxiliaryHead(C_aux, num_classes, 2, bn_last=False) \
+            if auxiliary else None
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)  # AvgPool2d(7) at 224x224
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x):
+        aux = None
+        s0 = self.stem0(x)
+        s1 = self.stem1(s0)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == 2 * self._layers // 3 and self.auxiliary is not None and self.training:
+                aux = self.auxiliary(s1)
+        logits = self.classifier(self.global_pooling(s1).flatten(1))
+        return (logits, aux) if self.training and self.auxiliary is not None else logits
+
+
+# ----------------------------------------------------------------------------------------------
+class DartsSpace(SearchSpace):
+    """The DARTS convolutional cell space: normal and reduction cells, 14 edges x 8 ops each."""
+
+    name = "darts"
+    tiny = {"C": 4, "layers": 3, "eval_C": 4, "eval_layers": 3}
+    search_flags = {"channels": "C", "cells": "layers"}
+    build_flags = {"channels": "eval_C", "cells": "eval_layers"}
+    options = {
+        "C": (16, "channels of the search network's first cells"),
+        "layers": (8, "cells of the search network"),
+        "steps": (4, "intermediate nodes per cell"),
+        "multiplier": (4, "nodes concatenated into a cell's output (the last ones)"),
+        "stem_multiplier": (3, "stem channels = stem_multiplier * C"),
+        "num_classes": (10, "classifier outputs"),
+        "in_channels": (3, "input image channels"),
+        "ops": (None, "candidate ops (default: DARTS's eight)"),
+        "partial_channels": (1, "PC-DARTS: mixed ops process 1/K of the channels (1: all)"),
+        "track_running_stats": (True, "BN running statistics in the search network"),
+        "rule": ("darts", "derivation: 'darts' (two strongest inputs per node) or 'snas' "
+                          "(SNAS's child graph: argmax per edge, none edges dropped)"),
+        "max_skip": (None, "cap on skip connections in the derived normal cell (P-DARTS: 2)"),
+        "network": ("cifar", "evaluation network: 'cifar' or 'imagenet'"),
+        "eval_C": (None, "channels of the evaluation network (default 36 CIFAR, 48 ImageNet)"),
+        "eval_layers": (None, "cells of the evaluation network (default 20 CIFAR, 14 ImageNet)"),
+        "auxiliary": (True, "auxiliary head (weight 0.4 in training) after the 2nd reduction"),
+    }
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        c = self.config
+        ops = PRIMITIVES if c["ops"] is None else tuple(c["ops"])
+        bad = [o for o in ops if o not in PRIMITIVES]
+        if bad or not ops:
+            raise GenotypeError(f"darts option ops must be among {', '.join(PRIMITIVES)}; "
+                                f"got {list(ops)}")
+        if c["rule"] not in ("darts", "snas"):
+            raise GenotypeError(f"darts option rule must be 'darts' or 'snas', got {c['rule']!r}")
+        if c["network"] not in ("cifar", "imagenet"):
+            raise GenotypeError(f"darts option network must be 'cifar' or 'imagenet', got "
+                                f"{c['network']!r}")
+        for k in ("C", "layers", "steps", "multiplier", "num_classes", "in_channels"):
+            if not isinstance(c[k], int) or c[k] < 1:
+                raise GenotypeError(f"darts option {k} must be a positive integer, got {c[k]!r}")
+        ops = tuple(o for o in PRIMITIVES if o in ops)
+        cands = tuple(_ROLES.get(o, Candidate(o)) for o in ops)
+        edges = _edges(c["steps"])
+        self._groups = [ChoiceGroup("normal", cands, edges), ChoiceGroup("reduce", cands, edges)]
+
+    def choices(self):
+        return list(self._groups)
+
+    def supernet(self) -> DartsSupernet:
+        c = self.config
+        return DartsSupernet(c["C"], c["layers"], c["steps"], c["multiplier"],
+                             c["stem_multiplier"], c["num_classes"], c["in_channels"],
+                             *self._groups, track=c["track_running_stats"],
+                             partial_channels=c["partial_channels"])
+
+    def build(self, genotype) -> nn.Module:
+        c = self.config
+        g = self.genotype(genotype)
+        if c["network"] == "imagenet":
+            return NetworkImageNet(g, c["eval_C"] or 48, c["eval_layers"] or 14,
+                                   c["num_classes"], c["auxiliary"], c["in_channels"])
+        return NetworkCIFAR(g, c["eval_C"] or 36, c["eval_layers"] or 20, c["num_classes"],
+                            c["auxiliary"], c["in_channels"], c["stem_multiplier"])
+
+    def parse(self, text: str) -> DartsGenotype:
+        return DartsGenotype.parse(text)
+
+    def genotype(self, value) -> DartsGenotype:
+        if isinstance(value, DartsGenotype):
+            return value
+        if isinstance(value, str):
+            return DartsGenotype.parse(value)
+        raise GenotypeError(f"expected a DARTS genotype, its string or a name, got {value!r}")
+
+    # -- derivation ----------------------------------------------------------------------------
+    def derive(self, probs: Mapping[str, Tensor], *, edge_weights: Mapping[str, Tensor] | None = None,
+               rule: str | None = None, exclude_none: bool = False,
+               max_skip: int | None = None) -> DartsGenotype:
+        rule = rule or self.config["rule"]
+        max_skip = self.config["max_skip"] if max_skip is None else max_skip
+        cells = {}
+        for g in self._groups:
+            p = probs[g.label].detach().double().cpu().clone()
+            if edge_weights and g.label in edge_weights:
+                p = p * edge_weights[g.label].detach().double().cpu()[:, None]
+            if rule == "snas" and not exclude_none:
+                cells[g.label] = self._child_graph(g, p)
+                continue
+            cap = max_skip if g.label == "normal" else None
+            cells[g.label] = self._top2(g, p, cap)
+        concat = list(range(2 + self.config["steps"] - self.config["multiplier"],
+                            self.config["steps"] + 2))
+        return DartsGenotype(cells["normal"][0], concat, cells["reduce"][0], concat,
+                             cells["normal"][1], cells["reduce"][1])
+
+    def _top2(self, g: ChoiceGroup, p: Tensor, max_skip: int | None):
+        ops = g.ops
+        none = ops.index("none") if "none" in ops else None
+        if none is not None:
+            p[:, none] = -1.0
+        while True:
+            gene = []
+            for i in range(self.config["steps"]):
+                edges = g.incoming()[i + 2]
+                # strongest non-none op; ties keep the lower input (the official sort is stable)
+                best = sorted(edges, key=lambda e: -float(p[e].max()))[:2]
+                for e in best:
+                    gene.append((ops[int(p[e].argmax())], g.edges[e][0], e))
+            skips = [t for t in gene if t[0] == "skip_connect"]
+            if max_skip is None or len(skips) <= max_skip or "skip_connect" not in ops:
+                return [(o, j) for o, j, _ in gene], None
+            # P-DARTS: drop the weakest skip connection and derive again
+            weakest = min(skips, key=lambda t: float(p[t[2], ops.index("skip_connect")]))
+            p[weakest[2], ops.index("skip_connect")] = -1.0
+
+    def _child_graph(self, g: ChoiceGroup, p: Tensor):
+        ops, gene, counts = g.ops, [], []
+        for i in range(self.config["steps"]):
+            n = 0
+            for e in g.incoming()[i + 2]:
+                o = ops[int(p[e].argmax())]
+                if o != "none":
+                    gene.append((o, g.edges[e][0]))
+                    n += 1
+            counts.append(n)
+        return gene, counts
+
+    def genotype_from_indices(self, indices) -> DartsGenotype:
+        cells = {}
+        for g in self._groups:
+            idx, gene, counts = indices[g.label], [], []
+            for i in range(self.config["steps"]):
+                n = 0
+                for e in g.incoming()[i + 2]:
+                    if idx[e] >= 0 and not g.candidates[idx[e]].zero:
+                        gene.append((g.ops[idx[e]], g.edges[e][0]))
+                        n += 1
+                counts.append(n)
+            cells[g.label] = (gene, counts)
+        concat = list(range(2 + self.config["steps"] - self.config["multiplier"],
+                            self.config["steps"] + 2))
+        return DartsGenotype(cells["normal"][0], concat, cells["reduce"][0], concat,
+                             cells["normal"][1], cells["reduce"][1])
+
+    def indices(self, genotype) -> dict[str, list[int]]:
+        g = self.genotype(genotype)
+        out = {}
+        for grp in self._groups:
+            nodes = g.nodes(grp.label)
+            if len(nodes) != self.config["steps"]:
+                raise GenotypeError(f"this genotype's cells have {len(nodes)} nodes; the search "
+                                    f"network's have {self.config['steps']}")
+            idx = [-1] * len(grp.edges)
+            base = 0
+            for i, inputs in enumerate(nodes):
+                for o, j in inputs:
+                    e = base + j
+                    if o not in grp.ops or idx[e] != -1:
+                        raise GenotypeError(f"{grp.label} cell: ({o!r}, {j}) of node {i + 2} "
+                                            f"cannot be expressed in the search network")
+                    idx[e] = grp.ops.index(o)
+                base += i + 2
+            out[grp.label] = idx
+        return out
+
+    # -- costs (SNAS Appendix F) ---------------------------------------------------------------
+    def op_costs(self, image_size: int = 32) -> dict[str, Tensor]:
+        from ..costs import op_cost
+        c = self.config
+        out = {g.label: torch.zeros(*g.shape, 3) for g in self._groups}
+        C, hw = c["C"], image_size
+        for i in range(c["layers"]):
+            reduction = i in (c["layers"] // 3, 2 * c["layers"] // 3)
+            if reduction:
+                C *= 2
+            g = self._groups[1] if reduction else self._groups[0]
+            for e, (j, _) in enumerate(g.edges):
+                stride = 2 if reduction and j < 2 else 1
+                for k, name in enumerate(g.ops):
+                    op = make_op(name, C, stride, affine=False, search=True)
+                    out[g.label][e, k] += torch.tensor(op_cost(op, (C, hw, hw)))
+            if reduction:
+                hw = (hw + 1) // 2
+        return out
+
+    def train_recipe(self):
+        """DARTS's CIFAR evaluation: 600 epochs, batch 96, SGD lr 0.025 cosine to 0, momentum
+        0.9, weight decay 3e-4, clip 5, auxiliary weight 0.4, drop-path 0.2, cutout 16."""
+        return {"epochs": 600, "batch_size": 96, "lr": 0.025, "lr_min": 0.0, "momentum": 0.9,
+                "weight_decay": 3e-4, "nesterov": False, "grad_clip": 5.0, "aux_weight": 0.4,
+                "drop_path": 0.2, "cutout": 16}
+
+
+def named_genotype(name: str) -> DartsGenotype:
+    try:
+        return NAMED_GENOTYPES[name]
+    except KeyError:
+        raise UnknownNameError("genotype", name, NAMED_GENOTYPES) from None
+
+
+__all__ = ["DartsSpace", "DartsGenotype", "NAMED_GENOTYPES", "register_genotype",
+           "named_genotype", "PRIMITIVES", "NetworkCIFAR", "NetworkImageNet"]
