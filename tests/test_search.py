@@ -34,9 +34,10 @@ def _strip(history):
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_resume_equals_uninterrupted(strategy, tmp_path):
-    full = archgrad.search(strategy=strategy, epochs=2, out=tmp_path / "full", **TINY)
+    epochs = max(2, archgrad.get_strategy(strategy).min_epochs)
+    full = archgrad.search(strategy=strategy, epochs=epochs, out=tmp_path / "full", **TINY)
     with pytest.raises(KeyboardInterrupt):
-        archgrad.search(strategy=strategy, epochs=2, out=tmp_path / "cut", **TINY,
+        archgrad.search(strategy=strategy, epochs=epochs, out=tmp_path / "cut", **TINY,
                         callbacks=[_stop_after_epoch(1)])
     assert not (tmp_path / "cut" / "result.json").exists()
     resumed = archgrad.search(resume=tmp_path / "cut")

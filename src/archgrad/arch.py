@@ -78,11 +78,11 @@ class Parameterization:
     def init(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
-    def probs(self, theta: Tensor, alive: Tensor) -> Tensor:
+    def probs(self, theta: Tensor, alive: Tensor, group: ChoiceGroup | None = None) -> Tensor:
         raise NotImplementedError
 
-    def log_probs(self, theta: Tensor, alive: Tensor) -> Tensor:
-        p = self.probs(theta, alive)
+    def log_probs(self, theta: Tensor, alive: Tensor, group: ChoiceGroup | None = None) -> Tensor:
+        p = self.probs(theta, alive, group)
         return torch.where(alive, p.clamp_min(1e-30).log(), torch.full_like(p, -math.inf))
 
     def init_edges(self, n: int, generator: torch.Generator) -> Tensor:
@@ -112,11 +112,33 @@ class Softmax(Parameterization):
     def init(self, shape, generator):
         return self.init_scale * torch.randn(shape, generator=generator)
 
-    def probs(self, theta, alive):
+    def probs(self, theta, alive, group=None):
         return torch.softmax(theta.masked_fill(~alive, -math.inf), dim=-1)
 
-    def log_probs(self, theta, alive):
+    def log_probs(self, theta, alive, group=None):
         return torch.log_softmax(theta.masked_fill(~alive, -math.inf), dim=-1)
+
+
+class NodeSoftmax(Softmax):
+    """I-DARTS (Jiang et al. 2019): one softmax over every (incoming edge, op) pair of a node,
+    so that edges from different nodes compete directly. A row then sums to the edge's share of
+    its node."""
+
+    name = "node-softmax"
+
+    def probs(self, theta, alive, group=None):
+        if group is None:
+            return super().probs(theta, alive)
+        out = torch.zeros_like(theta)
+        masked = theta.masked_fill(~alive, -math.inf)
+        for rows in group.incoming().values():
+            r = torch.tensor(rows, device=theta.device)
+            block = masked.index_select(0, r)
+            out = out.index_copy(0, r, torch.softmax(block.flatten(), 0).view_as(block))
+        return out
+
+    def log_probs(self, theta, alive, group=None):
+        return Parameterization.log_probs(self, theta, alive, group)
 
 
 class Simplex(Parameterization):
@@ -133,7 +155,7 @@ class Simplex(Parameterization):
         w = torch.exp(self.init_scale * torch.randn(shape, generator=generator))
         return w / w.sum(-1, keepdim=True)
 
-    def probs(self, theta, alive):
+    def probs(self, theta, alive, group=None):
         return theta * alive
 
 
@@ -181,11 +203,12 @@ class ArchParams(nn.Module):
 
     def probs(self) -> dict[str, Tensor]:
         """Differentiable per-edge probabilities."""
-        return {k: self.parameterization.probs(self.theta[k], self.alive(k)) for k in self.groups}
+        return {k: self.parameterization.probs(self.theta[k], self.alive(k), g)
+                for k, g in self.groups.items()}
 
     def log_probs(self) -> dict[str, Tensor]:
-        return {k: self.parameterization.log_probs(self.theta[k], self.alive(k))
-                for k in self.groups}
+        return {k: self.parameterization.log_probs(self.theta[k], self.alive(k), g)
+                for k, g in self.groups.items()}
 
     @torch.no_grad()
     def probs_detached(self) -> dict[str, Tensor]:
@@ -273,6 +296,8 @@ class Mix:
     #: partial-channel mixed ops process a random 1/K of the channels drawn from this seed;
     #: None: the first 1/K (PC-DARTS)
     channel_seed: int | None = None
+    #: dropout on the outputs of the named candidates while training (P-DARTS: skip_connect)
+    op_dropout: dict[str, float] = field(default_factory=dict)
 
     def edge_active(self, label: str, e: int, zero_mask: Sequence[bool]) -> Iterable[int]:
         act = self.active.get(label)
@@ -302,7 +327,7 @@ class Mix:
         return Mix({k: v.to(device=device, dtype=dtype) for k, v in self.weights.items()},
                    dict(self.active),
                    {k: v.to(device=device, dtype=dtype) for k, v in self.edge_scale.items()},
-                   self.inactive_as_constant, self.channel_seed)
+                   self.inactive_as_constant, self.channel_seed, dict(self.op_dropout))
 
 
 def entropy(probs: Mapping[str, Tensor]) -> float:
@@ -310,6 +335,7 @@ def entropy(probs: Mapping[str, Tensor]) -> float:
     total, n = 0.0, 0
     for p in probs.values():
         p = p.detach().double()
+        p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)  # each edge's distribution
         h = -(p * p.clamp_min(1e-30).log()).sum(-1)
         total += float(h.sum())
         n += h.numel()

@@ -175,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true", help="print JSON")
     inf.set_defaults(func=cmd_info)
 
+    dr = sub.add_parser("draw", help="draw a genotype's cells (PNG and SVG)",
+                        description="Draw the cells of a genotype like the DARTS paper's figures.")
+    dr.add_argument("genotype", help="genotype string, a named genotype (DARTS_V2, ...) or a "
+                    "search run directory")
+    dr.add_argument("--space", default=None, help="space of the genotype (default: the run's, "
+                    "else nb201)")
+    dr.add_argument("--out", default="cell", help="output path without suffix (default: cell)")
+    dr.set_defaults(func=cmd_draw)
+
     ls = sub.add_parser("list", help="list spaces, strategies and datasets")
     ls.add_argument("what", nargs="?", default="all",
                     choices=["all", "spaces", "strategies", "datasets"])
@@ -323,6 +332,21 @@ def cmd_info(args) -> int:
     print(f"  FLOPs (multiply-accumulates) for a {args.in_channels}x{size}x{size} input: "
           f"{info['flops'] / 1e6:.2f} M")
     print(f"  memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M")
+    return 0
+
+
+def cmd_draw(args) -> int:
+    from .plot import draw
+    from .rundir import read_json
+    from .spaces import get_space
+    from .train import genotype_source
+    space = args.space
+    p = Path(args.genotype)
+    if space is None and p.is_dir() and (p / "config.json").is_file():
+        space = read_json(p / "config.json")["search"]["space"]
+    g = get_space(space or "nb201").genotype(genotype_source(args.genotype))
+    draw(g, args.out, str(args.genotype) if len(str(args.genotype)) < 40 else None)
+    print(f"wrote {args.out}.png and {args.out}.svg")
     return 0
 
 

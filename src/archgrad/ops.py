@@ -150,19 +150,24 @@ class MixedOp(nn.Module):
     its weights passed in from outside). Zero-valued candidates are never computed; when nothing
     is computed the result is ``None``, which the caller treats as a zero contribution."""
 
-    def __init__(self, ops: Sequence[nn.Module]):
+    def __init__(self, ops: Sequence[nn.Module], names: Sequence[str] | None = None):
         super().__init__()
         self.ops = nn.ModuleList(ops)
+        self.names = tuple(names) if names is not None else tuple(str(i) for i in range(len(ops)))
         self.zero = tuple(bool(getattr(op, "is_zero", False)) for op in ops)
 
     def forward(self, x: Tensor, w: Tensor, active: Iterable[int],
-                inactive_as_constant: bool = False) -> Tensor | None:
+                inactive_as_constant: bool = False,
+                op_dropout: dict[str, float] | None = None) -> Tensor | None:
         out = None
         active = tuple(active)
         for k in active:
             if self.zero[k]:
                 continue
-            y = self.ops[k](x) * w[k]
+            y = self.ops[k](x)
+            if op_dropout and self.training and op_dropout.get(self.names[k], 0.0) > 0:
+                y = nn.functional.dropout(y, op_dropout[self.names[k]])
+            y = y * w[k]
             out = y if out is None else out + y
         if inactive_as_constant:
             rest = [k for k in range(len(self.ops)) if k not in active]
@@ -193,7 +198,8 @@ class PartialMixedOp(nn.Module):
     def zero(self):
         return self.mixed.zero
 
-    def forward(self, x, w, active, inactive_as_constant=False, channel_seed=None):
+    def forward(self, x, w, active, inactive_as_constant=False, channel_seed=None,
+                op_dropout=None):
         C = x.shape[1]
         c = C // self.K
         if channel_seed is None:
@@ -204,7 +210,7 @@ class PartialMixedOp(nn.Module):
             sel, rest = perm[:c].sort().values, perm[c:].sort().values
         sel, rest = sel.to(x.device), rest.to(x.device)
         xs, xr = x.index_select(1, sel), x.index_select(1, rest)
-        y = self.mixed(xs, w, active, inactive_as_constant)
+        y = self.mixed(xs, w, active, inactive_as_constant, op_dropout)
         if self.bypass is not None:
             xr = self.bypass(xr)
         if y is None:

@@ -26,12 +26,12 @@ from torch import Tensor
 
 from . import __version__
 from .arch import entropy
-from .data import DATASETS, ImageDataset, load_dataset
+from .data import DATASETS, load_dataset
 from .errors import ArchgradError
 from .methods import STRATEGIES, accepted_options, make_strategy
 from .rundir import (atomic_write_json, atomic_write_text, load_checkpoint, read_json, rng_state, save_checkpoint, seed_everything, set_rng_state,
                      write_jsonl)
-from .spaces import SPACES, Genotype, SearchSpace, get_space
+from .spaces import SPACES, Genotype, get_space
 from .strategy import Strategy
 from .task import ImageTask
 
@@ -122,16 +122,6 @@ def resolve_dataset(space_cls, dataset: str | None) -> str | None:
     dataset = dataset or "digits"
     DATASETS.get(dataset)
     return dataset
-
-
-def _make_space(cfg: SearchConfig, data: ImageDataset) -> SearchSpace:
-    opts = dict(cfg.space_options)
-    accepted = SPACES.get(cfg.space).options
-    if "num_classes" in accepted:
-        opts.setdefault("num_classes", data.num_classes)
-    if "in_channels" in accepted:
-        opts.setdefault("in_channels", data.in_channels)
-    return get_space(cfg.space, **opts)
 
 
 class _EpochStats:
@@ -235,6 +225,9 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
                 raise ArchgradError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(eval_every, int) or eval_every < 0:
             raise ArchgradError(f"eval_every must be an integer >= 0, got {eval_every!r}")
+        need = make_strategy(strategy, **st).min_epochs
+        if epochs < need:
+            raise ArchgradError(f"strategy '{strategy}' needs at least {need} epochs, got {epochs}")
         cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
                            str(data_dir) if data_dir else None, subset, eval_every, sp, st)
         run_dir = Path(out) if out is not None else None
@@ -250,15 +243,28 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     seed_everything(cfg.seed)
     space_cls = SPACES.get(cfg.space)
     strategy: Strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
-    if space_cls.own_data:
-        space = get_space(cfg.space, **cfg.space_options)
-        model = space.supernet().to(dev)
-        task = space.task(model, cfg.batch_size, cfg.seed, dev)
-    else:
-        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
-        space = _make_space(cfg, data)
-        model = space.supernet().to(dev)
-        task = ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss)
+    strategy._space_cls = space_cls
+    stages = strategy.stages_for(cfg.epochs)
+    data = None if space_cls.own_data else load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
+
+    def make_stage(i: int):
+        """The space and supernet of stage i (one stage unless the strategy is progressive)."""
+        opts = dict(cfg.space_options)
+        opts.update(stages[i].space)
+        if data is not None:
+            for k, v in (("num_classes", data.num_classes), ("in_channels", data.in_channels)):
+                if k in space_cls.options:
+                    opts.setdefault(k, v)
+        sp = get_space(cfg.space, **opts)
+        return sp, sp.supernet().to(dev)
+
+    stage_index = strategy.stage_of(0, cfg.epochs)[0]
+    if resuming:
+        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        stage_index = ckpt.get("stage", 0)
+    space, model = make_stage(stage_index)
+    task = space.task(model, cfg.batch_size, cfg.seed, dev) if space_cls.own_data else \
+        ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss)
     costs = space.op_costs() if strategy.needs_costs else None
     strategy.setup(space.choices(), model, cfg.seed, dev, costs=costs)
     loss_fn = task.loss_fn
@@ -276,7 +282,6 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                 "strategy": strategy.describe(), "space": space.config,
                 "dataset": task.describe()})
     if resuming:
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
         model.load_state_dict(ckpt["model"])
         strategy.load_state_dict(ckpt["strategy"])
         history = ckpt["history"]
@@ -291,6 +296,14 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     try:
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
+            new_stage = strategy.stage_of(epoch, cfg.epochs)[0]
+            stage_info = {}
+            if new_stage != stage_index:  # a progressive strategy's next, deeper supernet
+                stage_index = new_stage
+                space, model = make_stage(stage_index)
+                stage_info = strategy.begin_stage(stage_index, stages[stage_index], model)
+                if space_cls.own_data:
+                    task.model = model
             lr = strategy.set_lr(epoch, cfg.epochs)
             model.train()
             acc = _EpochStats()
@@ -307,6 +320,9 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                                          ("train_loss", "train_acc", "arch_acc") if k in m},
                                         refresh=False)
             record = {"epoch": epoch + 1, "lr": lr, "steps": steps}
+            if len(stages) > 1:
+                record["stage"] = stage_index + 1
+            record.update(stage_info)
             record.update(acc.means())
             if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 ev = task.evaluate(model, strategy.estimator.eval_mix(strategy.arch))
@@ -326,14 +342,14 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
             history.append(record)
             if run_dir is not None:
                 save_checkpoint(run_dir / "checkpoint.pt", {
-                    "epoch": epoch, "model": model.state_dict(),
+                    "epoch": epoch, "stage": stage_index, "model": model.state_dict(),
                     "strategy": strategy.state_dict(), "history": history, "rng": rng_state()})
                 write_jsonl(run_dir / "metrics.jsonl", history)
             if bar is not None:
                 bar.write(_epoch_line(record, cfg.epochs))
             for cb in callbacks:
                 cb(record, {"model": model, "strategy": strategy, "space": space,
-                            "epoch": epoch, "run_dir": run_dir})
+                            "epoch": epoch, "run_dir": run_dir, "stage": stage_index})
     finally:
         if bar is not None:
             bar.close()
@@ -385,6 +401,11 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
     if run_dir is not None:
         atomic_write_json(run_dir / "result.json", final)
         atomic_write_text(run_dir / "genotype.txt", str(geno) + "\n")
+        try:
+            from .plot import draw
+            draw(geno, run_dir / "cell", f"{cfg.strategy} on {cfg.space}/{cfg.dataset}")
+        except Exception as e:  # a diagram must never cost the result
+            atomic_write_text(run_dir / "cell.error.txt", f"{type(e).__name__}: {e}\n")
     return result
 
 

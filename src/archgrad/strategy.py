@@ -89,10 +89,15 @@ class Estimator(nn.Module):
     #: the architecture step's mix may also train the weights in one backward (single level)
     joint_ok: bool = True
 
+    def __init__(self):
+        super().__init__()
+        #: dropout on named candidates' outputs while training, set by the schedule (P-DARTS)
+        self.op_dropout: dict[str, float] = {}
+
     def weight_mix(self, ctx: StepContext) -> Mix:
         with torch.no_grad():
             return Mix(ctx.arch.probs_detached(), ctx.arch.dense_active(),
-                       ctx.arch.edge_weights())
+                       ctx.arch.edge_weights(), op_dropout=dict(self.op_dropout))
 
     def eval_mix(self, arch: ArchParams) -> Mix:
         """The mix under which the supernet is evaluated (its 'expected' network)."""
@@ -100,7 +105,8 @@ class Estimator(nn.Module):
             return Mix(arch.probs_detached(), arch.dense_active(), arch.edge_weights())
 
     def arch_mix(self, ctx: StepContext) -> tuple[Mix, Any]:
-        return Mix(ctx.arch.probs(), ctx.arch.dense_active(), ctx.arch.edge_weights()), None
+        return Mix(ctx.arch.probs(), ctx.arch.dense_active(), ctx.arch.edge_weights(),
+                   op_dropout=dict(self.op_dropout)), None
 
     def grad_targets(self, ctx: StepContext, mix: Mix, record: Any) -> list[Tensor]:
         """Pathwise: every architecture parameter (theta, and beta with edge weights)."""
@@ -213,6 +219,17 @@ class WeightOptim:
                                weight_decay=self.weight_decay, nesterov=self.nesterov)
 
 
+@dataclass
+class Stage:
+    """A part of the search with its own supernet (P-DARTS's progressive stages)."""
+
+    start: int
+    end: int
+    space: dict = field(default_factory=dict)   # supernet options for this stage
+    keep: int | None = None                     # candidates per edge kept when it begins
+    warmup: int = 0                             # weights-only epochs at its start
+
+
 # --------------------------------------------------------------------------------------------
 class Strategy(nn.Module):
     """One search strategy: ``estimator`` + ``update`` + a schedule.
@@ -271,6 +288,7 @@ class Strategy(nn.Module):
 
     def setup(self, groups: Sequence[ChoiceGroup], model: nn.Module, seed: int,
               device: torch.device | str = "cpu", costs: dict | None = None) -> None:
+        """Create the architecture parameters and attach the supernet."""
         self.seed = seed
         self.generator.manual_seed(seed)
         if hasattr(self.estimator, "bind"):
@@ -278,10 +296,46 @@ class Strategy(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.arch = ArchParams(groups, self.update.parameterization, gen,
                                edge_weights=self.edge_weights).to(device)
+        self.update.bind(self.arch)
+        self.attach(model)
+
+    def attach(self, model: nn.Module) -> None:
+        """Train this supernet's weights (a new one at each progressive stage)."""
         self.__dict__["model"] = model  # not a submodule: checkpoints save it on its own
         self.weight_params = [p for p in model.parameters() if p.requires_grad]
         self.weight_opt = self.weights_cfg.make(self.weight_params) if self.weight_params else None
-        self.update.bind(self.arch)
+
+    # -- stages ------------------------------------------------------------------------------
+    def plan(self, epochs: int, space_cls=None) -> list[Stage]:
+        """The search's stages; a single one unless the strategy is progressive."""
+        return [Stage(0, epochs, {}, None, min(self.warmup(epochs), epochs))]
+
+    @property
+    def min_epochs(self) -> int:
+        """The fewest epochs a search with this strategy can have."""
+        return 1
+
+    def first_arch_epoch(self, epochs: int) -> int:
+        """The first epoch with architecture steps."""
+        return min(st.start + st.warmup for st in self.stages_for(epochs))
+
+    def stage_of(self, epoch: int, epochs: int) -> tuple[int, Stage]:
+        for i, st in enumerate(self.stages_for(epochs)):
+            if st.start <= epoch < st.end:
+                return i, st
+        return len(self._stages) - 1, self._stages[-1]
+
+    def stages_for(self, epochs: int) -> list[Stage]:
+        if getattr(self, "_stages_epochs", None) != epochs:
+            self._stages = self.plan(epochs, getattr(self, "_space_cls", None))
+            self._stages_epochs = epochs
+        return self._stages
+
+    def begin_stage(self, index: int, stage: Stage, model: nn.Module) -> dict:
+        """Called when a later stage starts: attach its supernet (progressive strategies also
+        prune candidates and re-initialise the architecture here)."""
+        self.attach(model)
+        return {}
 
     def set_lr(self, epoch: int, epochs: int) -> float:
         self._lr = self.weights_cfg.lr_at(epoch, epochs)
@@ -301,10 +355,13 @@ class Strategy(nn.Module):
     # -- one iteration -------------------------------------------------------------------------
     def step(self, train_batch, valid_batch, *, loss_fn, epoch, epochs, step, steps_per_epoch
              ) -> dict[str, Any]:
-        warm = self.warmup(epochs)
-        arch_on = epoch >= warm
-        total = max((epochs - warm) * steps_per_epoch, 1)
-        index = (epoch - warm) * steps_per_epoch + step
+        stages = self.stages_for(epochs)
+        si, stage = self.stage_of(epoch, epochs)
+        arch_on = epoch >= stage.start + stage.warmup
+        # architecture steps of the search and the index of this one (XNAS's T and t)
+        total = max(sum(st.end - st.start - st.warmup for st in stages) * steps_per_epoch, 1)
+        done = sum(max(min(epoch, st.end) - st.start - st.warmup, 0) for st in stages[:si + 1])
+        index = done * steps_per_epoch + step
 
         def ctx(batch):
             return StepContext(self.model, self.arch, loss_fn, batch, train_batch,

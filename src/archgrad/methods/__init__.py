@@ -99,8 +99,8 @@ def make_strategy(name: str, **options) -> Strategy:
 
 
 # importing the method modules registers them
-from . import (advantage, darts, gaea, gdas, nasp, parsec, pcdarts, proxyless,  # noqa: E402,F401,I001
-               random_ws, reinforce, snas, xnas)
+from . import (advantage, darts, gaea, gdas, idarts, nasp, parsec, pcdarts,  # noqa: E402,F401,I001
+               pdarts, proxyless, random_ws, reinforce, snas, xnas)
 
 __all__ = ["STRATEGIES", "make_strategy", "register", "common", "accepted_options",
            "COMMON_OPTIONS"]

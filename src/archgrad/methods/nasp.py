@@ -29,7 +29,7 @@ class Box(Parameterization):
     def init(self, shape, generator):
         return (0.5 + self.init_scale * torch.randn(shape, generator=generator)).clamp(0, 1)
 
-    def probs(self, theta, alive):
+    def probs(self, theta, alive, group=None):
         t = theta.clamp_min(0) * alive
         s = t.sum(-1, keepdim=True)
         uniform = alive / alive.sum(-1, keepdim=True)

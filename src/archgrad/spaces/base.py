@@ -58,6 +58,9 @@ class SearchSpace(ABC):
     default_batch_size: ClassVar[int] = 64
     #: which options the command line's --channels / --cells set, for the search network and
     #: for the stand-alone network of a genotype
+    #: the option that sets the supernet's depth, and P-DARTS's stage depths for it
+    depth_option: ClassVar[str | None] = None
+    progressive_depths: ClassVar[tuple[int, ...] | None] = None
     search_flags: ClassVar[dict[str, str]] = {"channels": "C", "cells": "N"}
     build_flags: ClassVar[dict[str, str]] = {"channels": "C", "cells": "N"}
 

@@ -252,7 +252,7 @@ class DartsSearchCell(nn.Module):
         for e, (j, _) in enumerate(group.edges):
             stride = 2 if reduction and j < 2 else 1
             mixed = MixedOp([make_op(c.name, C // K, stride, affine=False, track=track,
-                                     search=True) for c in group.candidates])
+                                     search=True) for c in group.candidates], group.ops)
             ops.append(PartialMixedOp(mixed, K, index * 100 + e, stride) if self.partial
                        else mixed)
         self.edges = ops
@@ -271,8 +271,8 @@ class DartsSearchCell(nn.Module):
             for e in self.incoming[i + 2]:
                 args = (states[self.group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
                         mix.inactive_as_constant)
-                y = self.edges[e](*args, mix.channel_seed) if self.partial else \
-                    self.edges[e](*args)
+                y = self.edges[e](*args, mix.channel_seed, mix.op_dropout) if self.partial \
+                    else self.edges[e](*args, mix.op_dropout)
                 if y is None:
                     continue
                 if scale is not None:
@@ -461,6 +461,7 @@ class DartsSpace(SearchSpace):
     name = "darts"
     tiny = {"C": 4, "layers": 3, "eval_C": 4, "eval_layers": 3}
     search_flags = {"channels": "C", "cells": "layers"}
+    depth_option, progressive_depths = "layers", (5, 11, 17)  # P-DARTS
     build_flags = {"channels": "eval_C", "cells": "eval_layers"}
     options = {
         "C": (16, "channels of the search network's first cells"),

@@ -149,7 +149,7 @@ class SearchCell(nn.Module):
 
         def mixed(e):
             m = MixedOp([_make_op(c.name, C // K, affine=affine, track=track)
-                         for c in group.candidates])
+                         for c in group.candidates], group.ops)
             return m if K == 1 else PartialMixedOp(m, K, index * 100 + e)
 
         self.edges = nn.ModuleList(mixed(e) for e in range(len(group.edges)))
@@ -165,8 +165,8 @@ class SearchCell(nn.Module):
             for e in self.incoming[i]:
                 args = (nodes[self.group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
                         mix.inactive_as_constant)
-                y = self.edges[e](*args, mix.channel_seed) if self.partial else \
-                    self.edges[e](*args)
+                y = self.edges[e](*args, mix.channel_seed, mix.op_dropout) if self.partial \
+                    else self.edges[e](*args, mix.op_dropout)
                 if y is None:
                     continue
                 if scale is not None:
@@ -240,6 +240,7 @@ class NB201Space(SearchSpace):
 
     name = "nb201"
     tiny = {"C": 4, "N": 1}
+    depth_option, progressive_depths = "N", (1, 3, 5)  # 3, 9, 15 cells
     options = {
         "C": (16, "channels of the first stage"),
         "N": (5, "cells per stage"),
@@ -299,14 +300,23 @@ class NB201Space(SearchSpace):
         raise GenotypeError(f"expected a NAS-Bench-201 genotype or its string, got {value!r}")
 
     def derive(self, probs: Mapping[str, Tensor], *, exclude_none: bool = False,
-               edge_weights=None) -> NB201Genotype:
-        """Per-edge argmax of the probabilities (optionally never choosing ``none``). Every edge
-        keeps an op, so edge weights (PC-DARTS) do not change the result."""
-        p = probs[LABEL].detach().clone()
+               edge_weights=None, max_skip: int | None = None) -> NB201Genotype:
+        """Per-edge argmax of the probabilities (optionally never choosing ``none``; at most
+        ``max_skip`` skip connections, the weakest replaced by their edge's next best op, as
+        P-DARTS caps them). Every edge keeps an op, so edge weights (PC-DARTS) do not change the
+        result."""
+        p = probs[LABEL].detach().clone().double()
         ops = self._group.ops
         if exclude_none and "none" in ops:
             p[:, ops.index("none")] = -1.0
-        return NB201Genotype([ops[k] for k in p.argmax(-1).tolist()])
+        while True:
+            choice = p.argmax(-1).tolist()
+            skips = [e for e, k in enumerate(choice) if ops[k] == "skip_connect"]
+            if max_skip is None or len(skips) <= max_skip:
+                return NB201Genotype([ops[k] for k in choice])
+            k = ops.index("skip_connect")
+            weakest = min(skips, key=lambda e: float(p[e, k]))
+            p[weakest, k] = -1.0
 
     def genotype_from_indices(self, indices) -> NB201Genotype:
         ops = self._group.ops

@@ -164,6 +164,7 @@ class FusedSearchCell(nn.Module):
         def add(dst, t, weight):
             nodes[dst] = t * weight if nodes[dst] is None else torch.addcmul(nodes[dst], t, weight)
 
+        p_skip = mix.op_dropout.get("skip_connect", 0.0) if self.training else 0.0
         for s, E in enumerate(self.out_edges):
             xs = nodes[s] if nodes[s] is not None else torch.zeros_like(x)
             acts = [tuple(mix.edge_active(label, e, zero)) for e in E]
@@ -179,8 +180,8 @@ class FusedSearchCell(nn.Module):
             y1 = y1.split(C, dim=1) if y1 is not None else None
             for i, e in enumerate(E):
                 dst, a, we = self.group.edges[e][1], acts[i], w[e]
-                if ks is not None and ks in a:
-                    add(dst, xs, we[ks])
+                if ks is not None and ks in a:  # P-DARTS: dropout after each skip connection
+                    add(dst, F.dropout(xs, p_skip) if p_skip > 0 else xs, we[ks])
                 if pooled is not None and kp in a:
                     add(dst, pooled, we[kp])
                 if y1 is not None and i in b1:

@@ -215,7 +215,7 @@ class ToySpace(SearchSpace):
         raise GenotypeError(f"expected a toy genotype or its string, got {value!r}")
 
     def derive(self, probs: Mapping[str, Tensor], *, exclude_none: bool = False,
-               edge_weights=None) -> ToyGenotype:
+               edge_weights=None, max_skip=None) -> ToyGenotype:
         return ToyGenotype(probs[LABEL].argmax(-1).tolist(), self.config["candidates"])
 
     def genotype_from_indices(self, indices) -> ToyGenotype:
