@@ -19,7 +19,6 @@ import sys
 import time
 
 
-
 def _rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -57,13 +56,15 @@ def measure(strategy: str, space: str, C: int | None, N: int | None, batch: int,
     for i in range(n):
         st.set_lr(st.first_arch_epoch(epochs), epochs)
         t0 = time.perf_counter()
-        st.step(batches[2 * i], batches[2 * i + 1], loss_fn=sp.loss, epoch=st.first_arch_epoch(epochs),
+        st.step(batches[2 * i], batches[2 * i + 1], loss_fn=sp.loss,
+                epoch=st.first_arch_epoch(epochs),
                 epochs=epochs, step=i, steps_per_epoch=n)
         times.append(time.perf_counter() - t0)
     timed = times[warmup:]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     def one():
-        st.step(batches[0], batches[1], loss_fn=sp.loss, epoch=st.first_arch_epoch(epochs), epochs=epochs,
+        st.step(batches[0], batches[1], loss_fn=sp.loss, epoch=st.first_arch_epoch(epochs),
+                epochs=epochs,
                 step=0, steps_per_epoch=n)
 
     saved = saved_bytes(one)

@@ -185,7 +185,8 @@ def report(rows, peak, flops):
         lines.append(f"archgrad's `darts` step: {flops / 1e9:.1f} GFLOP (counted by "
                      f"torch.utils.flop_counter, forward and backward) in {t:.3f} s = "
                      f"{flops / t / 1e9:.1f} GFLOP/s, {100 * flops / t / 1e9 / peak:.0f}% of this "
-                     f"machine's measured fp32 matrix-multiply rate ({peak:.0f} GFLOP/s, 2048x2048, "
+                     f"machine's measured fp32 matrix-multiply rate ({peak:.0f} GFLOP/s, "
+                     f"2048x2048, "
                      f"2 threads).")
     return "\n".join(lines)
 

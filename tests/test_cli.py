@@ -97,3 +97,17 @@ def test_train_from_a_run_directory(capsys, tmp_path):
 def test_every_command_has_help(capsys, cmd):
     code, out, _ = run(capsys, cmd, "--help")
     assert code == 0 and "usage:" in out
+
+
+def test_compare_runs(capsys, tmp_path):
+    for strat in ("darts", "gdas"):
+        assert run(capsys, "search", *TINY, "--epochs", "1", "--strategy", strat,
+                   "--out", str(tmp_path / strat))[0] == 0
+    code, out, err = run(capsys, "compare", str(tmp_path / "darts"), str(tmp_path / "gdas"),
+                         "--out", str(tmp_path / "cmp"), "--json")
+    assert code == 0, err
+    md = (tmp_path / "cmp.md").read_text()
+    assert "| darts | darts | nb201 | synthetic |" in md and "| gdas | gdas |" in md
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    code, _, err = run(capsys, "compare", str(tmp_path / "nope"))
+    assert code == 2 and "not a search run directory" in err

@@ -78,7 +78,7 @@ def test_run_directory_contents(tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["search"]["strategy"] == "darts" and cfg["search"]["epochs"] == 2
     assert cfg["search"]["space_options"] == {"C": 4, "N": 1}
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     for r in rows:
         for k in ("train_loss", "train_acc", "arch_loss", "arch_acc", "valid_acc", "lr",

@@ -184,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--out", default="cell", help="output path without suffix (default: cell)")
     dr.set_defaults(func=cmd_draw)
 
+    cp = sub.add_parser("compare", help="compare search runs: a table and per-epoch plots",
+                        description="Write OUT.md (final results of each run) and OUT.png/.svg "
+                        "(validation accuracy, training loss, entropy and, on nb201, the "
+                        "benchmark accuracy of the derived cell, per epoch).")
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="search run directories")
+    cp.add_argument("--out", default="compare", help="output path without suffix")
+    cp.add_argument("--json", action="store_true", help="print JSON")
+    cp.set_defaults(func=cmd_compare)
+
     ls = sub.add_parser("list", help="list spaces, strategies and datasets")
     ls.add_argument("what", nargs="?", default="all",
                     choices=["all", "spaces", "strategies", "datasets"])
@@ -238,8 +247,9 @@ def cmd_search(args) -> int:
     print(f"genotype ({f['derive']}): {result.genotype}")
     if f["gap_metric"] == "acc":
         print(f"supernet valid acc {f['supernet_valid_acc']:.2f}%   derived architecture with "
-              f"shared weights {f['derived_valid_acc']:.2f}%   discretization gap "
-              f"{f['discretization_gap']:+.2f} points")
+              f"shared weights {f['derived_valid_acc']:.2f}% ({f['derived_valid_acc_bn']:.2f}% "
+              f"with BN statistics recalibrated)   discretization gap "
+              f"{f['discretization_gap']:+.2f} ({f['discretization_gap_bn']:+.2f}) points")
     else:
         print(f"supernet valid loss {f['supernet_valid_loss']:.5g}   derived architecture "
               f"{f['derived_valid_loss']:.5g}")
@@ -350,18 +360,34 @@ def cmd_draw(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .report import compare
+    res = compare(args.runs, args.out)
+    if args.json:
+        _print_json(res)
+    else:
+        print(f"wrote {res['table']} and {res['figure']} ({res['runs']} runs)")
+    return 0
+
+
 def cmd_list(args) -> int:
     from .data import DATASETS
     from .methods import STRATEGIES, accepted_options
     from .spaces import SPACES
     data = {}
+    from .registry import first_paragraph
     if args.what in ("all", "spaces"):
-        data["spaces"] = {n: {"description": (SPACES.get(n).__doc__ or "").strip().split("\n")[0],
+        data["spaces"] = {n: {"description": first_paragraph(SPACES.get(n).__doc__),
                               "options": SPACES.get(n).describe_options()} for n in SPACES}
     if args.what in ("all", "strategies"):
+        order = ["darts", "relaxed", "gaea", "xnas", "score-function", "gates", "proximal",
+                 "baseline"]
+        names = sorted(STRATEGIES, key=lambda n: (order.index(STRATEGIES.get(n).family)
+                                                  if STRATEGIES.get(n).family in order
+                                                  else len(order), n))
         data["strategies"] = {n: {"description": STRATEGIES.get(n).doc,
                                   "family": STRATEGIES.get(n).family,
-                                  "options": accepted_options(n)} for n in STRATEGIES}
+                                  "options": accepted_options(n)} for n in names}
     if args.what in ("all", "datasets"):
         data["datasets"] = {n: DATASETS.get(n).description for n in DATASETS}
     if args.json:

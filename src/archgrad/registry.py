@@ -9,6 +9,12 @@ from .errors import UnknownNameError
 T = TypeVar("T")
 
 
+def first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph on one line."""
+    para = (doc or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in para.splitlines())
+
+
 class Registry(Generic[T]):
     """A registry of named entries. ``register`` works as a decorator or a plain call."""
 
@@ -22,7 +28,7 @@ class Registry(Generic[T]):
             if name in self._entries and not replace:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
             self._entries[name] = o
-            doc = help or (getattr(o, "__doc__", None) or "").strip().split("\n")[0]
+            doc = help or first_paragraph(getattr(o, "__doc__", None))
             self._help[name] = doc
             return o
 

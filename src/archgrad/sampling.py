@@ -25,7 +25,8 @@ def sample_indices(probs: Mapping[str, Tensor], generator: torch.Generator) -> d
             .squeeze(1).tolist() for k, p in probs.items()}
 
 
-def uniform_indices(alive: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, list[int]]:
+def uniform_indices(alive: Mapping[str, Tensor], generator: torch.Generator
+                    ) -> dict[str, list[int]]:
     """One alive candidate per edge, uniformly."""
     return {k: torch.multinomial(a.detach().float().cpu(), 1, generator=generator).squeeze(1)
             .tolist() for k, a in alive.items()}

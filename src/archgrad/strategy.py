@@ -210,7 +210,8 @@ class WeightOptim:
 
     def lr_at(self, epoch: int, epochs: int) -> float:
         """Cosine annealing from ``lr`` to ``lr_min`` over the epochs (a pure function)."""
-        return self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
+        cosine = (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
+        return self.lr_min + (self.lr - self.lr_min) * cosine
 
     def make(self, params) -> torch.optim.Optimizer:
         if self.optimizer == "adam":

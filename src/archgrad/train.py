@@ -20,8 +20,16 @@ from . import __version__
 from .data import BatchLoader, load_dataset
 from .errors import ArchgradError
 from .ops import count_parameters
-from .rundir import (atomic_write_json, load_checkpoint, read_json, rng_state, save_checkpoint,
-                     seed_everything, set_rng_state, write_jsonl)
+from .rundir import (
+    atomic_write_json,
+    load_checkpoint,
+    read_json,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    write_jsonl,
+)
 from .search import resolve_device
 from .spaces import SPACES, get_space
 

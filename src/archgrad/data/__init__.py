@@ -24,7 +24,7 @@ class DatasetInfo:
     reader: Callable
     augment: bool  # random crop + flip when training
     description: str
-    search_epochs: int | None = None  # a budget that suits a quick search, if the default is too much
+    search_epochs: int | None = None  # a quick search's budget, where the default is too much
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from ..errors import ArchgradError
-from ..registry import Registry
+from ..registry import Registry, first_paragraph
 from ..strategy import Strategy, WeightOptim
 
 COMMON_OPTIONS = {
@@ -48,7 +48,7 @@ def register(name: str, *, family: str, accepts: tuple[str, ...] = ()):
     def deco(fn):
         own = tuple(p for p, v in inspect.signature(fn).parameters.items()
                     if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD))
-        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        doc = first_paragraph(fn.__doc__)
         fam_accepts = FAMILY_OPTIONS.get(family, ())
         STRATEGIES.register(name, StrategyEntry(fn, family, own + accepts + fam_accepts, doc),
                             help=doc)

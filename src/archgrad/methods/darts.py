@@ -61,9 +61,9 @@ class SecondOrder(Estimator):
                 with torch.no_grad():
                     for w, w_init, vi in zip(W, w0, v):
                         w.copy_(w_init + sign * eps * vi)
-                _, l = ctx.forward(Mix(arch.probs(), arch.dense_active(), arch.edge_weights()),
-                                   ctx.train_batch)
-                return torch.autograd.grad(l, thetas)
+                _, loss = ctx.forward(Mix(arch.probs(), arch.dense_active(),
+                                          arch.edge_weights()), ctx.train_batch)
+                return torch.autograd.grad(loss, thetas)
 
             g_plus = grad_alpha_train_at(+1.0)
             g_minus = grad_alpha_train_at(-1.0)

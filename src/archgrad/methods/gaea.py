@@ -84,7 +84,8 @@ def gaea_darts(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: float = 
 def gaea_darts_single(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: float = 0.0,
                       **options) -> Strategy:
     """GAEA DARTS (ERM): single level, weights and architecture from the same batch."""
-    return _gaea("gaea-darts-single", Estimator(), bilevel=False, arch_lr=arch_lr, entropic=entropic,
+    return _gaea("gaea-darts-single", Estimator(), bilevel=False, arch_lr=arch_lr,
+                 entropic=entropic,
                  init_scale=init_scale, **options)
 
 
@@ -104,6 +105,7 @@ def gaea_pcdarts(arch_lr: float = 0.1, entropic: float = 0.0, partial_channels: 
     options.setdefault("lr", 0.1)
     options.setdefault("lr_min", 0.0)
     options.setdefault("warmup_epochs", 0.3)
-    return _gaea("gaea-pcdarts", PartialChannels(), bilevel=True, arch_lr=arch_lr, entropic=entropic,
+    return _gaea("gaea-pcdarts", PartialChannels(), bilevel=True, arch_lr=arch_lr,
+                 entropic=entropic,
                  edge_weights=True, space_defaults={"partial_channels": partial_channels},
                  init_scale=init_scale, **options)

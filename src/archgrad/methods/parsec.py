@@ -44,7 +44,7 @@ class Parsec(OneHotSampler):
             grads = g if grads is None else {k: grads[k] + g[k] for k in g}
         acc = torch.stack(accs).mean() if accs[0] is not None else None
         return ArchStepResult(grads, {"arch_loss": sum(losses) / len(losses), "arch_acc": acc},
-                              [(d, -l) for d, l in zip(draws, losses)])
+                              [(d, -loss) for d, loss in zip(draws, losses)])
 
 
 @register("parsec", family="score-function")

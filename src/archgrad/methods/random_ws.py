@@ -4,7 +4,6 @@ architectures by their shared-weight validation accuracy on a subset of the vali
 re-score the best five on all of it, and return the best."""
 from __future__ import annotations
 
-
 from ..arch import Softmax
 from ..sampling import onehot, uniform_indices
 from ..strategy import ArchStepResult, Estimator, NoUpdate, Strategy

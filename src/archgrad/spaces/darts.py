@@ -32,8 +32,17 @@ from torch import Tensor, nn
 
 from ..arch import Candidate, ChoiceGroup, Mix
 from ..errors import ArchgradError, GenotypeError, UnknownNameError
-from ..ops import (Conv7x1_1x7, DilConv, FactorizedReduce, MixedOp, PartialMixedOp, ReLUConvBN,
-                   SepConv, Zero, drop_path)
+from ..ops import (
+    Conv7x1_1x7,
+    DilConv,
+    FactorizedReduce,
+    MixedOp,
+    PartialMixedOp,
+    ReLUConvBN,
+    SepConv,
+    Zero,
+    drop_path,
+)
 from .base import Genotype, SearchSpace, Supernet
 
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
@@ -152,8 +161,9 @@ class DartsGenotype(Genotype):
             tree = ast.parse(s, mode="eval").body
         except SyntaxError:
             raise GenotypeError(f"malformed DARTS genotype: {form}") from None
-        if not (isinstance(tree, ast.Call) and getattr(tree.func, "id",
-                                                       getattr(tree.func, "attr", "")) == "Genotype"):
+        name = getattr(tree.func, "id", getattr(tree.func, "attr", "")) \
+            if isinstance(tree, ast.Call) else ""
+        if name != "Genotype":
             raise GenotypeError(f"malformed DARTS genotype: {form}")
         values = dict(zip(cls.FIELDS, tree.args))
         for kw in tree.keywords:
@@ -534,7 +544,8 @@ class DartsSpace(SearchSpace):
         raise GenotypeError(f"expected a DARTS genotype, its string or a name, got {value!r}")
 
     # -- derivation ----------------------------------------------------------------------------
-    def derive(self, probs: Mapping[str, Tensor], *, edge_weights: Mapping[str, Tensor] | None = None,
+    def derive(self, probs: Mapping[str, Tensor], *,
+               edge_weights: Mapping[str, Tensor] | None = None,
                rule: str | None = None, exclude_none: bool = False,
                max_skip: int | None = None) -> DartsGenotype:
         rule = rule or self.config["rule"]

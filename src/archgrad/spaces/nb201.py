@@ -66,7 +66,8 @@ class NB201Genotype(Genotype):
     @classmethod
     def parse(cls, text: str) -> "NB201Genotype":
         s = text.strip()
-        example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+        example = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+"
+                   "|none~0|nor_conv_1x1~1|avg_pool_3x3~2|")
         form = f"expected the NAS-Bench-201 form {example}"
         nodes = s.split("+")
         if len(nodes) != NODES - 1:
@@ -254,8 +255,9 @@ class NB201Space(SearchSpace):
         "partial_channels": (1, "PC-DARTS: mixed ops process 1/K of the channels (1: all)"),
         "fused": (True, "compute the work shared by a node's outgoing edges once (same results "
                         "as the per-edge, per-op reference implementation, faster)"),
-        "channels_last": (True, "NHWC memory layout for the search network (faster convolutions "
-                                "on CPU with oneDNN and on GPUs with tensor cores)"),
+        "channels_last": (None, "NHWC memory layout for the search network; default: on with "
+                                "the fused cell (faster convolutions), off for the reference and "
+                                "partial-channel cells (slower there)"),
     }
 
     def __init__(self, **options):
@@ -282,7 +284,8 @@ class NB201Space(SearchSpace):
         return NB201Supernet(c["C"], c["N"], c["num_classes"], c["in_channels"], self._group,
                              affine=c["affine"], track_running_stats=c["track_running_stats"],
                              partial_channels=c["partial_channels"], fused=c["fused"],
-                             channels_last=c["channels_last"])
+                             channels_last=c["channels_last"] if c["channels_last"] is not None
+                             else (c["fused"] and c["partial_channels"] == 1))
 
     def build(self, genotype) -> NB201Network:
         c = self.config

@@ -1,0 +1,44 @@
+"""Batch-norm statistics under weight sharing.
+
+A supernet's BN running statistics average over every architecture it was trained with, which can
+be far from those of one derived architecture (most of all after sampled training). One-shot NAS
+evaluation therefore recalibrates them for the architecture at hand with forward passes over
+training batches (no weights change) before evaluating it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+def bn_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules that keep BN running statistics (torch's batch norms and fused ones)."""
+    return [m for m in model.modules()
+            if getattr(m, "running_mean", None) is not None and hasattr(m, "momentum")]
+
+
+@contextmanager
+def recalibrated(model: nn.Module, mix, batches: Iterable):
+    """Within the block, ``model``'s BN statistics are those of ``mix`` on ``batches`` (a
+    cumulative average); the original statistics are restored afterwards."""
+    mods = bn_modules(model)
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in mods]
+    was = model.training
+    try:
+        model.train()
+        with torch.no_grad():
+            for i, (x, _) in enumerate(batches):
+                for m in mods:
+                    m.momentum = 1.0 / (i + 1)  # cumulative average over the batches
+                model(x, mix)
+        model.train(was)
+        yield model
+    finally:
+        for m, (rm, rv, mom) in zip(mods, saved):
+            m.running_mean.copy_(rm)
+            m.running_var.copy_(rv)
+            m.momentum = mom
+        model.train(was)
