@@ -52,7 +52,7 @@ def main():
                      f"{statistics.mean(r['nb201'] for r in rs):.2f} "
                      f"({', '.join(format(r['nb201'], '.2f') for r in rs)}) | "
                      f"{statistics.mean(r['gap'] for r in rs):.1f} | "
-                     f"{'<br>'.join(r['genotype'] for r in rs)} |")
+                     f"{'<br>'.join(r['genotype'].replace('|', chr(92) + '|') for r in rs)} |")
     table = "\n".join(lines)
     print(table)
     if args.write:

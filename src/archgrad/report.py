@@ -38,7 +38,8 @@ def table(runs: list[dict]) -> str:
             f"| {r['dir'].name} | {c['strategy']} | {c['space']} | {c['dataset']} | "
             f"{len(r['history'])}/{c['epochs']} | {num('supernet_valid_acc')} | {derived} | "
             f"{bench.get('cifar10', '-')} | {num('entropy', '{:.3f}')} | "
-            f"{num('search_time_s', '{:.0f}')} | `{f.get('genotype', 'unfinished')}` |")
+            f"{num('search_time_s', '{:.0f}')} | "
+            f"{f.get('genotype', 'unfinished').replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
 
 

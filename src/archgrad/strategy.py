@@ -191,6 +191,11 @@ class NoUpdate(ArchUpdate):
 # --------------------------------------------------------------------------------------------
 # Weight optimizer settings (shared; strategies change defaults where their paper does)
 # --------------------------------------------------------------------------------------------
+def cosine(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing from ``lr`` at epoch 0 towards ``lr_min`` (a pure function of the epoch)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
+
+
 @dataclass
 class WeightOptim:
     """SGD on the shared weights, learning rate cosine-annealed per epoch (DARTS defaults).
@@ -210,8 +215,7 @@ class WeightOptim:
 
     def lr_at(self, epoch: int, epochs: int) -> float:
         """Cosine annealing from ``lr`` to ``lr_min`` over the epochs (a pure function)."""
-        cosine = (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
-        return self.lr_min + (self.lr - self.lr_min) * cosine
+        return cosine(self.lr, self.lr_min, epoch, epochs)
 
     def make(self, params) -> torch.optim.Optimizer:
         if self.optimizer == "adam":

@@ -6,7 +6,6 @@ space's (NAS-Bench-201's own for ``nb201``).
 """
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from .rundir import (
 )
 from .search import resolve_device
 from .spaces import SPACES, get_space
+from .strategy import cosine
 
 RECIPE_KEYS = ("lr", "lr_min", "momentum", "weight_decay", "nesterov", "grad_clip",
                "batch_size", "epochs", "aux_weight", "drop_path", "cutout")
@@ -96,6 +96,9 @@ def train(space: str, genotype, dataset: str = "digits", *, seed: int = 0, devic
             cfg.data_dir = str(data_dir)
     else:
         space_cls = SPACES.get(space)
+        if space_cls.own_data:
+            raise ArchgradError(f"space '{space}' has no training task for a stand-alone network "
+                                f"(its weights are fixed); train a genotype of an image space")
         sp = dict(space_options or {})
         recipe = {}
         for k, v in options.items():
@@ -172,8 +175,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
     try:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
-            lr = recipe["lr_min"] + (recipe["lr"] - recipe["lr_min"]) * \
-                (1 + math.cos(math.pi * epoch / epochs)) / 2
+            lr = cosine(recipe["lr"], recipe["lr_min"], epoch, epochs)
             for g in opt.param_groups:
                 g["lr"] = lr
             if hasattr(model, "drop_path_prob"):
