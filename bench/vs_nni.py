@@ -7,7 +7,9 @@ defaults set on both sides: weights Adam lr 1e-3 without weight decay or clippin
 Adam (3e-4, betas (0.5, 0.999), weight decay 1e-3). Every measurement runs in its own process;
 each repetition runs every pair, alternating which side goes first, after waiting for an idle
 machine (runs that other processes disturbed are repeated). Medians over repetitions of each run's
-median step time; peak RSS per process.
+median step time; peak RSS per process. archgrad sets glibc's allocator to keep freed blocks
+for reuse (archgrad.runtime, applied by Strategy.setup on CPU); NNI runs as it comes and, for
+the pairs in --tuned-nni, also with the same setting through glibc's environment variables.
 
 Pairs (one step = what each does per iteration):
   darts     vs NNI DARTS         architecture step (validation batch) + weight step
@@ -72,12 +74,13 @@ def wait_idle(max_wait=600.0, frac=0.1):
     print("warning: the machine did not become idle; measuring anyway", flush=True)
 
 
-def run(cmd, args) -> dict:
+def run(cmd, args, env=None) -> dict:
     """Run a JSON-printing benchmark process; retry when other processes disturbed it."""
     for attempt in range(args.retries + 1):
         wait_idle()
         b0, c0, t0 = _busy_s(), _children_cpu_s(), time.time()
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=PEERS)
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=PEERS,
+                           env={**os.environ, **(env or {})})
         wall = time.time() - t0
         others = max(0.0, _busy_s() - b0 - (_children_cpu_s() - c0)) / wall
         res = next((json.loads(line[5:]) for line in p.stdout.splitlines()
@@ -100,10 +103,17 @@ def ours(strategy, opts, args, flops=False) -> dict:
     return run(cmd, args)
 
 
-def nni(tag, args) -> dict:
+# glibc's environment variables for the setting archgrad applies itself
+# (archgrad.runtime.keep_freed_memory): NNI measured with it too, so that the table separates
+# what the allocator setting buys from what the supernet and the step do
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+                "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
+
+
+def nni(tag, args, tuned=False) -> dict:
     return run([PEER_PY, str(PEERS / "peer_darts_nb201.py"), "--strategy", tag, "--C", "16",
                 "--N", "1", "--batch", "64", "--steps", str(args.steps), "--warmup", "3",
-                "--threads", "2", "--json"], args)
+                "--threads", "2", "--json"], args, TUNED_MALLOC if tuned else None)
 
 
 def matmul_gflops(threads=2, n=2048, reps=10) -> float:
@@ -125,31 +135,39 @@ def main():
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--max-others", type=float, default=0.15)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--tuned-nni", nargs="*", default=["darts"],
+                    help="pairs where NNI also runs with archgrad's allocator setting")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     if not Path(PEER_PY).exists():
         sys.exit(f"no peer environment at {PEER_PY}: run bash {PEERS}/setup_peer.sh")
     pairs = [p for p in PAIRS if not args.only or p[0] in args.only]
-    rows = {p[0]: {"ours": [], "nni": [], "ours_rss": [], "nni_rss": [], "single": []}
-            for p in pairs}
+    rows = {p[0]: {"ours": [], "nni": [], "ours_rss": [], "nni_rss": [], "single": [],
+                   "nni_tuned": []} for p in pairs}
     for rep in range(args.reps):
         for i, (ours_name, opts, tag) in enumerate(pairs):
             sides = ["ours", "nni"] if (rep + i) % 2 == 0 else ["nni", "ours"]
+            if ours_name in args.tuned_nni:
+                sides.append("nni_tuned")
             for side in sides:
                 if side == "ours":
                     r = ours(ours_name, opts, args)
                     rows[ours_name]["ours"].append(r["step_median_s"])
                     rows[ours_name]["ours_rss"].append(r["peak_rss_mb"])
                 else:
-                    r = nni(tag, args)
+                    r = nni(tag, args, tuned=side == "nni_tuned")
                     t = r["step_median_s"] + (r.get("ctrl_step_median_s") or 0.0)
-                    rows[ours_name]["nni"].append(t)
-                    rows[ours_name]["nni_rss"].append(r["peak_rss_mb"])
+                    rows[ours_name][side].append(t)
+                    if side == "nni":
+                        rows[ours_name]["nni_rss"].append(r["peak_rss_mb"])
             if ours_name == "snas":  # SNAS's own single-level step, for reference
                 rows["snas"]["single"].append(ours("snas", {}, args)["step_median_s"])
             d = rows[ours_name]
+            tuned = f"  NNI (allocator as ours) {d['nni_tuned'][-1]:.4f} s" \
+                if d["nni_tuned"] else ""
             print(f"rep {rep + 1} {ours_name:<10} ours {d['ours'][-1]:.4f} s  NNI "
-                  f"{d['nni'][-1]:.4f} s  ratio {d['ours'][-1] / d['nni'][-1]:.2f}", flush=True)
+                  f"{d['nni'][-1]:.4f} s  ratio {d['ours'][-1] / d['nni'][-1]:.2f}{tuned}",
+                  flush=True)
     peak = matmul_gflops()
     flops = ours("darts", {}, args, flops=True)["step_flops"]
     table = report(rows, peak, flops)
@@ -179,6 +197,15 @@ def report(rows, peak, flops):
             lines.append(f"| snas (single level, SNAS's step) | GumbelDARTS | "
                          f"{med(d['single']):.4f} | {med(d['nni']):.4f} | "
                          f"{med(d['single']) / med(d['nni']):.2f} | | |")
+    tuned = [(k, d) for k, d in rows.items() if d["nni_tuned"]]
+    if tuned:
+        lines.append("")
+        for k, d in tuned:
+            lines.append(
+                f"With archgrad's allocator setting (glibc keeps freed blocks for reuse, "
+                f"`archgrad.runtime`) given to NNI too, through {' and '.join(TUNED_MALLOC)}: "
+                f"NNI {names[k]} {med(d['nni_tuned']):.4f} s/step, ratio "
+                f"{med(d['ours']) / med(d['nni_tuned']):.2f} for `{k}`.")
     if "darts" in rows and flops:
         t = med(rows["darts"]["ours"])
         lines.append("")

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .arch import ArchParams, ChoiceGroup, Mix, Parameterization, Softmax
 from .errors import ArchgradError
+from .runtime import keep_freed_memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,6 +297,8 @@ class Strategy(nn.Module):
         """Create the architecture parameters and attach the supernet."""
         self.seed = seed
         self.generator.manual_seed(seed)
+        if torch.device(device).type == "cpu":  # activations reused, not page-faulted each step
+            keep_freed_memory()
         if hasattr(self.estimator, "bind"):
             self.estimator.bind(groups, costs, device)
         gen = torch.Generator().manual_seed(seed)

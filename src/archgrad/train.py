@@ -29,6 +29,7 @@ from .rundir import (
     set_rng_state,
     write_jsonl,
 )
+from .runtime import keep_freed_memory
 from .search import resolve_device
 from .spaces import SPACES, get_space
 from .strategy import cosine
@@ -123,6 +124,8 @@ def train(space: str, genotype, dataset: str = "digits", *, seed: int = 0, devic
 
 def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: bool) -> dict:
     dev = resolve_device(cfg.device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
     opts = dict(cfg.space_options)

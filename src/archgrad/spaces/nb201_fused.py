@@ -7,7 +7,8 @@ Work shared by the edges leaving a node is done once for all of them:
   output channels concatenated, and their batch norms as one batch norm over those channels
   (batch norm is per channel, so this is the same operation);
 * the average pooling (and the skip connection) of the node is computed once;
-* each (edge, op) term is added to its target node by one fused multiply-add.
+* a convolution's mixing weight is folded into its batch norm's affine map, and every other
+  (edge, op) term is added to its target node by one fused multiply-add.
 
 Only what the mix asks for is computed: with a sparse mix only the selected edges' channels are
 convolved (their weights and BN statistics selected, the running statistics written back).
@@ -52,9 +53,14 @@ class FusedConvBN(nn.Module):
         C = self.C
         return torch.cat([torch.arange(b * C, (b + 1) * C) for b in blocks]).to(device)
 
-    def forward(self, r: Tensor, blocks: list[int]) -> Tensor:
+    def forward(self, r: Tensor, blocks: list[int], scale: Tensor | None = None) -> Tensor:
         """Outputs of the ops of edges ``blocks`` (positions among the node's outgoing edges),
-        concatenated along the channels in that order."""
+        concatenated along the channels in that order, each block multiplied by its entry of
+        ``scale`` (the mixing weights) when given.
+
+        The scale rides in the batch norm's affine weight (and bias): BN(y) * s is a per-channel
+        affine map of the normalised y, so no separate multiply runs forward, and backward the
+        batch norm's own per-channel reduction gives d loss / d s."""
         full = len(blocks) == self.n
         idx = None if full else self._rows(blocks, r.device)
         pick = (lambda t: t) if full else (lambda t: t.index_select(0, idx))
@@ -62,6 +68,9 @@ class FusedConvBN(nn.Module):
                      padding=self.k // 2)
         w = None if self.bias is not None else pick(self.bn_weight)
         b = None if self.bias is not None else pick(self.bn_bias)
+        if scale is not None:
+            s = scale.to(self.weight.dtype).repeat_interleave(self.C)  # the parameters' dtype
+            w, b = (s, None) if w is None else (w * s, b * s)
         if not self.track:
             return F.batch_norm(y, None, None, w, b, True, 0.0, self.eps)
         if not self.training:
@@ -161,8 +170,12 @@ class FusedSearchCell(nn.Module):
                                                "avg_pool_3x3"))
         nodes: list[Tensor | None] = [x] + [None] * (self.n_nodes - 1)
 
-        def add(dst, t, weight):
-            nodes[dst] = t * weight if nodes[dst] is None else torch.addcmul(nodes[dst], t, weight)
+        def add(dst, t, weight=None):
+            if weight is None:  # already weighted
+                nodes[dst] = t if nodes[dst] is None else nodes[dst] + t
+            else:
+                nodes[dst] = t * weight if nodes[dst] is None else \
+                    torch.addcmul(nodes[dst], t, weight)
 
         p_skip = mix.op_dropout.get("skip_connect", 0.0) if self.training else 0.0
         for s, E in enumerate(self.out_edges):
@@ -172,8 +185,8 @@ class FusedSearchCell(nn.Module):
             b1 = [i for i, a in enumerate(acts) if k1 is not None and k1 in a]
             fan = self.fanout[s]
             r = torch.relu(xs) if (b3 or b1) else None
-            y3 = fan.conv3(r, b3) if b3 else None
-            y1 = fan.conv1(r, b1) if b1 else None
+            y3 = fan.conv3(r, b3, w[[E[i] for i in b3], k3]) if b3 else None
+            y1 = fan.conv1(r, b1, w[[E[i] for i in b1], k1]) if b1 else None
             pooled = self.pool(xs) if any(kp is not None and kp in a for a in acts) else None
             C = self.C
             y3 = y3.split(C, dim=1) if y3 is not None else None  # views; one backward concat
@@ -185,9 +198,9 @@ class FusedSearchCell(nn.Module):
                 if pooled is not None and kp in a:
                     add(dst, pooled, we[kp])
                 if y1 is not None and i in b1:
-                    add(dst, y1[b1.index(i)], we[k1])
+                    add(dst, y1[b1.index(i)])
                 if y3 is not None and i in b3:
-                    add(dst, y3[b3.index(i)], we[k3])
+                    add(dst, y3[b3.index(i)])
                 if mix.inactive_as_constant:
                     rest = [k for k in range(len(zero)) if k not in a]
                     if rest:
