@@ -218,6 +218,28 @@ class PartialMixedOp(nn.Module):
         return channel_shuffle(torch.cat([y, xr], dim=1), self.K)
 
 
+def mixed_node(edges: Sequence[nn.Module], incoming: Iterable[int], states: Sequence[Tensor],
+               group, mix, partial: bool) -> Tensor | None:
+    """One node of a search cell: the sum over its ``incoming`` edges of each edge's mixed op
+    (``edges[e]``, a ``MixedOp`` or ``PartialMixedOp``) on the edge's source state, each times its
+    edge weight where the mix carries them (PC-DARTS's edge normalisation). ``None`` when no
+    incoming edge computes anything."""
+    label, zero = group.label, group.zero_mask
+    w, scale = mix.weights[label], mix.edge_scale.get(label)
+    s = None
+    for e in incoming:
+        args = (states[group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
+                mix.inactive_as_constant)
+        y = edges[e](*args, mix.channel_seed, mix.op_dropout) if partial \
+            else edges[e](*args, mix.op_dropout)
+        if y is None:
+            continue
+        if scale is not None:
+            y = y * scale[e]
+        s = y if s is None else s + y
+    return s
+
+
 def count_parameters(module: nn.Module, exclude_prefix: str | None = "auxiliary") -> int:
     """Number of trainable parameters, excluding submodules named ``exclude_prefix``."""
     return sum(p.numel() for n, p in module.named_parameters()

@@ -42,6 +42,7 @@ from ..ops import (
     SepConv,
     Zero,
     drop_path,
+    mixed_node,
 )
 from .base import Genotype, SearchSpace, Supernet
 
@@ -269,25 +270,13 @@ class DartsSearchCell(nn.Module):
         self.incoming = group.incoming()
 
     def forward(self, s0: Tensor, s1: Tensor, mix: Mix) -> Tensor:
-        label, zero = self.group.label, self.group.zero_mask
-        w = mix.weights[label]
-        scale = mix.edge_scale.get(label)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         shape = list(states[1].shape)
         if self.reduction:
             shape[2], shape[3] = (shape[2] + 1) // 2, (shape[3] + 1) // 2
         for i in range(self.steps):
-            s = None
-            for e in self.incoming[i + 2]:
-                args = (states[self.group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
-                        mix.inactive_as_constant)
-                y = self.edges[e](*args, mix.channel_seed, mix.op_dropout) if self.partial \
-                    else self.edges[e](*args, mix.op_dropout)
-                if y is None:
-                    continue
-                if scale is not None:
-                    y = y * scale[e]
-                s = y if s is None else s + y
+            s = mixed_node(self.edges, self.incoming[i + 2], states, self.group, mix,
+                           self.partial)
             states.append(states[1].new_zeros(shape) if s is None else s)
         return torch.cat(states[-self.multiplier:], dim=1)
 
@@ -379,6 +368,26 @@ class _AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+def _stack_cells(genotype: DartsGenotype, layers: int, C_in: int, C: int,
+                 reduction_prev: bool) -> tuple[nn.ModuleList, int, int]:
+    """DARTS's evaluation stack: ``layers`` cells, reductions (channels doubled) at 1/3 and 2/3
+    of the depth. Returns the cells, the last cell's output channels and the channels where
+    the auxiliary head attaches (after the second reduction)."""
+    cells = nn.ModuleList()
+    C_pp, C_p, C_curr, C_aux = C_in, C_in, C, C_in
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        if reduction:
+            C_curr *= 2
+        cell = EvalCell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        C_pp, C_p = C_p, cell.multiplier * C_curr
+        if i == 2 * layers // 3:
+            C_aux = C_p
+    return cells, C_p, C_aux
+
+
 class NetworkCIFAR(nn.Module):
     """DARTS's CIFAR evaluation network; ``forward`` returns (logits, auxiliary logits or None)."""
 
@@ -390,19 +399,7 @@ class NetworkCIFAR(nn.Module):
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(C_curr))
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev, C_aux = False, None
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            cell = EvalCell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
-            if i == 2 * layers // 3:
-                C_aux = C_p
+        self.cells, C_p, C_aux = _stack_cells(genotype, layers, C_curr, C, False)
         self.auxiliary = _AuxiliaryHead(C_aux, num_classes, 3) if auxiliary else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
@@ -433,19 +430,7 @@ class NetworkImageNet(nn.Module):
         self.stem1 = nn.Sequential(nn.ReLU(inplace=False),
                                    nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
                                    nn.BatchNorm2d(C))
-        C_pp, C_p, C_curr = C, C, C
-        self.cells = nn.ModuleList()
-        reduction_prev, C_aux = True, None
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            cell = EvalCell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
-            if i == 2 * layers // 3:
-                C_aux = C_p
+        self.cells, C_p, C_aux = _stack_cells(genotype, layers, C, C, True)
         # the official head omits the last BN ("for consistency with the paper")
         self.auxiliary = _AuxiliaryHead(C_aux, num_classes, 2, bn_last=False) \
             if auxiliary else None

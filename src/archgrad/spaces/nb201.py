@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..arch import Candidate, ChoiceGroup, Mix
 from ..errors import GenotypeError
-from ..ops import MixedOp, PartialMixedOp, Pool, ReLUConvBN, ResNetBasicblock, Zero
+from ..ops import MixedOp, PartialMixedOp, Pool, ReLUConvBN, ResNetBasicblock, Zero, mixed_node
 from .base import Genotype, SearchSpace, Supernet
 from .nb201_fused import FusedSearchCell
 
@@ -157,22 +157,9 @@ class SearchCell(nn.Module):
         self.partial = K > 1
 
     def forward(self, x: Tensor, mix: Mix) -> Tensor:
-        label, zero = self.group.label, self.group.zero_mask
-        w = mix.weights[label]
-        scale = mix.edge_scale.get(label)
         nodes = [x]
         for i in range(1, NODES):
-            s = None
-            for e in self.incoming[i]:
-                args = (nodes[self.group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
-                        mix.inactive_as_constant)
-                y = self.edges[e](*args, mix.channel_seed, mix.op_dropout) if self.partial \
-                    else self.edges[e](*args, mix.op_dropout)
-                if y is None:
-                    continue
-                if scale is not None:
-                    y = y * scale[e]
-                s = y if s is None else s + y
+            s = mixed_node(self.edges, self.incoming[i], nodes, self.group, mix, self.partial)
             nodes.append(torch.zeros_like(x) if s is None else s)
         return nodes[-1]
 
