@@ -208,18 +208,56 @@ def test_pdarts_stages_prune_and_deepen():
     assert st.derive_options["max_skip"] == 2
 
 
-def test_pdarts_skip_dropout_decays_within_each_stage():
-    sp = get_space("nb201", C=4, N=1)
+def test_pdarts_skip_dropout_and_learning_rate_follow_the_official_schedule():
+    """Per stage of E epochs with W warm-up epochs: dropout rate * (E - e - 1) / E during the
+    warm-up, rate * exp(-0.2 (e - W)) after it; the learning rate restarts its cosine from 0.025
+    at every stage (official train_search.py)."""
+    import math
     st = make_strategy("pdarts")
+    epochs = 75
+    stages = st.stages_for(epochs)
+    assert [(s.start, s.end, s.warmup) for s in stages] == [(0, 25, 10), (25, 50, 10),
+                                                             (50, 75, 10)]
+    for i, rate in enumerate((0.1, 0.4, 0.7)):
+        for e in range(25):
+            want = rate * (25 - e - 1) / 25 if e < 10 else rate * math.exp(-0.2 * (e - 10))
+            assert st.dropout_rate(25 * i + e, epochs) == pytest.approx(want)
+    sp = get_space("nb201", C=4, N=1)
     st.setup(sp.choices(), sp.supernet(), seed=0)
+    lrs = [st.set_lr(e, epochs) for e in (0, 12, 24, 25, 50, 74)]
+    assert lrs[0] == lrs[3] == lrs[4] == pytest.approx(0.025)
+    assert lrs[1] == pytest.approx(0.0125 * (1 + math.cos(math.pi * 12 / 25)))
+    assert lrs[5] == lrs[2] == pytest.approx(0.0125 * (1 + math.cos(math.pi * 24 / 25)))
     g = torch.Generator().manual_seed(0)
     b = sp.example_batch(4, g)
-    rates = []
-    for epoch in range(6):
-        st.set_lr(epoch, 6)
-        st.step(b, b, loss_fn=sp.loss, epoch=epoch, epochs=6, step=0, steps_per_epoch=1)
-        rates.append(st.estimator.op_dropout.get("skip_connect", 0.0))
-    assert rates == pytest.approx([0.05, 0.0, 0.2, 0.0, 0.35, 0.0])
+    st.step(b, b, loss_fn=sp.loss, epoch=3, epochs=epochs, step=0, steps_per_epoch=1)
+    assert st.estimator.skip_dropout == pytest.approx(0.1 * 21 / 25)
+
+
+def test_pdarts_drops_out_identity_skips_only():
+    """On a stride-2 edge the skip connection is a FactorizedReduce: no dropout there."""
+    from archgrad.ops import MixedOp
+    from archgrad.spaces.darts import make_op
+    torch.manual_seed(0)
+    x = torch.randn(4, 4, 6, 6)
+    for stride, dropped in ((1, True), (2, False)):
+        m = MixedOp([make_op("skip_connect", 4, stride)]).train()
+        y1 = m(x, torch.ones(1), [0], skip_dropout=0.5)
+        y0 = m(x, torch.ones(1), [0], skip_dropout=0.0)
+        assert (not torch.equal(y1, y0)) == dropped, stride
+
+
+def test_pdarts_clips_the_architecture_gradient():
+    st = make_strategy("pdarts")
+    assert st.update.grad_clip == 5.0
+    sp = get_space("nb201", C=4, N=1)
+    st.setup(sp.choices(), sp.supernet(), seed=0)
+    before = st.arch.theta["cell"].detach().clone()
+    st.update.opt.param_groups[0]["betas"] = (0.0, 0.0)  # the step is then lr * g / |g|
+    st.update.step({"cell": torch.full((6, 5), 1e6)})
+    step = (st.arch.theta["cell"] - before).abs()
+    # clipped to norm 5 first; Adam's per-entry normalisation then gives lr per entry
+    assert torch.allclose(step, torch.full((6, 5), 6e-4), rtol=1e-3)
 
 
 def test_pdarts_search_runs_end_to_end(tmp_path):

@@ -85,6 +85,11 @@ class Parameterization:
         p = self.probs(theta, alive, group)
         return torch.where(alive, p.clamp_min(1e-30).log(), torch.full_like(p, -math.inf))
 
+    def concentrated(self, shape: tuple[int, int], index: Tensor) -> Tensor:
+        """Parameters whose distribution puts (almost) all its mass on candidate ``index[e]``
+        of every row e (a warm start from one architecture, or a test's forced samples)."""
+        raise NotImplementedError
+
     def init_edges(self, n: int, generator: torch.Generator) -> Tensor:
         """Initial edge parameters (PC-DARTS's beta), before per-node normalisation."""
         return self.init((1, n), generator)[0]
@@ -117,6 +122,10 @@ class Softmax(Parameterization):
 
     def log_probs(self, theta, alive, group=None):
         return torch.log_softmax(theta.masked_fill(~alive, -math.inf), dim=-1)
+
+    def concentrated(self, shape, index):
+        # logit gap 20: the other candidates keep about exp(-20) = 2e-9 each
+        return torch.zeros(shape).scatter_(1, index.view(-1, 1), 20.0)
 
 
 class NodeSoftmax(Softmax):
@@ -157,6 +166,11 @@ class Simplex(Parameterization):
 
     def probs(self, theta, alive, group=None):
         return theta * alive
+
+    def concentrated(self, shape, index):
+        rest = 1e-6  # each other candidate
+        out = torch.full(shape, rest)
+        return out.scatter_(1, index.view(-1, 1), 1.0 - rest * (shape[1] - 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +261,14 @@ class ArchParams(nn.Module):
             self._active_cache = cache
         return self._active_cache
 
+    @torch.no_grad()
+    def concentrate(self, indices: Mapping[str, Sequence[int]]) -> None:
+        """Put (almost) all of each edge's probability on candidate ``indices[label][e]``."""
+        for label, idx in indices.items():
+            t = self.theta[label]
+            i = torch.as_tensor(list(idx), dtype=torch.long)
+            t.copy_(self.parameterization.concentrated(tuple(t.shape), i).to(t))
+
     # -- pruning -----------------------------------------------------------------------------
     @torch.no_grad()
     def kill(self, label: str, mask: Tensor) -> int:
@@ -293,11 +315,9 @@ class Mix:
     #: weight): zero in value when the weights are hard, but a gradient of sum(dL/dO) for them.
     #: This is GDAS's official implementation of its straight-through estimator.
     inactive_as_constant: bool = False
-    #: partial-channel mixed ops process a random 1/K of the channels drawn from this seed;
-    #: None: the first 1/K (PC-DARTS)
-    channel_seed: int | None = None
-    #: dropout on the outputs of the named candidates while training (P-DARTS: skip_connect)
-    op_dropout: dict[str, float] = field(default_factory=dict)
+    #: dropout rate on the output of identity skip connections while training (P-DARTS §3.3;
+    #: the official code wraps only ``Identity`` in dropout, never the stride-2 skip)
+    skip_dropout: float = 0.0
 
     def edge_active(self, label: str, e: int, zero_mask: Sequence[bool]) -> Iterable[int]:
         act = self.active.get(label)
@@ -327,7 +347,7 @@ class Mix:
         return Mix({k: v.to(device=device, dtype=dtype) for k, v in self.weights.items()},
                    dict(self.active),
                    {k: v.to(device=device, dtype=dtype) for k, v in self.edge_scale.items()},
-                   self.inactive_as_constant, self.channel_seed, dict(self.op_dropout))
+                   self.inactive_as_constant, self.skip_dropout)
 
 
 def entropy(probs: Mapping[str, Tensor]) -> float:

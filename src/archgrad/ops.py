@@ -145,35 +145,51 @@ def drop_path(x: Tensor, p: float) -> Tensor:
     return x / keep * mask
 
 
+def is_identity(op: nn.Module) -> bool:
+    """Whether ``op`` passes its input through unchanged (a stride-1 skip connection)."""
+    return isinstance(op, nn.Identity)
+
+
 class MixedOp(nn.Module):
     """``sum_k w[k] * op_k(x)`` over the candidates listed in ``active`` (DARTS's mixed op with
     its weights passed in from outside). Zero-valued candidates are never computed; when nothing
-    is computed the result is ``None``, which the caller treats as a zero contribution."""
+    is computed the result is ``None``, which the caller treats as a zero contribution.
+
+    ``inactive_as_constant``: every candidate outside ``active`` adds its weight as a constant
+    (GDAS's straight-through term); the constant has the shape of the op's *output*, which a
+    stride-2 edge halves. ``skip_dropout``: dropout on identity candidates while training."""
 
     def __init__(self, ops: Sequence[nn.Module], names: Sequence[str] | None = None):
         super().__init__()
         self.ops = nn.ModuleList(ops)
         self.names = tuple(names) if names is not None else tuple(str(i) for i in range(len(ops)))
         self.zero = tuple(bool(getattr(op, "is_zero", False)) for op in ops)
+        self.identity = tuple(is_identity(op) for op in ops)
+
+    def output_zeros(self, x: Tensor) -> Tensor:
+        """Zeros of this op's output shape (a zero candidate knows it; else the input's)."""
+        for k, z in enumerate(self.zero):
+            if z:
+                return self.ops[k](x)
+        return torch.zeros_like(x)
 
     def forward(self, x: Tensor, w: Tensor, active: Iterable[int],
-                inactive_as_constant: bool = False,
-                op_dropout: dict[str, float] | None = None) -> Tensor | None:
+                inactive_as_constant: bool = False, skip_dropout: float = 0.0) -> Tensor | None:
         out = None
         active = tuple(active)
         for k in active:
             if self.zero[k]:
                 continue
             y = self.ops[k](x)
-            if op_dropout and self.training and op_dropout.get(self.names[k], 0.0) > 0:
-                y = nn.functional.dropout(y, op_dropout[self.names[k]])
+            if skip_dropout > 0 and self.training and self.identity[k]:
+                y = nn.functional.dropout(y, skip_dropout)
             y = y * w[k]
             out = y if out is None else out + y
         if inactive_as_constant:
             rest = [k for k in range(len(self.ops)) if k not in active]
             if rest:
                 c = w[list(rest)].sum()
-                out = (torch.zeros_like(x) + c) if out is None else out + c
+                out = (self.output_zeros(x) + c) if out is None else out + c
         return out
 
 
@@ -184,33 +200,26 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
 
 
 class PartialMixedOp(nn.Module):
-    """PC-DARTS's partial channel connection around a mixed op built for C/K channels: 1/K of
-    the input channels go through the mixed op, the rest bypass it (max-pooled when the op
-    reduces), then the channels are shuffled in K groups. Which channels: drawn from
-    ``channel_seed`` (salted with this op's index), or the first 1/K when the seed is None."""
+    """PC-DARTS's partial channel connection (Xu et al. 2020, §3.1, as the official
+    ``model_search.py``): the first 1/K of the input channels go through the mixed op built for
+    C/K channels, the other (K-1)/K bypass it (max-pooled when the op reduces), the two parts are
+    concatenated and channel-shuffled in K groups. Which channels are processed is fixed, so
+    every output channel always carries the same input channel or op output from step to
+    step; the shuffle changes which channels the next edge processes."""
 
-    def __init__(self, mixed: MixedOp, K: int, index: int, stride: int = 1):
+    def __init__(self, mixed: MixedOp, K: int, stride: int = 1):
         super().__init__()
-        self.mixed, self.K, self.index = mixed, K, index
+        self.mixed, self.K = mixed, K
         self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else None
 
     @property
     def zero(self):
         return self.mixed.zero
 
-    def forward(self, x, w, active, inactive_as_constant=False, channel_seed=None,
-                op_dropout=None):
-        C = x.shape[1]
-        c = C // self.K
-        if channel_seed is None:
-            sel, rest = torch.arange(c), torch.arange(c, C)
-        else:
-            g = torch.Generator().manual_seed((channel_seed * 1_000_003 + self.index) % 2 ** 62)
-            perm = torch.randperm(C, generator=g)
-            sel, rest = perm[:c].sort().values, perm[c:].sort().values
-        sel, rest = sel.to(x.device), rest.to(x.device)
-        xs, xr = x.index_select(1, sel), x.index_select(1, rest)
-        y = self.mixed(xs, w, active, inactive_as_constant, op_dropout)
+    def forward(self, x, w, active, inactive_as_constant=False, skip_dropout=0.0):
+        c = x.shape[1] // self.K
+        xs, xr = x[:, :c], x[:, c:]
+        y = self.mixed(xs, w, active, inactive_as_constant, skip_dropout)
         if self.bypass is not None:
             xr = self.bypass(xr)
         if y is None:
@@ -219,7 +228,7 @@ class PartialMixedOp(nn.Module):
 
 
 def mixed_node(edges: Sequence[nn.Module], incoming: Iterable[int], states: Sequence[Tensor],
-               group, mix, partial: bool) -> Tensor | None:
+               group, mix) -> Tensor | None:
     """One node of a search cell: the sum over its ``incoming`` edges of each edge's mixed op
     (``edges[e]``, a ``MixedOp`` or ``PartialMixedOp``) on the edge's source state, each times its
     edge weight where the mix carries them (PC-DARTS's edge normalisation). ``None`` when no
@@ -228,10 +237,8 @@ def mixed_node(edges: Sequence[nn.Module], incoming: Iterable[int], states: Sequ
     w, scale = mix.weights[label], mix.edge_scale.get(label)
     s = None
     for e in incoming:
-        args = (states[group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
-                mix.inactive_as_constant)
-        y = edges[e](*args, mix.channel_seed, mix.op_dropout) if partial \
-            else edges[e](*args, mix.op_dropout)
+        y = edges[e](states[group.edges[e][0]], w[e], mix.edge_active(label, e, zero),
+                     mix.inactive_as_constant, mix.skip_dropout)
         if y is None:
             continue
         if scale is not None:

@@ -113,6 +113,22 @@ def split_options(space: str, strategy: str, options: dict) -> tuple[dict, dict]
     return sp, st
 
 
+def with_arch_defaults(space_cls, strategy: str, options: dict) -> dict:
+    """The space's architecture-optimizer defaults (the toy task: AdvantageNAS's Adam 1e-3)
+    for a strategy that steps with Adam, where the user has not set them."""
+    out = dict(options)
+    if space_cls.arch_defaults and STRATEGIES.get(strategy).adam:
+        for k, v in space_cls.arch_defaults.items():
+            out.setdefault(k, v)
+    return out
+
+
+def eval_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of the architectures a sampling strategy's supernet is evaluated with:
+    fixed per (seed, epoch), apart from the search's own, so evaluating changes nothing."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + 7_919 * (epoch + 1)) % 2 ** 62)
+
+
 def with_space_defaults(space_cls, options: dict, strategy: Strategy) -> dict:
     """The strategy's preferred supernet options (PC-DARTS: partial_channels=4), where the
     space accepts them and the user has not set them."""
@@ -226,18 +242,23 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
         sp, st = split_options(space, strategy, options)
         sp.update(space_options or {})
         st.update(strategy_options or {})
-        sp = with_space_defaults(space_cls, sp, make_strategy(strategy, **st))
-        if epochs is None:
+        st = with_arch_defaults(space_cls, strategy, st)
+        strat = make_strategy(strategy, **st)
+        sp = with_space_defaults(space_cls, sp, strat)
+        if epochs is None:  # a quick dataset's budget, else the strategy's paper's, else 50
             epochs = (space_cls.own_data_epochs if space_cls.own_data else
-                      DATASETS.get(dataset).search_epochs) or DEFAULT_EPOCHS
-        if batch_size is None:
-            batch_size = space_cls.default_batch_size
+                      DATASETS.get(dataset).search_epochs) or strat.default_epochs \
+                or DEFAULT_EPOCHS
+        if batch_size is None:  # likewise
+            batch_size = space_cls.default_batch_size if space_cls.own_data else \
+                (DATASETS.get(dataset).search_batch_size or strat.default_batch_size
+                 or space_cls.default_batch_size)
         for name, v in (("epochs", epochs), ("batch size", batch_size)):
             if not isinstance(v, int) or v < 1:
                 raise ArchgradError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(eval_every, int) or eval_every < 0:
             raise ArchgradError(f"eval_every must be an integer >= 0, got {eval_every!r}")
-        need = make_strategy(strategy, **st).min_epochs
+        need = strat.min_epochs
         if epochs < need:
             raise ArchgradError(f"strategy '{strategy}' needs at least {need} epochs, got {epochs}")
         cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
@@ -276,7 +297,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
         stage_index = ckpt.get("stage", 0)
     space, model = make_stage(stage_index)
     task = space.task(model, cfg.batch_size, cfg.seed, dev) if space_cls.own_data else \
-        ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss)
+        ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss, strategy.data_split)
     costs = space.op_costs() if strategy.needs_costs else None
     strategy.setup(space.choices(), model, cfg.seed, dev, costs=costs)
     loss_fn = task.loss_fn
@@ -337,7 +358,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
             record.update(stage_info)
             record.update(acc.means())
             if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                ev = task.evaluate(model, strategy.estimator.eval_mix(strategy.arch))
+                ev = task.evaluate(model, strategy.estimator.eval_mix(
+                    strategy.arch, eval_generator(cfg.seed, epoch), epoch, cfg.epochs))
                 record.update({f"valid_{k}": v for k, v in ev.items()})
             probs = strategy.arch.probs_detached()
             geno = strategy.derive(space)
@@ -346,7 +368,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
             if task.record_derived:
                 ev = task.evaluate(model, space.discrete_mix(geno, device=dev))
                 record.update({f"derived_{k}": v for k, v in ev.items()})
-            if strategy.derive_mode == "process-best":
+            if strategy.derive_mode.startswith("process-best"):
                 pb = strategy.process_best()
                 record["process_best"] = str(space.genotype_from_indices(pb)) if pb else None
             if bench is not None:
@@ -390,17 +412,26 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
     final: dict[str, Any] = {}
     if strategy.rank_candidates:
         geno, final["ranking"] = _rank_random(space, model, strategy, task, dev)
-    elif strategy.derive_mode == "process-best":
+    elif strategy.derive_mode.startswith("process-best"):
         pb = strategy.process_best()
         if pb is not None:
             geno = space.genotype_from_indices(pb)
+    if strategy.seen:  # sampling strategies: both forms of "process best", for the record
+        for mode in ("process-best", "process-best-mean"):
+            final[mode.replace("-", "_") + "_genotype"] = \
+                str(space.genotype_from_indices(strategy.process_best(mode)))
     final.update({"genotype": str(geno), "derive": strategy.final_derive,
                   "argmax_genotype": str(argmax_geno), "epochs": cfg.epochs,
                   "entropy": entropy(probs)})
     # discretization gap (SNAS Table 1): the derived architecture evaluated with the supernet's
     # shared weights, without retraining, beside the supernet itself; also with its BN statistics
     # recalibrated for it (no weights change), which separates the statistics' share of the gap
-    sup = task.evaluate(model, strategy.estimator.eval_mix(strategy.arch))
+    last = max(cfg.epochs - 1, 0)
+    sup = task.evaluate(model, strategy.estimator.eval_mix(
+        strategy.arch, eval_generator(cfg.seed, last), last, cfg.epochs))
+    final["supernet_eval"] = strategy.estimator.eval_mode
+    if getattr(task, "eval_split", None):
+        final["eval_split"] = task.eval_split
     dmix = space.discrete_mix(geno, device=dev)
     disc = task.evaluate(model, dmix)
     with recalibrated(model, dmix, itertools.islice(task.weight_batches(0), BN_BATCHES)):

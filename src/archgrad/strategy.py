@@ -14,7 +14,7 @@ A strategy never imports a space: it sees a supernet (``forward(x, mix)``), the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +43,19 @@ class StepContext:
     step: int
     steps_per_epoch: int
     generator: torch.Generator
-    #: architecture steps of the whole search (after warm-up) and the index of this one
+    #: iterations with architecture steps in the whole search (after warm-up) and the index of
+    #: this one among them
     total_arch_steps: int = 1
     arch_step_index: int = 0
+    #: the weight optimizer and its settings (DARTS's unrolled step reads the momentum)
+    weight_opt: torch.optim.Optimizer | None = None
+    weights_cfg: WeightOptim | None = None
+
+    @property
+    def arch_epoch(self) -> tuple[int, int]:
+        """(epochs with architecture steps done before this one, all of them)."""
+        spe = max(self.steps_per_epoch, 1)
+        return self.arch_step_index // spe, max(-(-self.total_arch_steps // spe), 1)
 
     @property
     def progress(self) -> float:
@@ -82,32 +92,38 @@ class Estimator(nn.Module):
 
     Subclasses override :meth:`arch_mix` / :meth:`weight_mix` (how mixing weights are formed),
     :meth:`grad_targets` / :meth:`arch_grads` (what is differentiated and how it becomes a
-    gradient of the parameters), or :meth:`arch_step` as a whole (several forwards).
+    gradient of the parameters), or :meth:`arch_step` as a whole (several forwards), and
+    :meth:`eval_mix` (the network under which the supernet is evaluated: the one it trains).
     """
 
     #: memory grows with the number of candidates (every candidate is computed)
     dense: bool = True
     #: the architecture step's mix may also train the weights in one backward (single level)
     joint_ok: bool = True
+    #: how :meth:`eval_mix` evaluates the supernet, for the output
+    eval_mode: str = "expected network (dense mix of the probabilities)"
 
     def __init__(self):
         super().__init__()
-        #: dropout on named candidates' outputs while training, set by the schedule (P-DARTS)
-        self.op_dropout: dict[str, float] = {}
+        #: dropout on identity skip connections while training, set by the schedule (P-DARTS)
+        self.skip_dropout: float = 0.0
 
     def weight_mix(self, ctx: StepContext) -> Mix:
         with torch.no_grad():
             return Mix(ctx.arch.probs_detached(), ctx.arch.dense_active(),
-                       ctx.arch.edge_weights(), op_dropout=dict(self.op_dropout))
+                       ctx.arch.edge_weights(), skip_dropout=self.skip_dropout)
 
-    def eval_mix(self, arch: ArchParams) -> Mix:
-        """The mix under which the supernet is evaluated (its 'expected' network)."""
+    def eval_mix(self, arch: ArchParams, generator: torch.Generator | None = None,
+                 epoch: int = 0, epochs: int = 1) -> Mix | Callable[[], Mix]:
+        """The mix under which the supernet is evaluated: a Mix, or a function drawing one per
+        evaluation batch (sampling strategies: a Monte-Carlo estimate over the networks they
+        train). ``generator`` draws those samples without touching the search's own."""
         with torch.no_grad():
             return Mix(arch.probs_detached(), arch.dense_active(), arch.edge_weights())
 
     def arch_mix(self, ctx: StepContext) -> tuple[Mix, Any]:
         return Mix(ctx.arch.probs(), ctx.arch.dense_active(), ctx.arch.edge_weights(),
-                   op_dropout=dict(self.op_dropout)), None
+                   skip_dropout=self.skip_dropout), None
 
     def grad_targets(self, ctx: StepContext, mix: Mix, record: Any) -> list[Tensor]:
         """Pathwise: every architecture parameter (theta, and beta with edge weights)."""
@@ -132,6 +148,10 @@ class Estimator(nn.Module):
                                       "arch_acc": accuracy(out, ctx.batch[1])},
                               [(sample, -float(loss.detach()))] if sample is not None else [])
 
+    def settings(self) -> dict[str, Any]:
+        """The estimator's hyperparameters (for the table of defaults)."""
+        return {}
+
 
 # --------------------------------------------------------------------------------------------
 # Architecture update rules
@@ -153,24 +173,54 @@ class ArchUpdate:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def settings(self) -> dict[str, Any]:
+        """The update rule's hyperparameters (for the table of defaults)."""
+        return {}
+
+
+ARCH_LR_SCHEDULES = ("constant", "cosine")
+
 
 class AdamUpdate(ArchUpdate):
-    """Adam on logits (DARTS: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3)."""
+    """Adam on logits (DARTS: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3).
+
+    ``grad_clip``: the architecture gradient's norm is clipped first (P-DARTS 5, SNAS 10,
+    AdvantageNAS 1). ``lr_schedule="cosine"``: the learning rate is cosine-annealed to 0 per
+    epoch over the epochs with architecture steps (AdvantageNAS's official code)."""
 
     def __init__(self, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3,
-                 parameterization: Parameterization | None = None):
+                 parameterization: Parameterization | None = None, *,
+                 grad_clip: float | None = None, lr_schedule: str = "constant",
+                 eps: float = 1e-8):
+        if lr_schedule not in ARCH_LR_SCHEDULES:
+            raise ArchgradError(f"arch_lr_schedule must be one of "
+                                f"{', '.join(ARCH_LR_SCHEDULES)}, got {lr_schedule!r}")
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.grad_clip, self.lr_schedule, self.eps = grad_clip, lr_schedule, eps
         self.parameterization = parameterization or Softmax()
 
     def bind(self, arch):
         super().bind(arch)
         self.opt = torch.optim.Adam(arch.parameters(), lr=self.lr, betas=self.betas,
-                                    weight_decay=self.weight_decay)
+                                    weight_decay=self.weight_decay, eps=self.eps)
+
+    def lr_at(self, ctx: StepContext | None) -> float:
+        if self.lr_schedule == "cosine" and ctx is not None:
+            e, n = ctx.arch_epoch
+            return cosine(self.lr, 0.0, e, n)
+        return self.lr
 
     def step(self, grads, ctx=None):
+        params = []
         for k, g in grads.items():
             p = self.arch.param(k)
             p.grad = g.to(p.dtype)
+            params.append(p)
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(params, self.grad_clip)
+        lr = self.lr_at(ctx)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return {}
@@ -181,12 +231,30 @@ class AdamUpdate(ArchUpdate):
     def load_state_dict(self, state):
         self.opt.load_state_dict(state)
 
+    def settings(self):
+        return {"arch_optimizer": "adam", "arch_lr": self.lr, "arch_betas": self.betas,
+                "arch_weight_decay": self.weight_decay, "arch_grad_clip": self.grad_clip,
+                "arch_lr_schedule": self.lr_schedule,
+                "init": _init_text(self.parameterization)}
+
+
+def _init_text(par: Parameterization) -> str:
+    scale = getattr(par, "init_scale", None)
+    if par.name == "simplex":
+        return "uniform" if not scale else f"uniform x exp({scale:g} N(0,1))"
+    if par.name == "box":
+        return f"0.5 + {scale:g} N(0,1)"
+    return "uniform" if not scale else f"{scale:g} N(0,1)"
+
 
 class NoUpdate(ArchUpdate):
     """Leaves the architecture parameters as they are (random search with weight sharing)."""
 
     def step(self, grads, ctx=None):
         return {}
+
+    def settings(self):
+        return {"arch_optimizer": "none"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,6 +292,11 @@ class WeightOptim:
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                                weight_decay=self.weight_decay, nesterov=self.nesterov)
 
+    def settings(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "lr": self.lr, "lr_min": self.lr_min,
+                "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
+
 
 @dataclass
 class Stage:
@@ -236,6 +309,10 @@ class Stage:
     warmup: int = 0                             # weights-only epochs at its start
 
 
+DERIVE_MODES = ("argmax", "process-best", "process-best-mean")
+DATA_SPLITS = ("halves", "all")
+
+
 # --------------------------------------------------------------------------------------------
 class Strategy(nn.Module):
     """One search strategy: ``estimator`` + ``update`` + a schedule.
@@ -243,7 +320,12 @@ class Strategy(nn.Module):
     ``bilevel``: the architecture steps on the validation half, the weights on the training
     half; otherwise both on the same batch (single level). ``arch_first``: order of the two
     steps in an iteration (DARTS's code steps the architecture first). ``warmup_epochs``: epochs
-    at the start that train the weights only, with the architecture frozen.
+    at the start that train the weights only, with the architecture frozen. ``arch_every``: an
+    architecture step every this many iterations (ProxylessNAS: 5). ``data_split``: "halves"
+    (weights on the first half of the training data, architecture on the second, DARTS's
+    ``train_portion=0.5``) or "all" (every training example trains the weights; the single-level
+    methods' default, evaluated on the test split). ``batch_size`` / ``epochs``: the search's
+    defaults where the user gives none.
     """
 
     def __init__(self, name: str, estimator: Estimator, update: ArchUpdate, *,
@@ -251,21 +333,36 @@ class Strategy(nn.Module):
                  weights: WeightOptim | None = None, derive: str = "argmax",
                  derive_options: dict | None = None, description: str = "",
                  rank_candidates: int = 0, edge_weights: bool = False,
-                 space_defaults: dict | None = None):
+                 space_defaults: dict | None = None, arch_every: int = 1,
+                 data_split: str | None = None, batch_size: int | None = None,
+                 epochs: int | None = None):
         super().__init__()
-        if derive not in ("argmax", "process-best"):
-            raise ArchgradError(f"derive must be 'argmax' or 'process-best', got {derive!r}")
-        if warmup_epochs < 0:
-            raise ArchgradError(f"warm-up epochs must be >= 0, got {warmup_epochs}")
+        if derive not in DERIVE_MODES:
+            raise ArchgradError(f"derive must be one of {', '.join(DERIVE_MODES)}, got {derive!r}")
+        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, (int, float)) \
+                or not math.isfinite(warmup_epochs) or warmup_epochs < 0:
+            raise ArchgradError(f"warmup_epochs must be a number >= 0, got {warmup_epochs!r}")
         if isinstance(warmup_epochs, float) and not warmup_epochs.is_integer() \
                 and warmup_epochs >= 1:
             raise ArchgradError("warm-up is a number of epochs (an integer) or a fraction of "
                                 f"the epochs below 1, got {warmup_epochs}")
+        if isinstance(arch_every, bool) or not isinstance(arch_every, int) or arch_every < 1:
+            raise ArchgradError(f"arch_every must be a positive integer, got {arch_every!r}")
+        data_split = data_split or ("halves" if bilevel else "all")
+        if data_split not in DATA_SPLITS:
+            raise ArchgradError(f"data_split must be one of {', '.join(DATA_SPLITS)}, got "
+                                f"{data_split!r}")
+        if bilevel and data_split == "all":
+            raise ArchgradError("data_split='all' needs a single-level strategy: a bi-level one "
+                                "steps the architecture on held-out data")
         self.name = name
         self.estimator = estimator
         self.update = update
         self.bilevel, self.arch_first = bilevel, arch_first
         self.warmup_epochs = warmup_epochs
+        self.arch_every = arch_every
+        self.data_split = data_split
+        self.default_batch_size, self.default_epochs = batch_size, epochs
         self.weights_cfg = weights or WeightOptim()
         self.derive_mode = derive
         self.derive_options = dict(derive_options or {})
@@ -279,7 +376,8 @@ class Strategy(nn.Module):
         self.space_defaults = dict(space_defaults or {})
         self.description = description
         self.generator = torch.Generator()
-        self.seen: dict[str, list[float]] = {}  # genotype key -> [reward sum, count]
+        #: genotype key -> [reward sum, count, best reward] of the sampled architectures
+        self.seen: dict[str, list[float]] = {}
         self.arch: ArchParams | None = None
 
     # -- set-up ------------------------------------------------------------------------------
@@ -365,8 +463,10 @@ class Strategy(nn.Module):
              ) -> dict[str, Any]:
         stages = self.stages_for(epochs)
         si, stage = self.stage_of(epoch, epochs)
-        arch_on = epoch >= stage.start + stage.warmup
-        # architecture steps of the search and the index of this one (XNAS's T and t)
+        arch_epoch = epoch >= stage.start + stage.warmup
+        arch_on = arch_epoch and (step + 1) % self.arch_every == 0
+        # iterations with architecture steps in the search and the index of this one (XNAS's T
+        # and t; the cosine schedule of the architecture's learning rate)
         total = max(sum(st.end - st.start - st.warmup for st in stages) * steps_per_epoch, 1)
         done = sum(max(min(epoch, st.end) - st.start - st.warmup, 0) for st in stages[:si + 1])
         index = done * steps_per_epoch + step
@@ -374,7 +474,7 @@ class Strategy(nn.Module):
         def ctx(batch):
             return StepContext(self.model, self.arch, loss_fn, batch, train_batch,
                                self.weight_params, self.lr, epoch, epochs, step, steps_per_epoch,
-                               self.generator, total, index)
+                               self.generator, total, index, self.weight_opt, self.weights_cfg)
 
         stats: dict[str, Any] = {}
         if not self.bilevel and arch_on and self.estimator.joint_ok:
@@ -434,23 +534,37 @@ class Strategy(nn.Module):
     def _track(self, res: ArchStepResult) -> None:
         for sample, reward in res.samples:
             key = _key(sample)
-            s = self.seen.setdefault(key, [0.0, 0])
-            s[0] += reward
-            s[1] += 1
+            s = self.seen.get(key)
+            if s is None:
+                self.seen[key] = [reward, 1, reward]
+            else:
+                s[0] += reward
+                s[1] += 1
+                s[2] = max(s[2], reward)
 
     @torch.no_grad()
     def derive(self, space):
-        """The space's derivation of the current distribution (with edge weights if any)."""
-        opts = dict(self.derive_options)
+        """The space's derivation of the current distribution (with edge weights if any), with
+        this strategy's derivation options where the space's rule takes them."""
+        import inspect
+        accepted = inspect.signature(space.derive).parameters
+        opts = {k: v for k, v in self.derive_options.items() if k in accepted}
         if self.arch.has_edge_weights:
             opts["edge_weights"] = self.arch.edge_weights()
         return space.derive(self.arch.probs_detached(), **opts)
 
-    def process_best(self) -> dict[str, list[int]] | None:
-        """The sampled architecture with the best mean minibatch validation reward."""
+    def process_best(self, mode: str | None = None) -> dict[str, list[int]] | None:
+        """The sampled architecture with the best validation reward: its single best minibatch
+        ("process-best", AdvantageNAS's official code) or its mean over every time it was
+        sampled ("process-best-mean"; ties go to the more often sampled)."""
         if not self.seen:
             return None
-        key = max(self.seen, key=lambda k: (self.seen[k][0] / self.seen[k][1], self.seen[k][1]))
+        mode = mode or self.derive_mode
+        if mode == "process-best-mean":
+            key = max(self.seen, key=lambda k: (self.seen[k][0] / self.seen[k][1],
+                                                self.seen[k][1]))
+        else:
+            key = max(self.seen, key=lambda k: self.seen[k][2])
         return _unkey(key)
 
     # -- state ---------------------------------------------------------------------------------
@@ -473,10 +587,28 @@ class Strategy(nn.Module):
                 "parameterization": self.update.parameterization.name,
                 "bilevel": self.bilevel, "arch_first": self.arch_first,
                 "warmup_epochs": self.warmup_epochs, "derive": self.final_derive,
-                "dense": self.estimator.dense}
+                "dense": self.estimator.dense, "data_split": self.data_split,
+                "arch_every": self.arch_every, "eval": self.estimator.eval_mode}
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting this strategy runs with (weights, architecture, schedule, estimator),
+        for the table of defaults and its test."""
+        out: dict[str, Any] = {"batch_size": self.default_batch_size,
+                               "epochs": self.default_epochs}
+        out.update(self.weights_cfg.settings())
+        out.update(self.update.settings())
+        out.update({"bilevel": self.bilevel, "data_split": self.data_split,
+                    "warmup_epochs": self.warmup_epochs, "arch_every": self.arch_every,
+                    "arch_first": self.arch_first, "derive": self.final_derive})
+        out.update({k: v for k, v in self.derive_options.items()})
+        if self.edge_weights:
+            out["edge_weights"] = True
+        out.update(self.space_defaults)
+        out.update(self.estimator.settings())
+        return out
 
 
-def _key(sample: dict[str, list[int]]) -> str:
+def _key(sample: Mapping[str, Sequence[int]]) -> str:
     return ";".join(f"{k}:{','.join(map(str, v))}" for k, v in sorted(sample.items()))
 
 

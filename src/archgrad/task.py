@@ -6,6 +6,7 @@ task through ``SearchSpace.task``.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -31,7 +32,7 @@ class Task:
     def arch_batches(self, epoch: int) -> Iterator[Batch]:
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, mix: Mix) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, mix: Mix | Callable[[], Mix]) -> dict[str, float]:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -39,37 +40,57 @@ class Task:
 
 
 class ImageTask(Task):
-    """Classification on an image dataset: weights on the first half of the training data, the
-    architecture on the second (DARTS), evaluation on the second half."""
+    """Classification on an image dataset. ``split="halves"``: weights on the first half of the
+    training data, the architecture on the second (DARTS), evaluation on the second.
+    ``split="all"`` (single-level methods): every training example trains, there are no
+    architecture batches of their own, and evaluation is on the test split, the only held-out
+    data left."""
 
-    def __init__(self, data: ImageDataset, batch_size: int, seed: int, device, loss_fn):
-        (xtr, ytr), (xva, yva) = data.search_split()
+    def __init__(self, data: ImageDataset, batch_size: int, seed: int, device, loss_fn,
+                 split: str = "halves"):
         kw = dict(mean=data.mean, std=data.std, device=device)
-        self.data = data
+        self.data, self.split = data, split
         self.loss_fn = loss_fn
-        self.train = BatchLoader(xtr, ytr, batch_size, shuffle=True, augment=data.augment,
-                                 drop_last=True, seed=seed, **kw)
-        self.arch = BatchLoader(xva, yva, batch_size, shuffle=True, augment=data.augment,
-                                drop_last=True, seed=seed + 1, **kw)
-        self.eval_loader = BatchLoader(xva, yva, max(batch_size, 256), **kw)
-        self.steps_per_epoch = min(len(self.train), len(self.arch))
+        if split == "all":
+            xtr, ytr = data.x_train, data.y_train
+            self.train = BatchLoader(xtr, ytr, batch_size, shuffle=True, augment=data.augment,
+                                     drop_last=True, seed=seed, **kw)
+            self.arch = None
+            if len(data.y_test):
+                xev, yev, self.eval_split = data.x_test, data.y_test, "test"
+            else:
+                (_, _), (xev, yev) = data.search_split()
+                self.eval_split = "training data, second half (no test split)"
+            self.steps_per_epoch = len(self.train)
+        else:
+            (xtr, ytr), (xev, yev) = data.search_split()
+            self.train = BatchLoader(xtr, ytr, batch_size, shuffle=True, augment=data.augment,
+                                     drop_last=True, seed=seed, **kw)
+            self.arch = BatchLoader(xev, yev, batch_size, shuffle=True, augment=data.augment,
+                                    drop_last=True, seed=seed + 1, **kw)
+            self.eval_split = "training data, second half (the architecture's)"
+            self.steps_per_epoch = min(len(self.train), len(self.arch))
+        self.eval_loader = BatchLoader(xev, yev, max(batch_size, 256), **kw)
 
     def weight_batches(self, epoch):
         return self.train.epoch(epoch)
 
     def arch_batches(self, epoch):
+        if self.arch is None:  # single level: the architecture steps on the weights' batch
+            return itertools.repeat(None)
         return self.arch.epoch(epoch)
 
     @torch.no_grad()
     def evaluate(self, model, mix, limit: int | None = None) -> dict[str, float]:
-        """Loss and accuracy (%) under ``mix`` in eval mode (at most ``limit`` examples)."""
+        """Loss and accuracy (%) under ``mix`` in eval mode (at most ``limit`` examples).
+        ``mix`` may be a function that draws a mix per batch (a sampling strategy's network)."""
         was = model.training
         model.eval()
         n, loss_sum, correct = 0, 0.0, 0.0
         for x, y in self.eval_loader.epoch(0):
             if limit is not None and n >= limit:
                 break
-            out = model(x, mix)
+            out = model(x, mix() if callable(mix) else mix)
             loss_sum += float(self.loss_fn(out, y)) * len(y)
             correct += float((out.argmax(-1) == y).sum())
             n += len(y)

@@ -2,18 +2,27 @@
 
 ``make_strategy(name, **options)`` builds one; ``STRATEGIES`` lists them. Options common to every
 strategy configure the weight optimizer (``lr``, ``lr_min``, ``momentum``, ``weight_decay``,
-``grad_clip``, ``nesterov``), the schedule (``warmup_epochs``) and the derivation (``derive``:
-"argmax" or "process-best"; ``exclude_none``: never derive the zero op).
+``grad_clip``, ``nesterov``), the schedule (``warmup_epochs``, ``arch_every``, ``data_split``)
+and the derivation (``derive``: "argmax", "process-best" or "process-best-mean";
+``exclude_none``: never derive the zero op). Strategies with Adam on their architecture take
+``arch_lr``, ``arch_betas``, ``arch_weight_decay``, ``arch_grad_clip``, ``arch_lr_schedule`` and
+``init_scale``.
+
+Each registration names its defaults where they differ from DARTS's and the source of every
+setting (``sources``); :func:`defaults_table` renders them (``docs/defaults.md``), and a test
+holds them against the papers.
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from ..arch import Softmax
 from ..errors import ArchgradError
 from ..registry import Registry, first_paragraph
-from ..strategy import Strategy, WeightOptim
+from ..strategy import AdamUpdate, Strategy, WeightOptim
 
 COMMON_OPTIONS = {
     "lr": "initial learning rate of the weights (SGD)",
@@ -25,10 +34,30 @@ COMMON_OPTIONS = {
     "optimizer": "weight optimizer: 'sgd' (DARTS) or 'adam'",
     "warmup_epochs": "epochs that train the weights only, architecture frozen (a fraction "
                      "below 1: that share of the epochs)",
-    "derive": "final architecture: 'argmax' of the distribution or 'process-best' (the best "
-              "sampled architecture by validation reward)",
+    "arch_every": "an architecture step every N iterations (ProxylessNAS: 5)",
+    "data_split": "'halves' (weights on one half of the training data, architecture on the "
+                  "other) or 'all' (single level: all of it trains both)",
+    "derive": "final architecture: 'argmax' of the distribution, 'process-best' (the sampled "
+              "architecture with the lowest single-minibatch validation loss, AdvantageNAS's "
+              "official code) or 'process-best-mean' (the lowest mean over its samples)",
     "exclude_none": "never derive the zero op",
 }
+
+#: Adam on the architecture's logits, DARTS's settings (§3.1.2; cnn/train_search.py)
+ADAM_OPTIONS: dict[str, Any] = {
+    "arch_lr": 3e-4, "arch_betas": (0.5, 0.999), "arch_weight_decay": 1e-3,
+    "arch_grad_clip": None, "arch_lr_schedule": "constant", "init_scale": 1e-3,
+}
+ADAM_HELP = {
+    "arch_lr": "architecture learning rate",
+    "arch_betas": "Adam betas of the architecture optimizer",
+    "arch_weight_decay": "architecture weight decay",
+    "arch_grad_clip": "clip the architecture gradient's norm (None: off)",
+    "arch_lr_schedule": "'constant' or 'cosine' (to 0 over the epochs with architecture steps)",
+    "init_scale": "initial logits: init_scale * N(0, 1) (0: uniform)",
+}
+#: settings of the search itself that a strategy may default (PC-DARTS: batch 256)
+SEARCH_DEFAULTS = ("batch_size", "epochs")
 
 
 @dataclass(frozen=True)
@@ -37,30 +66,44 @@ class StrategyEntry:
     family: str
     accepts: tuple[str, ...]
     doc: str
+    defaults: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+    #: help text per strategy-specific option
+    help: dict = field(default_factory=dict)
+    #: steps its architecture with Adam (takes the ``arch_*`` options)
+    adam: bool = False
 
 
 STRATEGIES: Registry[StrategyEntry] = Registry("strategy")
 
 
-def register(name: str, *, family: str, accepts: tuple[str, ...] = ()):
-    """Register a factory ``(**options) -> Strategy`` under ``name``."""
+def register(name: str, *, family: str, adam: bool = False, accepts: tuple[str, ...] = (),
+             defaults: dict | None = None, sources: dict | None = None,
+             help: dict | None = None):
+    """Register a factory ``(**options) -> Strategy`` under ``name``. ``adam``: it builds its
+    update with :func:`adam_update` and takes the ``arch_*`` options. ``defaults``: options set
+    unless the user sets them (common ones such as ``lr``, and ``batch_size`` / ``epochs`` of
+    the search). ``sources``: setting -> where its default comes from (``"*"``: the rest)."""
 
     def deco(fn):
         own = tuple(p for p, v in inspect.signature(fn).parameters.items()
                     if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD))
         doc = first_paragraph(fn.__doc__)
-        fam_accepts = FAMILY_OPTIONS.get(family, ())
-        STRATEGIES.register(name, StrategyEntry(fn, family, own + accepts + fam_accepts, doc),
-                            help=doc)
+        extra = tuple(ADAM_OPTIONS) if adam else ()
+        STRATEGIES.register(name, StrategyEntry(fn, family, own + accepts + extra, doc,
+                                                dict(defaults or {}), dict(sources or {}),
+                                                dict(help or {}), adam), help=doc)
         return fn
 
     return deco
 
 
-#: options accepted by every member of a family (those of its shared builder)
-FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
-    "darts": ("arch_lr", "arch_betas", "arch_weight_decay", "init_scale"),
-}
+def adam_update(kw: dict, parameterization=Softmax, **overrides) -> AdamUpdate:
+    """Pop the ``arch_*`` options from ``kw`` and build Adam on the logits."""
+    o = {k: kw.pop(k, overrides.get(k, v)) for k, v in ADAM_OPTIONS.items()}
+    return AdamUpdate(o["arch_lr"], o["arch_betas"], o["arch_weight_decay"],
+                      parameterization(o["init_scale"]), grad_clip=o["arch_grad_clip"],
+                      lr_schedule=o["arch_lr_schedule"])
 
 
 def common(kw: dict) -> dict:
@@ -68,14 +111,15 @@ def common(kw: dict) -> dict:
     kw = dict(kw)
     w = {f.name: kw.pop(f.name) for f in fields(WeightOptim) if f.name in kw}
     weights = WeightOptim(**w)
-    out = {"weights": weights}
+    out: dict[str, Any] = {"weights": weights}
     if "warmup_epochs" in kw:
         w = kw.pop("warmup_epochs")
-        out["warmup_epochs"] = w if isinstance(w, float) and w < 1 else int(w)
-    if "derive" in kw:
-        out["derive"] = kw.pop("derive")
+        out["warmup_epochs"] = w if isinstance(w, float) and w < 1 else w
+    for k in ("derive", "arch_every", "data_split") + SEARCH_DEFAULTS:
+        if k in kw:
+            out[k] = kw.pop(k)
     if "exclude_none" in kw:
-        out["derive_options"] = {"exclude_none": bool(kw.pop("exclude_none"))}
+        out.setdefault("derive_options", {})["exclude_none"] = bool(kw.pop("exclude_none"))
     if kw:
         raise ArchgradError(f"unexpected strategy option(s): {', '.join(sorted(kw))}")
     return out
@@ -84,6 +128,15 @@ def common(kw: dict) -> dict:
 def accepted_options(name: str) -> list[str]:
     e = STRATEGIES.get(name)
     return sorted(set(e.accepts) | set(COMMON_OPTIONS))
+
+
+def option_help(name: str) -> dict[str, str]:
+    """Help text of every option ``name`` accepts."""
+    e = STRATEGIES.get(name)
+    out = {}
+    for k in accepted_options(name):
+        out[k] = e.help.get(k) or COMMON_OPTIONS.get(k) or ADAM_HELP.get(k) or ""
+    return out
 
 
 def make_strategy(name: str, **options) -> Strategy:
@@ -95,7 +148,75 @@ def make_strategy(name: str, **options) -> Strategy:
         raise ArchgradError(
             f"strategy '{name}' has no option {', '.join(map(repr, unknown))}; accepted: "
             f"{', '.join(sorted(accepted))}")
-    return entry.factory(**options)
+    merged = {**entry.defaults, **options}
+    try:
+        return entry.factory(**merged)
+    except (TypeError, ValueError) as e:  # a value of the wrong kind reaching a constructor
+        if isinstance(e, ArchgradError):
+            raise
+        raise ArchgradError(f"strategy '{name}': invalid option value ({e})") from None
+
+
+def strategy_settings(name: str, **options) -> dict[str, Any]:
+    """Every setting of ``name`` as it would run, with ``options`` applied."""
+    return make_strategy(name, **options).settings()
+
+
+def setting_source(name: str, key: str) -> str:
+    """Where the default of setting ``key`` of strategy ``name`` comes from."""
+    e = STRATEGIES.get(name)
+    src = e.sources.get(key)
+    if src is None:
+        for group, keys in _GROUPS.items():
+            if key in keys and group in e.sources:
+                src = e.sources[group]
+                break
+    return src if src is not None else e.sources.get("*", "")
+
+
+#: groups of settings that share one source entry ("weights": "DARTS §3.1.2" ...)
+_GROUPS = {"weights": ("optimizer", "lr", "lr_min", "momentum", "nesterov", "weight_decay",
+                       "grad_clip"),
+           "arch": ("arch_optimizer", "arch_lr", "arch_betas", "arch_weight_decay",
+                    "arch_grad_clip", "arch_lr_schedule", "init", "arch_eps"),
+           "schedule": ("bilevel", "data_split", "warmup_epochs", "arch_every", "arch_first",
+                        "batch_size", "epochs")}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+    if v is None:
+        return "–"
+    return str(v)
+
+
+def defaults_table() -> str:
+    """Markdown: every strategy's settings with the source of each (docs/defaults.md)."""
+    lines = ["# Strategy defaults and their sources", "",
+             "Generated from the registry by `python -m archgrad.methods`; a test keeps this "
+             "file current and holds the values against a table typed from the papers "
+             "(`tests/test_fidelity.py`). `–`: off / not used. Where `batch_size` or `epochs` "
+             "is `–` the search takes the space's batch (64) and 50 epochs. On the small "
+             "bundled datasets (`digits`, `synthetic`) a quick budget replaces the strategy's "
+             "batch size and epochs (batch 64; 10 and 2 epochs). `--set KEY=VALUE` overrides "
+             "any setting.", ""]
+    for name in STRATEGIES:
+        e = STRATEGIES.get(name)
+        st = make_strategy(name)
+        settings = st.settings()
+        lines += [f"## `{name}`", "", e.doc, "",
+                  f"Supernet evaluated as: {st.estimator.eval_mode}.", "",
+                  "| settings | source |", "| --- | --- |"]
+        rows: dict[str, list[str]] = {}
+        for k, v in settings.items():
+            rows.setdefault(setting_source(name, k), []).append(f"`{k}` {_fmt(v)}")
+        for src, items in rows.items():
+            lines.append(f"| {', '.join(items)} | {src} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 # importing the method modules registers them
@@ -103,4 +224,5 @@ from . import (advantage, darts, gaea, gdas, idarts, nasp, parsec, pcdarts,  # n
                pdarts, proxyless, random_ws, reinforce, snas, xnas)
 
 __all__ = ["STRATEGIES", "make_strategy", "register", "common", "accepted_options",
-           "COMMON_OPTIONS"]
+           "COMMON_OPTIONS", "ADAM_OPTIONS", "adam_update", "strategy_settings",
+           "setting_source", "defaults_table", "option_help"]

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Softmax
 from ..sampling import onehot, score_grads
-from ..strategy import AdamUpdate, Strategy
-from . import common, register
+from ..strategy import Strategy
+from . import adam_update, common, register
 from .reinforce import OneHotSampler
 
 
@@ -71,10 +70,26 @@ class Advantage(OneHotSampler):
         return record
 
 
-@register("advantage", family="score-function")
-def advantage(ema_coef: float = 0.05, arch_lr=3e-4, arch_betas=(0.5, 0.999),
-              arch_weight_decay=1e-3, init_scale=1e-3, **options) -> Strategy:
+    def settings(self):
+        return {"ema_coef": self.ema_coef}
+
+
+SOURCES = {"weights": "DARTS's, as the other strategies (AdvantageNAS's own NB201 settings, "
+           "Nesterov lr 0.1, decay 5e-4, clip 1: the advantagenas-nb201 protocol)",
+           "arch": "Adam as DARTS (AdvantageNAS §5.1 toy: Adam 1e-3 betas (0.9, 0.999), the toy "
+                   "space's default; NB201: the advantagenas-nb201 protocol); init: official "
+                   "util.Param, theta = ones (uniform)",
+           "schedule": "AdvantageNAS §5.2: w on D, theta on V (bi-level), weight step then "
+                       "architecture step",
+           "ema_coef": "AdvantageNAS footnote 4 / official util.py EMA(coef=0.05)",
+           "derive": "AdvantageNAS §5.2: argmax",
+           "*": "AdvantageNAS (Sato et al. 2021)"}
+
+
+@register("advantage", family="score-function", adam=True, defaults={"init_scale": 0.0},
+          sources=SOURCES, help={"ema_coef": "moving-average coefficient of the advantages "
+                                             "that stand in for a sampled zero op"})
+def advantage(ema_coef: float = 0.05, **options) -> Strategy:
     """AdvantageNAS: sparse propagation, policy gradient with per-edge advantage (eq. 7)."""
-    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
-    return Strategy("advantage", Advantage(ema_coef), update, bilevel=True, arch_first=False,
-                    **common(options))
+    return Strategy("advantage", Advantage(ema_coef), adam_update(options), bilevel=True,
+                    arch_first=False, **common(options))

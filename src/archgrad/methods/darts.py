@@ -1,23 +1,29 @@
 """DARTS (Liu, Simonyan & Yang, ICLR 2019): softmax relaxation, pathwise gradient.
 
 * ``darts``        first order, bi-level: the architecture gradient is grad_a L_val(w, a).
-* ``darts-2nd``    second order (§2.3): grad_a L_val(w', a) - xi * H v with the unrolled weights
-                   w' = w - xi grad_w L_train(w, a) and the Hessian-vector product
-                   H v = grad^2_{a,w} L_train(w, a) grad_w' L_val(w', a) approximated by finite
-                   differences (grad_a L_train(w+, a) - grad_a L_train(w-, a)) / (2 eps),
-                   w+- = w +- eps grad_w' L_val(w', a), eps = 0.01 / ||grad_w' L_val(w', a)||.
-* ``darts-single`` single level: weights and architecture from the same batch, one backward.
+* ``darts-2nd``    second order (§2.3, eq. 6-8): grad_a L_val(w', a) - xi * H v with the unrolled
+                   weights w' = w - xi (mu m + grad_w L_train(w, a) + lambda w), the step the weight
+                   optimizer would take (momentum mu with its buffer m, weight decay lambda), as the
+                   official ``architect._compute_unrolled_model``; the Hessian-vector product
+                   H v = grad^2_{a,w} L_train(w, a) grad_w' L_val(w', a) by central differences
+                   (grad_a L_train(w+, a) - grad_a L_train(w-, a)) / (2 eps),
+                   w+- = w +- eps grad_w' L_val(w', a), eps = 0.01 / ||grad_w' L_val(w', a)||
+                   (eq. 8).
+* ``darts-single`` single level (§3.3, the baseline of Table 1): weights and architecture from
+                   the same batch, one backward, on all of the training data.
 
 Paper defaults: weights SGD (momentum 0.9, lr 0.025 cosine to 0.001, weight decay 3e-4, clip 5);
-architecture Adam (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3); logits init 1e-3 N(0, 1).
+architecture Adam (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3); logits init 1e-3 N(0, 1);
+batch 64, 50 epochs.
 """
 from __future__ import annotations
 
 import torch
 
 from ..arch import Mix
-from ..strategy import AdamUpdate, ArchStepResult, Estimator, StepContext, Strategy, accuracy
-from . import common, register
+from ..errors import ArchgradError
+from ..strategy import ArchStepResult, Estimator, StepContext, Strategy, accuracy
+from . import adam_update, common, register
 
 
 class SecondOrder(Estimator):
@@ -29,9 +35,34 @@ class SecondOrder(Estimator):
 
     joint_ok = False
 
-    def __init__(self, xi: float | None = None, eps_scale: float = 0.01):
+    def __init__(self, xi: float | None = None, eps_scale: float = 0.01, unroll: str = "optimizer"):
         super().__init__()
-        self.xi, self.eps_scale = xi, eps_scale
+        if unroll not in ("optimizer", "sgd"):
+            raise ArchgradError(f"unroll must be 'optimizer' (with the momentum and weight-decay "
+                                f"terms, as the official code) or 'sgd' (w - xi grad), got "
+                                f"{unroll!r}")
+        self.xi, self.eps_scale, self.unroll = xi, eps_scale, unroll
+
+    def settings(self):
+        return {"xi": "lr" if self.xi is None else self.xi, "eps_scale": self.eps_scale,
+                "unroll": self.unroll}
+
+    @staticmethod
+    def unrolled_step(ctx: StepContext, W, grads, xi: float, unroll: str = "optimizer"):
+        """The virtual step -xi * d of each weight: d = mu m + g + lambda w with the weight
+        optimizer's momentum buffer m (SGD), or d = g (``unroll="sgd"``, or Adam weights)."""
+        cfg, opt = ctx.weights_cfg, ctx.weight_opt
+        sgd = unroll == "optimizer" and cfg is not None and cfg.optimizer == "sgd"
+        out = []
+        for w, g in zip(W, grads):
+            d = g
+            if sgd:
+                d = d + cfg.weight_decay * w
+                buf = opt.state.get(w, {}).get("momentum_buffer") if opt is not None else None
+                if buf is not None:
+                    d = d + cfg.momentum * buf
+            out.append(-xi * d)
+        return out
 
     def arch_step(self, ctx: StepContext) -> ArchStepResult:
         model, W, arch = ctx.model, ctx.weights, ctx.arch
@@ -45,12 +76,12 @@ class SecondOrder(Estimator):
         with torch.no_grad():
             mix_fixed = Mix(arch.probs_detached(), arch.dense_active(), arch.edge_weights())
         try:
-            # w' = w - xi * grad_w L_train(w, a)
+            # w' = w - xi (mu m + grad_w L_train(w, a) + lambda w)
             _, l_train = ctx.forward(mix_fixed, ctx.train_batch)
             g_train = torch.autograd.grad(l_train, W)
             with torch.no_grad():
-                for w, g in zip(W, g_train):
-                    w.sub_(xi * g)
+                for w, dw in zip(W, self.unrolled_step(ctx, W, g_train, xi, self.unroll)):
+                    w.add_(dw)
             # grad_a L_val(w', a) and v = grad_w' L_val(w', a)
             out, l_val = ctx.forward(Mix(arch.probs(), arch.dense_active(), arch.edge_weights()))
             gs = torch.autograd.grad(l_val, thetas + W)
@@ -80,26 +111,39 @@ class SecondOrder(Estimator):
                                       "arch_acc": accuracy(out, ctx.batch[1])})
 
 
-def _darts(name, estimator, *, bilevel, arch_lr=3e-4, arch_betas=(0.5, 0.999),
-           arch_weight_decay=1e-3, init_scale=1e-3, **kw) -> Strategy:
-    from ..arch import Softmax
-    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
-    return Strategy(name, estimator, update, bilevel=bilevel, arch_first=True, **common(kw))
+SOURCES = {"weights": "DARTS §3.1.2; cnn/train_search.py", "arch": "DARTS §3.1.2; "
+           "cnn/train_search.py (Adam betas (0.5, 0.999)); init: model_search.py 1e-3*randn",
+           "schedule": "DARTS §3.1.2 (train_portion 0.5, batch 64, 50 epochs)",
+           "*": "DARTS (Liu et al. 2019)"}
 
 
-@register("darts", family="darts")
+@register("darts", family="darts", adam=True, sources=SOURCES)
 def darts(**options) -> Strategy:
     """DARTS, first order, bi-level (Liu et al. 2019)."""
-    return _darts("darts", Estimator(), bilevel=True, **options)
+    update = adam_update(options)
+    return Strategy("darts", Estimator(), update, bilevel=True, arch_first=True,
+                    **common(options))
 
 
-@register("darts-2nd", family="darts")
-def darts_2nd(xi: float | None = None, eps_scale: float = 0.01, **options) -> Strategy:
+@register("darts-2nd", family="darts", adam=True, sources={
+    **SOURCES, "xi": "DARTS §2.3: xi = the weights' learning rate",
+    "eps_scale": "DARTS eq. 8: eps = 0.01 / ||grad||",
+    "unroll": "cnn/architect.py _compute_unrolled_model (momentum and weight-decay terms)"},
+    help={"xi": "virtual step size (None: the weights' current learning rate)",
+          "eps_scale": "finite-difference step: eps = eps_scale / ||v||",
+          "unroll": "'optimizer' (w - xi (mu m + g + lambda w), official) or 'sgd' (w - xi g)"})
+def darts_2nd(xi: float | None = None, eps_scale: float = 0.01, unroll: str = "optimizer",
+              **options) -> Strategy:
     """DARTS, second order: unrolled weights and a finite-difference Hessian-vector product."""
-    return _darts("darts-2nd", SecondOrder(xi, eps_scale), bilevel=True, **options)
+    update = adam_update(options)
+    return Strategy("darts-2nd", SecondOrder(xi, eps_scale, unroll), update, bilevel=True,
+                    arch_first=True, **common(options))
 
 
-@register("darts-single", family="darts")
+@register("darts-single", family="darts", adam=True, sources={
+    **SOURCES, "schedule": "DARTS §3.3 / Table 1 single-level baseline: train and "
+    "validation data together (all 50k)"})
 def darts_single(**options) -> Strategy:
     """DARTS, single level: weights and architecture updated on the same batch."""
-    return _darts("darts-single", Estimator(), bilevel=False, **options)
+    update = adam_update(options)
+    return Strategy("darts-single", Estimator(), update, bilevel=False, **common(options))

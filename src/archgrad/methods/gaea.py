@@ -20,7 +20,10 @@ from ..arch import EDGE_SUFFIX, Simplex
 from ..strategy import ArchUpdate, Estimator, Strategy
 from . import common, register
 from .gdas import HardGumbel
-from .pcdarts import PartialChannels
+from .pcdarts import DEFAULTS as _PC
+from .pcdarts import SOURCES as PCDARTS_SOURCES
+
+PCDARTS_DEFAULTS = {k: v for k, v in _PC.items() if k != "arch_lr"}
 
 
 class ExponentiatedGradient(ArchUpdate):
@@ -42,6 +45,12 @@ class ExponentiatedGradient(ArchUpdate):
                                 device=p.device)
             return idx, mask
         return None, self.arch.alive(key)
+
+    def settings(self):
+        return {"arch_optimizer": "exponentiated gradient", "arch_lr": self.lr,
+                "entropic": self.entropic, "floor": self.floor,
+                "init": "uniform" if not self.parameterization.init_scale else
+                f"uniform x exp({self.parameterization.init_scale:g} N(0,1))"}
 
     @torch.no_grad()
     def step(self, grads, ctx=None):
@@ -72,7 +81,18 @@ def _gaea(name, estimator, *, bilevel, arch_lr, entropic, edge_weights=False,
                     edge_weights=edge_weights, space_defaults=space_defaults, **common(options))
 
 
-@register("gaea-darts", family="gaea")
+SOURCES = {"weights": "GAEA release configs/cnn/mode/search_nasbench201.yaml (DARTS's: 0.025 "
+           "cosine to 0.001, decay 3e-4, clip 5)",
+           "arch": "GAEA release method_edarts_space_nasbench201.yaml (arch lr 0.1, no decay, "
+                   "no clip); architect_edarts.py (floor 1e-5, uniform init)",
+           "schedule": "GAEA §5; release search.single_level (false: bi-level)",
+           "*": "GAEA (Li et al. 2021)"}
+HELP = {"arch_lr": "eta of the exponentiated-gradient step",
+        "entropic": "lambda of the entropic regulariser lambda * KL(a || uniform)",
+        "init_scale": "break ties: a uniform x exp(init_scale N(0,1))"}
+
+
+@register("gaea-darts", family="gaea", sources=SOURCES, help=HELP)
 def gaea_darts(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: float = 0.0,
                **options) -> Strategy:
     """GAEA DARTS: first-order DARTS with exponentiated-gradient updates on the simplex."""
@@ -80,16 +100,22 @@ def gaea_darts(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: float = 
                  init_scale=init_scale, **options)
 
 
-@register("gaea-darts-single", family="gaea")
+@register("gaea-darts-single", family="gaea", sources={
+    **SOURCES, "schedule": "GAEA §3 (ERM: single level over all the training data); release "
+    "search.single_level=true"}, help=HELP)
 def gaea_darts_single(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: float = 0.0,
                       **options) -> Strategy:
     """GAEA DARTS (ERM): single level, weights and architecture from the same batch."""
     return _gaea("gaea-darts-single", Estimator(), bilevel=False, arch_lr=arch_lr,
-                 entropic=entropic,
-                 init_scale=init_scale, **options)
+                 entropic=entropic, init_scale=init_scale, **options)
 
 
-@register("gaea-gdas", family="gaea")
+@register("gaea-gdas", family="gaea", sources={
+    **SOURCES, "arch": "GAEA release method_egdas_space_nasbench201.yaml (arch lr 0.01, "
+    "weight decay 0.01 as the entropic term, tau 10 -> 0.1; its 50 warm-up epochs belong to a "
+    "longer search: set warmup_epochs)", "tau_max": "GAEA release egdas config (max_tau 10)",
+    "tau_min": "GAEA release egdas config (min_tau 0.1)", "inactive_gradient": "as GDAS"},
+    help={**HELP, "tau_max": "initial temperature", "tau_min": "final temperature"})
 def gaea_gdas(arch_lr: float = 0.01, entropic: float = 0.01, tau_max: float = 10.0,
               tau_min: float = 0.1, init_scale: float = 0.0, **options) -> Strategy:
     """GAEA GDAS: GDAS's hard Gumbel samples with exponentiated-gradient updates."""
@@ -97,15 +123,14 @@ def gaea_gdas(arch_lr: float = 0.01, entropic: float = 0.01, tau_max: float = 10
                  entropic=entropic, init_scale=init_scale, **options)
 
 
-@register("gaea-pcdarts", family="gaea")
+@register("gaea-pcdarts", family="gaea", defaults=PCDARTS_DEFAULTS, sources={
+    **PCDARTS_SOURCES, "arch": "GAEA release method_eedarts_space_pcdarts.yaml "
+    "(exponentiated gradient on the operation and edge weights, eta 0.1)"},
+    help={**HELP, "partial_channels": "K: mixed ops process 1/K of the channels"})
 def gaea_pcdarts(arch_lr: float = 0.1, entropic: float = 0.0, partial_channels: int = 4,
                  init_scale: float = 0.0, **options) -> Strategy:
     """GAEA PC-DARTS: partial channels and edge normalisation, exponentiated gradient on both
     the operation and the edge weights."""
-    options.setdefault("lr", 0.1)
-    options.setdefault("lr_min", 0.0)
-    options.setdefault("warmup_epochs", 0.3)
-    return _gaea("gaea-pcdarts", PartialChannels(), bilevel=True, arch_lr=arch_lr,
-                 entropic=entropic,
+    return _gaea("gaea-pcdarts", Estimator(), bilevel=True, arch_lr=arch_lr, entropic=entropic,
                  edge_weights=True, space_defaults={"partial_channels": partial_channels},
                  init_scale=init_scale, **options)

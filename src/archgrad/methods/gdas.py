@@ -4,21 +4,23 @@ Per edge the soft sample s = softmax((log p + G) / tau) picks h = onehot(argmax 
 uses h = onehot - s.detach() + s (value one-hot, gradient of s), so only the sampled op is
 computed. As in the official code, every other candidate adds its weight h_k (zero in value) to the
 edge's output, which gives it the gradient sum(dL/dO). tau decays linearly per epoch from 10 to
-0.1. Bi-level; the architecture by Adam with DARTS's settings.
+0.1 (§3.3). Bi-level; the architecture by Adam with DARTS's settings; 240 epochs (§4.1 and
+NAS-Bench-201's ``GDAS.config``).
 """
 from __future__ import annotations
 
 import torch
 
-from ..arch import Mix, Softmax
+from ..arch import Mix
 from ..errors import ArchgradError
-from ..sampling import gumbel
-from ..strategy import AdamUpdate, Estimator, StepContext, Strategy
-from . import common, register
+from ..sampling import gumbel, onehot, sample_indices
+from ..strategy import Estimator, StepContext, Strategy
+from . import adam_update, common, register
 
 
 class HardGumbel(Estimator):
     dense = False
+    eval_mode = "one architecture sampled from p per validation batch (hard sample)"
 
     def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1,
                  inactive_gradient: bool = True):
@@ -51,15 +53,39 @@ class HardGumbel(Estimator):
     def arch_mix(self, ctx):
         return self._sample(ctx, ctx.arch.log_probs(), self.inactive_gradient)
 
+    def eval_mix(self, arch, generator=None, epoch=0, epochs=1):
+        # argmax of Gumbel-perturbed log-probabilities is a sample from p, at any tau
+        gen = generator or torch.Generator().manual_seed(0)
+        dev = next(iter(arch.theta.values())).device
+        return lambda: onehot(sample_indices(arch.probs_detached(), gen), arch.groups, dev)
+
     def sample_of(self, record):
         return record
 
+    def settings(self):
+        return {"tau_max": self.tau_max, "tau_min": self.tau_min,
+                "inactive_gradient": self.inactive_gradient}
 
-@register("gdas", family="relaxed")
+
+DEFAULTS = {"epochs": 240}
+SOURCES = {"weights": "GDAS §4.1 (DARTS's: SGD 0.025 cosine to 0.001, momentum 0.9, weight "
+           "decay 3e-4, clip 5); NAS-Bench-201's GDAS.config uses Nesterov and 5e-4 (the "
+           "nb201-darts-family protocol)",
+           "arch": "GDAS §4.1; NAS-Bench-201 GDAS.sh (arch lr 3e-4, weight decay 1e-3), "
+                   "exps/algos/GDAS.py (Adam betas (0.5, 0.999), 1e-3*randn)",
+           "schedule": "GDAS §4.1 / GDAS.config (240 epochs, batch 64, no warm-up), bi-level",
+           "tau_max": "GDAS §4.1 / GDAS.sh: tau 10 -> 0.1, linear per epoch",
+           "tau_min": "GDAS §4.1 / GDAS.sh", "inactive_gradient": "official GDAS cell: the "
+           "other candidates add their hard weight (straight-through)",
+           "*": "GDAS (Dong & Yang 2019)"}
+
+
+@register("gdas", family="relaxed", adam=True, defaults=DEFAULTS, sources=SOURCES,
+          help={"tau_max": "initial Gumbel-softmax temperature", "tau_min": "final temperature",
+                "inactive_gradient": "straight-through gradient to the unsampled candidates"})
 def gdas(tau_max: float = 10.0, tau_min: float = 0.1, inactive_gradient: bool = True,
-         arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, init_scale=1e-3,
          **options) -> Strategy:
     """GDAS: hard Gumbel-max sample per edge, straight-through gradient, sparse forward."""
     est = HardGumbel(tau_max, tau_min, inactive_gradient)
-    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
-    return Strategy("gdas", est, update, bilevel=True, arch_first=False, **common(options))
+    return Strategy("gdas", est, adam_update(options), bilevel=True, arch_first=False,
+                    **common(options))

@@ -5,14 +5,16 @@ distribution. DARTS's optimisers and schedule otherwise."""
 from __future__ import annotations
 
 from ..arch import NodeSoftmax
-from ..strategy import AdamUpdate, Estimator, Strategy
-from . import common, register
+from ..strategy import Estimator, Strategy
+from . import adam_update, common, register
 
 
-@register("idarts", family="darts")
-def idarts(arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, init_scale=1e-3,
-           **options) -> Strategy:
+@register("idarts", family="darts", adam=True, sources={
+    "weights": "DARTS's (I-DARTS §3 keeps DARTS's search settings)",
+    "arch": "DARTS's Adam; the node-level softmax of I-DARTS §2 (eq. 3)",
+    "schedule": "DARTS's bi-level schedule", "*": "I-DARTS (Jiang et al. 2019)"})
+def idarts(**options) -> Strategy:
     """I-DARTS: a node-level softmax over all incoming (edge, op) pairs."""
-    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, NodeSoftmax(init_scale))
+    update = adam_update(options, NodeSoftmax)
     return Strategy("idarts", Estimator(), update, bilevel=True, arch_first=True,
                     **common(options))

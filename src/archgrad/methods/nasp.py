@@ -14,7 +14,7 @@ import torch
 from ..arch import Parameterization
 from ..sampling import onehot
 from ..strategy import AdamUpdate, Estimator, Strategy
-from . import common, register
+from . import ADAM_OPTIONS, common, register
 
 
 class Box(Parameterization):
@@ -28,6 +28,9 @@ class Box(Parameterization):
 
     def init(self, shape, generator):
         return (0.5 + self.init_scale * torch.randn(shape, generator=generator)).clamp(0, 1)
+
+    def concentrated(self, shape, index):
+        return torch.zeros(shape).scatter_(1, index.view(-1, 1), 1.0)
 
     def probs(self, theta, alive, group=None):
         t = theta.clamp_min(0) * alive
@@ -43,11 +46,12 @@ def _argmax(arch) -> dict[str, list[int]]:
 
 class Proximal(Estimator):
     joint_ok = False
+    eval_mode = "the projected architecture prox_C1(a) (argmax per edge), as NASP trains it"
 
     def weight_mix(self, ctx):  # prox_C1: one op per edge, only it computed
         return onehot(_argmax(ctx.arch), ctx.arch.groups, ctx.batch[0].device)
 
-    def eval_mix(self, arch):
+    def eval_mix(self, arch, generator=None, epoch=0, epochs=1):
         dev = next(iter(arch.theta.values())).device
         return onehot(_argmax(arch), arch.groups, dev)
 
@@ -77,9 +81,16 @@ class ProximalAdam(AdamUpdate):
         return {}
 
 
-@register("nasp", family="proximal")
-def nasp(arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, init_scale=1e-3,
-         **options) -> Strategy:
+@register("nasp", family="proximal", adam=True, sources={
+    "weights": "DARTS's (NASP §4.1 follows DARTS's training settings)",
+    "arch": "NASP §4.1 / official code: Adam with DARTS's settings on the box parameters; "
+            "init 0.5 + 1e-3 N(0,1) here (a point inside C2)",
+    "schedule": "NASP Algorithm 2: bi-level, weight step on the projected architecture",
+    "*": "NASP (Yao et al. 2020)"})
+def nasp(**options) -> Strategy:
     """NASP: one-hot projection in the forward pass, proximal step on continuous parameters."""
-    update = ProximalAdam(arch_lr, arch_betas, arch_weight_decay, Box(init_scale))
+    o = {k: options.pop(k, ADAM_OPTIONS[k]) for k in ADAM_OPTIONS}
+    update = ProximalAdam(o["arch_lr"], o["arch_betas"], o["arch_weight_decay"],
+                          Box(o["init_scale"]), grad_clip=o["arch_grad_clip"],
+                          lr_schedule=o["arch_lr_schedule"])
     return Strategy("nasp", Proximal(), update, bilevel=True, arch_first=False, **common(options))

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Softmax
 from ..errors import ArchgradError
 from ..sampling import onehot, score_grads
-from ..strategy import AdamUpdate, ArchStepResult, Strategy, accuracy
-from . import common, register
+from ..strategy import ArchStepResult, Strategy, accuracy
+from . import adam_update, common, register
 from .reinforce import OneHotSampler
 
 
 class Parsec(OneHotSampler):
     def __init__(self, samples: int = 8, likelihood: str = "batch"):
         super().__init__()
-        if samples < 1:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ArchgradError("PARSEC needs at least one sample per step")
         if likelihood not in ("batch", "mean"):
             raise ArchgradError(f"likelihood must be 'batch' or 'mean', got {likelihood!r}")
@@ -47,10 +46,21 @@ class Parsec(OneHotSampler):
                               [(d, -loss) for d, loss in zip(draws, losses)])
 
 
-@register("parsec", family="score-function")
-def parsec(samples: int = 8, likelihood: str = "batch", arch_lr=3e-4, arch_betas=(0.5, 0.999),
-           arch_weight_decay=1e-3, init_scale=1e-3, **options) -> Strategy:
+    def settings(self):
+        return {"samples": self.samples, "likelihood": self.likelihood}
+
+
+SOURCES = {"weights": "DARTS's (AdvantageNAS §5)", "arch": "DARTS's Adam (AdvantageNAS §5)",
+           "schedule": "DARTS's bi-level schedule",
+           "samples": "AdvantageNAS §5 / official util.py: 8 samples",
+           "likelihood": "PARSEC (Casale et al. 2019) §3: the batch's log-likelihood",
+           "*": "PARSEC (Casale et al. 2019)"}
+
+
+@register("parsec", family="score-function", adam=True, sources=SOURCES,
+          help={"samples": "architectures sampled per step",
+                "likelihood": "'batch' (minus the summed loss) or 'mean' (tempered)"})
+def parsec(samples: int = 8, likelihood: str = "batch", **options) -> Strategy:
     """PARSEC: several architecture samples per step, importance-weighted Monte-Carlo gradient."""
-    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
-    return Strategy("parsec", Parsec(samples, likelihood), update, bilevel=True, arch_first=False,
-                    **common(options))
+    return Strategy("parsec", Parsec(samples, likelihood), adam_update(options), bilevel=True,
+                    arch_first=False, **common(options))

@@ -6,8 +6,12 @@ p~. The forward computes the pair; the open gate's op passes (weight 1), the oth
 with weight 0 so that dL/dg_j = <dL/dO, O_j> is available for both. BinaryConnect-style gradient
 (eq. 4 of the paper, restricted to the pair): dL/dalpha_i = sum_j dL/dg_j p~_j (delta_ij - p~_i).
 After the Adam step the pair's logits are shifted so that the sum of exp(alpha) over the pair is
-unchanged (the official rescaling), which keeps the other candidates' probabilities fixed. The
-weight step samples one candidate from p.
+unchanged (the official rescaling), which keeps the other candidates' probabilities fixed. As the
+official ``MixedEdge.set_arch_param_grad``, an edge whose open gate is the zero op gets no update
+(its logits and Adam moments stay as they are). The weight step samples one candidate from p;
+an architecture step follows every fifth weight step (``grad_update_arch_param_every=5`` of the
+official search configuration). Architecture Adam lr 1e-3, betas (0, 0.999), eps 1e-8, no weight
+decay (the official ``arch_adam_*`` defaults).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import torch
 
 from ..arch import Mix, Softmax
 from ..strategy import AdamUpdate, Strategy
-from . import common, register
+from . import ADAM_OPTIONS, common, register
 from .reinforce import OneHotSampler
 
 
@@ -27,11 +31,16 @@ class BinaryGates(OneHotSampler):
     def __init__(self):
         super().__init__()
         self.pairs: dict[str, list[tuple[int, int]]] = {}
+        #: per edge, whether the open gate of this step is a zero op (no update, as official)
+        self.frozen: dict[str, list[bool]] = {}
 
     def arch_mix(self, ctx):
         dev = ctx.batch[0].device
         weights, active, pairs, ptilde = {}, {}, {}, {}
+        self.frozen = {}
         for k, p in ctx.arch.probs_detached().items():
+            zero = ctx.arch.groups[k].zero_mask
+            frozen = []
             p = p.double().cpu()
             n_alive = int((p > 0).sum(-1).min())
             w = torch.zeros(p.shape)
@@ -44,9 +53,11 @@ class BinaryGates(OneHotSampler):
                 q = p[e, two] / p[e, two].sum()
                 c = int(torch.multinomial(q.float(), 1, generator=ctx.generator))
                 w[e, two[c]] = 1.0
+                frozen.append(bool(zero[two[c]]))
                 pk.append((two[0], two[1]))
                 act.append(tuple(dict.fromkeys(two)))
                 pt.append(q)
+            self.frozen[k] = frozen
             weights[k] = w.to(dev).requires_grad_(True)
             active[k], pairs[k], ptilde[k] = act, pk, torch.stack(pt)
         self.pairs = pairs
@@ -80,24 +91,34 @@ class BinaryGates(OneHotSampler):
 class ProxylessUpdate(AdamUpdate):
     """Adam, then the pair's logits shifted to keep sum(exp) over the pair (official rescale)."""
 
-    def __init__(self, estimator: BinaryGates, lr, betas, weight_decay, eps, parameterization):
-        super().__init__(lr, betas, weight_decay, parameterization)
-        self.eps = eps
+    def __init__(self, estimator: BinaryGates, lr, betas, weight_decay, eps, parameterization,
+                 **kw):
+        super().__init__(lr, betas, weight_decay, parameterization, eps=eps, **kw)
         self.estimator = estimator
-
-    def bind(self, arch):
-        super().bind(arch)
-        for g in self.opt.param_groups:
-            g["eps"] = self.eps
 
     def step(self, grads, ctx=None):
         old = {k: self.arch.theta[k].detach().clone() for k in grads}
+        frozen = {k: torch.tensor(v, dtype=torch.bool)
+                  for k, v in self.estimator.frozen.items() if any(v)}
+        saved = {}
+        for k, rows in frozen.items():  # edges whose open gate is zero: no update at all
+            grads[k] = grads[k].masked_fill(rows.to(grads[k].device)[:, None], 0.0)
+            st = self.opt.state.get(self.arch.theta[k], {})
+            saved[k] = {n: t[rows.to(t.device)].clone() for n, t in st.items()
+                        if torch.is_tensor(t) and t.shape == old[k].shape}
         super().step(grads, ctx)
         with torch.no_grad():
+            for k, rows in frozen.items():
+                th = self.arch.theta[k]
+                r = rows.to(th.device)
+                th[r] = old[k][r]
+                st = self.opt.state.get(th, {})
+                for n, t in saved[k].items():
+                    st[n][r] = t
             for k, pk in self.estimator.pairs.items():
                 th = self.arch.theta[k]
                 for e, (a, b) in enumerate(pk):
-                    if a == b:
+                    if a == b or (k in frozen and bool(frozen[k][e])):
                         continue
                     idx = [a, b]
                     offset = math.log(float(th[e, idx].exp().sum()) /
@@ -106,11 +127,27 @@ class ProxylessUpdate(AdamUpdate):
         return {}
 
 
-@register("proxyless", family="gates")
-def proxyless(arch_lr: float = 1e-3, arch_betas=(0.0, 0.999), arch_eps: float = 1e-8,
-              arch_weight_decay: float = 0.0, init_scale: float = 1e-3, **options) -> Strategy:
+    def settings(self):
+        return {**super().settings(), "arch_eps": self.eps}
+
+
+DEFAULTS = {"arch_lr": 1e-3, "arch_betas": (0.0, 0.999), "arch_weight_decay": 0.0,
+            "arch_every": 5}
+SOURCES = {"weights": "DARTS's, as the other strategies of AdvantageNAS's comparison",
+           "arch": "ProxylessNAS official search arguments (arch_lr 1e-3, arch_adam_beta1 0, "
+                   "beta2 0.999, eps 1e-8, arch_weight_decay 0, arch_init_ratio 1e-3)",
+           "arch_every": "ProxylessNAS official grad_update_arch_param_every = 5",
+           "schedule": "ProxylessNAS §3.2: gates on held-out data, bi-level",
+           "*": "ProxylessNAS (Cai et al. 2019)"}
+
+
+@register("proxyless", family="gates", adam=True, defaults=DEFAULTS, sources=SOURCES,
+          help={"arch_eps": "Adam epsilon of the architecture optimizer"})
+def proxyless(arch_eps: float = 1e-8, **options) -> Strategy:
     """ProxylessNAS: binarised path gates, two sampled paths per edge, BinaryConnect gradient."""
     est = BinaryGates()
-    update = ProxylessUpdate(est, arch_lr, arch_betas, arch_weight_decay, arch_eps,
-                             Softmax(init_scale))
+    o = {k: options.pop(k, ADAM_OPTIONS[k]) for k in ADAM_OPTIONS}
+    update = ProxylessUpdate(est, o["arch_lr"], o["arch_betas"], o["arch_weight_decay"],
+                             arch_eps, Softmax(o["init_scale"]), grad_clip=o["arch_grad_clip"],
+                             lr_schedule=o["arch_lr_schedule"])
     return Strategy("proxyless", est, update, bilevel=True, arch_first=False, **common(options))

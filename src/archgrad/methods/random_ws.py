@@ -4,7 +4,10 @@ architectures by their shared-weight validation accuracy on a subset of the vali
 re-score the best five on all of it, and return the best."""
 from __future__ import annotations
 
+import torch
+
 from ..arch import Softmax
+from ..errors import ArchgradError
 from ..sampling import onehot, uniform_indices
 from ..strategy import ArchStepResult, Estimator, NoUpdate, Strategy
 from . import common, register
@@ -13,6 +16,13 @@ from . import common, register
 class UniformSampler(Estimator):
     dense = False
     joint_ok = False
+    eval_mode = "one architecture sampled uniformly per validation batch"
+
+    def eval_mix(self, arch, generator=None, epoch=0, epochs=1):
+        gen = generator or torch.Generator().manual_seed(0)
+        dev = next(iter(arch.theta.values())).device
+        alive = {k: arch.alive(k) for k in arch.labels()}
+        return lambda: onehot(uniform_indices(alive, gen), arch.groups, dev)
 
     def weight_mix(self, ctx):
         alive = {k: ctx.arch.alive(k) for k in ctx.arch.labels()}
@@ -23,11 +33,20 @@ class UniformSampler(Estimator):
         return ArchStepResult({})
 
 
-@register("random-ws", family="baseline")
+@register("random-ws", family="baseline", sources={
+    "weights": "DARTS's (Li & Talwalkar §4.1 train the shared weights as DARTS does)",
+    "arch": "no architecture parameters (uniform sampling)",
+    "schedule": "Li & Talwalkar §4.1: DARTS's data split; the architecture half is used for "
+                "the final ranking", "candidates": "Li & Talwalkar §4.1 (evaluate 1000 "
+                "architectures; 100 here, then the best 5 again on all validation data)",
+    "*": "random search with weight sharing (Li & Talwalkar 2019)"},
+    help={"candidates": "random architectures ranked at the end"})
 def random_ws(candidates: int = 100, **options) -> Strategy:
     """Random search with weight sharing: uniform architectures train the supernet, then the best
     of K random architectures by shared-weight validation accuracy."""
     update = NoUpdate()
     update.parameterization = Softmax(0.0)
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise ArchgradError(f"candidates must be a positive integer, got {candidates!r}")
     return Strategy("random-ws", UniformSampler(), update, bilevel=True, arch_first=False,
                     rank_candidates=candidates, **common(options))

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Softmax
 from ..sampling import onehot, sample_indices, score_grads
-from ..strategy import AdamUpdate, ArchStepResult, Estimator, StepContext, Strategy, accuracy
-from . import common, register
+from ..strategy import ArchStepResult, Estimator, StepContext, Strategy, accuracy
+from . import adam_update, common, register
 
 
 class OneHotSampler(Estimator):
@@ -16,6 +15,7 @@ class OneHotSampler(Estimator):
 
     dense = False
     joint_ok = False
+    eval_mode = "one architecture sampled from p per validation batch"
 
     def sample(self, ctx: StepContext) -> dict[str, list[int]]:
         return sample_indices(ctx.arch.probs_detached(), ctx.generator)
@@ -23,6 +23,11 @@ class OneHotSampler(Estimator):
     def weight_mix(self, ctx):
         dev = ctx.batch[0].device
         return onehot(self.sample(ctx), ctx.arch.groups, dev)
+
+    def eval_mix(self, arch, generator=None, epoch=0, epochs=1):
+        gen = generator or torch.Generator().manual_seed(0)
+        dev = next(iter(arch.theta.values())).device
+        return lambda: onehot(sample_indices(arch.probs_detached(), gen), arch.groups, dev)
 
 
 class Reinforce(OneHotSampler):
@@ -56,12 +61,23 @@ class Reinforce(OneHotSampler):
                                       "baseline": float(self.baseline)}, [(idx, reward)])
 
 
-@register("reinforce", family="score-function")
-def reinforce(baseline: bool = True, baseline_coef: float = 0.05, arch_lr=3e-4,
-              arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, init_scale=1e-3,
-              **options) -> Strategy:
+    def settings(self):
+        return {"baseline": self.use_baseline, "baseline_coef": self.baseline_coef}
+
+
+SOURCES = {"weights": "DARTS's (AdvantageNAS §5 runs every method with the same weight training)",
+           "arch": "DARTS's Adam (AdvantageNAS §5)",
+           "schedule": "DARTS's bi-level schedule",
+           "baseline": "AdvantageNAS eq. 4 (REINFORCE with a baseline)",
+           "baseline_coef": "AdvantageNAS official util.py EMA(coef=0.05)",
+           "*": "REINFORCE (Williams 1992) as AdvantageNAS's and ENAS's baseline"}
+
+
+@register("reinforce", family="score-function", adam=True, sources=SOURCES,
+          help={"baseline": "subtract a moving-average baseline from the reward",
+                "baseline_coef": "the baseline's moving-average coefficient"})
+def reinforce(baseline: bool = True, baseline_coef: float = 0.05, **options) -> Strategy:
     """REINFORCE/ENAS-style policy gradient, independent categorical per edge, moving-average
     baseline."""
-    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
-    return Strategy("reinforce", Reinforce(baseline, baseline_coef), update, bilevel=True,
-                    arch_first=False, **common(options))
+    return Strategy("reinforce", Reinforce(baseline, baseline_coef), adam_update(options),
+                    bilevel=True, arch_first=False, **common(options))

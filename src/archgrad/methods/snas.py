@@ -1,9 +1,13 @@
 """SNAS (Xie, Zheng, Liu & Lin, ICLR 2019): stochastic NAS with the concrete distribution.
 
 Per edge Z = softmax((log p + G) / lambda) with Gumbel noise G (eq. 5); the search gradient is
-pathwise through Z; weights and architecture are updated from the same loss (single level, §3.1).
-The temperature is annealed linearly per epoch from ``temp_init`` to ``temp_min`` (the official
-code's defaults 1.0 and 0.03). Optional resource constraint (§2.4): the expected cost
+pathwise through Z; weights and architecture are updated from the same loss (single level, §3.1),
+on all of the training data. The temperature is annealed linearly per epoch from ``temp_init``
+to ``temp_min`` as the official ``utils.Temp_Scheduler``: lambda_e = temp_min + (temp_init -
+temp_min) (1 - (e + 1) / E) at epoch e of E (1.0 and 0.03, ``train_search.py``). The official
+code clips the architecture gradient's norm at 10 and the weights' at 5. On the DARTS space the
+child network is SNAS's (``genotype_edge_all``: per-edge argmax with ``none``, the space's
+``rule="snas"``). Optional resource constraint (§2.4): the expected cost
 E[C(Z)] = sum_e E[Z_e^T C(O_e)] (eqs. 10-11) with per-candidate parameters, FLOPs and memory
 access cost (Appendix F), each normalised by its largest value in the group and averaged, its
 gradient estimated per edge by the policy gradient C_e(k_e) grad log p_e(k_e) with k_e the sampled
@@ -14,18 +18,20 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Mix, Softmax
+from ..arch import Mix
 from ..costs import CRITERIA, normalized
 from ..errors import ArchgradError
 from ..sampling import gumbel, score_grads
-from ..strategy import AdamUpdate, Estimator, StepContext, Strategy
-from . import common, register
+from ..strategy import Estimator, StepContext, Strategy
+from . import adam_update, common, register
 
 RESOURCE_LEVELS = {"none": 0.0, "mild": 0.01, "moderate": 0.03, "aggressive": 0.1}
 
 
 class GumbelSoftmax(Estimator):
     needs_costs = False
+    eval_mode = ("one relaxed sample Z (Gumbel-softmax at the epoch's temperature) per "
+                 "validation batch, as SNAS trains")
 
     def __init__(self, temp_init: float = 1.0, temp_min: float = 0.03,
                  resource_weight: float | str = 0.0, resource: str = "all"):
@@ -54,10 +60,31 @@ class GumbelSoftmax(Estimator):
                 c = c.mean(-1) if self.resource == "all" else c[..., CRITERIA.index(self.resource)]
                 self.costs[k] = c.to(device)
 
+    def temperature_at(self, epoch: int, epochs: int) -> float:
+        """Linear per epoch, as the official Temp_Scheduler (stepped before each epoch):
+        temp_min + (temp_init - temp_min) (1 - (epoch + 1) / epochs), at least temp_min."""
+        frac = 1.0 - (epoch + 1) / max(epochs, 1)
+        return max(self.temp_min + (self.temp_init - self.temp_min) * frac, self.temp_min)
+
     def temperature(self, ctx: StepContext) -> float:
-        """Linear annealing per epoch from temp_init to temp_min."""
-        frac = ctx.epoch / max(ctx.epochs - 1, 1)
-        return self.temp_init + (self.temp_min - self.temp_init) * frac
+        return self.temperature_at(ctx.epoch, ctx.epochs)
+
+    def eval_mix(self, arch, generator=None, epoch=0, epochs=1):
+        gen = generator or torch.Generator().manual_seed(0)
+        lam = self.temperature_at(epoch, epochs)
+
+        def draw():
+            z = {}
+            for k, lp in arch.log_probs().items():
+                lp = lp.detach()
+                g = gumbel(lp.shape, gen).to(lp.device, lp.dtype)
+                z[k] = torch.softmax((lp + g) / lam, dim=-1)
+            return Mix(z, arch.dense_active())
+        return draw
+
+    def settings(self):
+        return {"temp_init": self.temp_init, "temp_min": self.temp_min,
+                "resource_weight": self.resource_weight, "resource": self.resource}
 
     def _relaxed(self, ctx: StepContext, log_probs):
         lam = self.temperature(ctx)
@@ -91,13 +118,35 @@ class GumbelSoftmax(Estimator):
         return record
 
 
-@register("snas", family="relaxed")
+DEFAULTS = {"epochs": 150, "arch_grad_clip": 10.0}
+SOURCES = {"weights": "SNAS Appendix G.1 (DARTS's: momentum SGD 0.025 cosine, momentum 0.9, "
+           "decay 3e-4); train_search.py (learning_rate_min 0.001, grad_clip 5)",
+           "arch": "SNAS Appendix G.1 (Adam 3e-4, betas (0.5, 0.999), decay 1e-3); "
+                   "train_search.py (architecture gradient clipped at norm 10)",
+           "schedule": "SNAS §3.1: single level over the same data (all of the training set), "
+                       "150 epochs, batch 64",
+           "temp_init": "SNAS train_search.py --temp 1, utils.Temp_Scheduler (linear)",
+           "temp_min": "SNAS train_search.py --temp_min 0.03",
+           "rule": "SNAS train_search.py genotype_edge_all (argmax per edge with none)",
+           "resource_weight": "SNAS §2.4 eq. 9 (off by default)", "resource": "SNAS Appendix F",
+           "*": "SNAS (Xie et al. 2019)"}
+
+
+@register("snas", family="relaxed", adam=True, defaults=DEFAULTS, sources=SOURCES,
+          help={"temp_init": "initial temperature", "temp_min": "final temperature",
+                "resource_weight": "eta of eq. 9, or mild / moderate / aggressive",
+                "resource": "all, params, flops or mac", "rule": "derivation rule on the DARTS "
+                "space: 'snas' (per-edge argmax with none) or 'darts' (two inputs per node)",
+                "bilevel": "architecture steps on the validation half (as NNI's GumbelDARTS)"})
 def snas(temp_init: float = 1.0, temp_min: float = 0.03, resource_weight: float | str = 0.0,
-         resource: str = "all", bilevel: bool = False, arch_lr=3e-4, arch_betas=(0.5, 0.999),
-         arch_weight_decay=1e-3, init_scale=1e-3, **options) -> Strategy:
+         resource: str = "all", bilevel: bool = False, rule: str = "snas",
+         **options) -> Strategy:
     """SNAS: Gumbel-softmax relaxation, annealed temperature, single level, optional resource
     constraint (Xie et al. 2019)."""
     est = GumbelSoftmax(temp_init, temp_min, resource_weight, resource)
-    update = AdamUpdate(arch_lr, arch_betas, arch_weight_decay, Softmax(init_scale))
-    # bilevel=True: architecture steps on the validation half (as NNI's GumbelDARTS does)
-    return Strategy("snas", est, update, bilevel=bilevel, **common(options))
+    if rule not in ("snas", "darts"):
+        raise ArchgradError(f"rule must be 'snas' or 'darts', got {rule!r}")
+    update = adam_update(options)
+    opts = common(options)
+    opts.setdefault("derive_options", {})["rule"] = rule
+    return Strategy("snas", est, update, bilevel=bool(bilevel), **opts)

@@ -57,6 +57,11 @@ class XNASUpdate(ArchUpdate):
         N = max(g.shape[1] for g in self.arch.groups.values())
         return math.sqrt(2 * math.log(N) / max(ctx.total_arch_steps, 1)) / self.L
 
+    def settings(self):
+        return {"arch_optimizer": "exponentiated gradient (expert advice)",
+                "arch_lr": "sqrt(2 ln N / T) / L" if self.lr is None else self.lr,
+                "grad_bound": self.L, "wipeout": self.wipeout, "init": "uniform"}
+
     @torch.no_grad()
     def step(self, grads, ctx=None):
         eta = self.eta(ctx)
@@ -73,7 +78,14 @@ class XNASUpdate(ArchUpdate):
         return {"n_wiped": wiped, "eta": eta}
 
 
-@register("xnas", family="xnas")
+@register("xnas", family="xnas", sources={
+    "weights": "DARTS's (XNAS §5 searches with DARTS's settings)",
+    "arch": "XNAS §4 / Algorithm 1: exponentiated update with gradient rewards clipped to "
+            "[-L, L], wipeout; eta from the regret bound (Theorem 1)",
+    "schedule": "XNAS Algorithm 1: bi-level as DARTS",
+    "*": "XNAS (Nayman et al. 2019)"},
+    help={"grad_bound": "L: rewards are clipped to [-L, L]", "wipeout": "remove experts that "
+          "cannot catch up", "arch_lr": "eta (None: the regret-optimal sqrt(2 ln N / T) / L)"})
 def xnas(arch_lr: float | None = None, grad_bound: float = 1.0, wipeout: bool = True,
          **options) -> Strategy:
     """XNAS: experts with exponentiated updates on clipped gradient rewards, and wipeout."""

@@ -56,6 +56,9 @@ class SearchSpace(ABC):
     own_data: ClassVar[str | None] = None
     own_data_epochs: ClassVar[int | None] = None
     default_batch_size: ClassVar[int] = 64
+    #: architecture-optimizer defaults this space's experiments use, applied to strategies that
+    #: step with Adam where the user sets none (the toy task: AdvantageNAS's Adam 1e-3)
+    arch_defaults: ClassVar[dict[str, Any]] = {}
     #: which options the command line's --channels / --cells set, for the search network and
     #: for the stand-alone network of a genotype
     #: the option that sets the supernet's depth, and P-DARTS's stage depths for it

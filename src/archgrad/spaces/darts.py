@@ -247,7 +247,7 @@ def _edges(steps: int) -> tuple[tuple[int, int], ...]:
 
 class DartsSearchCell(nn.Module):
     def __init__(self, C_pp, C_p, C, reduction, reduction_prev, group: ChoiceGroup, steps,
-                 multiplier, *, track, partial_channels=1, index=0):
+                 multiplier, *, track, partial_channels=1):
         super().__init__()
         self.reduction, self.group = reduction, group
         self.steps, self.multiplier = steps, multiplier
@@ -264,7 +264,7 @@ class DartsSearchCell(nn.Module):
             stride = 2 if reduction and j < 2 else 1
             mixed = MixedOp([make_op(c.name, C // K, stride, affine=False, track=track,
                                      search=True) for c in group.candidates], group.ops)
-            ops.append(PartialMixedOp(mixed, K, index * 100 + e, stride) if self.partial
+            ops.append(PartialMixedOp(mixed, K, stride) if self.partial
                        else mixed)
         self.edges = ops
         self.incoming = group.incoming()
@@ -275,8 +275,7 @@ class DartsSearchCell(nn.Module):
         if self.reduction:
             shape[2], shape[3] = (shape[2] + 1) // 2, (shape[3] + 1) // 2
         for i in range(self.steps):
-            s = mixed_node(self.edges, self.incoming[i + 2], states, self.group, mix,
-                           self.partial)
+            s = mixed_node(self.edges, self.incoming[i + 2], states, self.group, mix)
             states.append(states[1].new_zeros(shape) if s is None else s)
         return torch.cat(states[-self.multiplier:], dim=1)
 
@@ -297,7 +296,7 @@ class DartsSupernet(Supernet):
                 C_curr *= 2
             cell = DartsSearchCell(C_pp, C_p, C_curr, reduction, reduction_prev,
                                    reduce if reduction else normal, steps, multiplier,
-                                   track=track, partial_channels=partial_channels, index=i)
+                                   track=track, partial_channels=partial_channels)
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, multiplier * C_curr

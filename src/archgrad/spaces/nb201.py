@@ -139,7 +139,7 @@ class SearchCell(nn.Module):
     """A cell of mixed ops; the reference evaluation (per edge, per candidate)."""
 
     def __init__(self, C: int, group: ChoiceGroup, *, affine: bool, track: bool,
-                 partial_channels: int = 1, index: int = 0):
+                 partial_channels: int = 1):
         super().__init__()
         self.group = group
         self.incoming = group.incoming()
@@ -151,7 +151,7 @@ class SearchCell(nn.Module):
         def mixed(e):
             m = MixedOp([_make_op(c.name, C // K, affine=affine, track=track)
                          for c in group.candidates], group.ops)
-            return m if K == 1 else PartialMixedOp(m, K, index * 100 + e)
+            return m if K == 1 else PartialMixedOp(m, K)
 
         self.edges = nn.ModuleList(mixed(e) for e in range(len(group.edges)))
         self.partial = K > 1
@@ -159,7 +159,7 @@ class SearchCell(nn.Module):
     def forward(self, x: Tensor, mix: Mix) -> Tensor:
         nodes = [x]
         for i in range(1, NODES):
-            s = mixed_node(self.edges, self.incoming[i], nodes, self.group, mix, self.partial)
+            s = mixed_node(self.edges, self.incoming[i], nodes, self.group, mix)
             nodes.append(torch.zeros_like(x) if s is None else s)
         return nodes[-1]
 
@@ -169,13 +169,12 @@ class NB201Supernet(Supernet):
                  track_running_stats=True, partial_channels=1, fused=True, channels_last=True):
         super().__init__()
         self.channels_last = channels_last
-        counter = iter(range(10 ** 6))
 
         def make_cell(c):
             if fused and partial_channels == 1:
                 return FusedSearchCell(c, group, NODES, affine=affine, track=track_running_stats)
             return SearchCell(c, group, affine=affine, track=track_running_stats,
-                              partial_channels=partial_channels, index=next(counter))
+                              partial_channels=partial_channels)
 
         self.net = _Skeleton(C, N, num_classes, in_channels, make_cell)
         if channels_last:

@@ -177,7 +177,7 @@ class FusedSearchCell(nn.Module):
                 nodes[dst] = t * weight if nodes[dst] is None else \
                     torch.addcmul(nodes[dst], t, weight)
 
-        p_skip = mix.op_dropout.get("skip_connect", 0.0) if self.training else 0.0
+        p_skip = mix.skip_dropout if self.training else 0.0
         for s, E in enumerate(self.out_edges):
             xs = nodes[s] if nodes[s] is not None else torch.zeros_like(x)
             acts = [tuple(mix.edge_active(label, e, zero)) for e in E]

@@ -136,7 +136,7 @@ class ToyTask(Task):
     @torch.no_grad()
     def evaluate(self, model, mix, limit=None):
         x, y = self.test
-        return {"loss": float(F.mse_loss(model(x, mix), y))}
+        return {"loss": float(F.mse_loss(model(x, mix() if callable(mix) else mix), y))}
 
     def describe(self):
         return (f"teacher-student: fresh U[-1,1]^{self.size}x{self.size} batches of "
@@ -149,6 +149,9 @@ class ToySpace(SearchSpace):
 
     name = "toy"
     own_data = "teacher-student"
+    #: AdvantageNAS §5.1: theta by Adam, lr 0.001, betas (0.9, 0.999) (no weight decay), for
+    #: every strategy that steps its architecture with Adam
+    arch_defaults = {"arch_lr": 1e-3, "arch_betas": (0.9, 0.999), "arch_weight_decay": 0.0}
     own_data_epochs = 20  # x 100 steps = the paper's 2000 iterations
     default_batch_size = 100
     tiny = {"edges": 3, "candidates": 4}
