@@ -28,7 +28,7 @@ def run(capsys, *argv):
     (["search", "--set", "bogus=1"], "unknown option 'bogus'"),
     (["search", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar-10-batches-py"),
     (["search", "--dataset", "imagefolder"], "needs --data-dir"),
-    (["search", "--resume", "/nonexistent/run"], "no config.json"),
+    (["search", "--resume", "/nonexistent/run"], "no such directory"),
     (["search", "--resume", "/tmp", "--space", "nb201"], "drop --space"),
     (["search", "--device", "tpu"], "unknown device"),
     (["train", "--genotype", "|nor_conv_3x3~0|"], "malformed NAS-Bench-201 genotype"),

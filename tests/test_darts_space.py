@@ -262,7 +262,7 @@ def test_pdarts_clips_the_architecture_gradient():
 
 def test_pdarts_search_runs_end_to_end(tmp_path):
     res = archgrad.search(space="darts", strategy="pdarts", dataset="synthetic", epochs=3, C=4,
-                          stage_depths=(2, 3, 4), out=tmp_path / "r", device="cpu")
+                          stage_depths=(3, 4, 5), out=tmp_path / "r", device="cpu")
     assert [r["stage"] for r in res.history] == [1, 2, 3]
     assert res.history[1]["n_pruned"] == 2 * 14 * 3 and res.history[2]["n_pruned"] == 2 * 14 * 2
     assert sum(o == "skip_connect" for o, _ in res.genotype.normal) <= 2

@@ -360,3 +360,16 @@ def entropy(probs: Mapping[str, Tensor]) -> float:
         total += float(h.sum())
         n += h.numel()
     return total / max(n, 1)
+
+
+def max_prob(probs: Mapping[str, Tensor]) -> float:
+    """Mean over edges of the largest probability of each edge's distribution (1/K when
+    uniform, 1 when every edge has decided): a readable companion of the entropy."""
+    total, n = 0.0, 0
+    for p in probs.values():
+        p = p.detach().double()
+        p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
+        m = p.max(-1).values
+        total += float(m.sum())
+        n += m.numel()
+    return total / max(n, 1)

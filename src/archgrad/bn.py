@@ -42,3 +42,22 @@ def recalibrated(model: nn.Module, mix, batches: Iterable):
             m.running_var.copy_(rv)
             m.momentum = mom
         model.train(was)
+
+
+@contextmanager
+def batch_statistics(model: nn.Module):
+    """Within the block, batch norms normalise with each batch's own statistics, as in
+    training, and leave their running statistics untouched (momentum 0). How a supernet that
+    trains a different sampled network every step is evaluated: its running statistics average
+    over many networks and fit none of them."""
+    mods = bn_modules(model)
+    saved = [(m.momentum, m.training) for m in mods]
+    try:
+        for m in mods:
+            m.momentum = 0.0
+            m.train()
+        yield model
+    finally:
+        for m, (mom, tr) in zip(mods, saved):
+            m.momentum = mom
+            m.train(tr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,12 +35,33 @@ def _value(text: str):
 
 
 def _sets(pairs: list[str] | None) -> dict:
+    """``--set KEY=VALUE`` pairs; KEY may be prefixed ``space.`` or ``strategy.`` where a name
+    belongs to both."""
     out = {}
     for p in pairs or []:
         if "=" not in p:
             raise ArchgradError(f"--set expects KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
-        out[k.strip().replace("-", "_")] = _value(v.strip())
+        k = k.strip().replace("-", "_")
+        if not k:
+            raise ArchgradError(f"--set expects KEY=VALUE, got {p!r}")
+        if k in out and out[k] != _value(v.strip()):
+            raise ArchgradError(f"--set {k} is given twice")
+        out[k] = _value(v.strip())
+    return out
+
+
+def _merge_flags(opts: dict, flags: dict, names: dict) -> dict:
+    """``opts`` (from --set) with the values of flags such as --channels; a key set both ways
+    to different values is a clash."""
+    out = dict(opts)
+    for k, v in flags.items():
+        for key in (k, f"space.{k}"):
+            if key in out and out[key] != v:
+                raise ArchgradError(f"{k} is given twice: --set {key}={out[key]!r} and "
+                                    f"{names.get(k, k)} {v!r}; give it once")
+        out.pop(f"space.{k}", None)
+        out[k] = v
     return out
 
 
@@ -49,6 +71,7 @@ def _space_flags(args, space: str, build: bool = False) -> dict:
     accepted = cls.options
     flags = cls.build_flags if build else cls.search_flags
     out = {}
+    args._flag_names = {}
     for flag in ("channels", "cells"):
         v = getattr(args, flag, None)
         if v is not None:
@@ -57,11 +80,38 @@ def _space_flags(args, space: str, build: bool = False) -> dict:
                 raise ArchgradError(f"space '{space}' has no --{flag}; its options: "
                                     f"{', '.join(sorted(accepted))} (set with --set KEY=VALUE)")
             out[key] = v
+            args._flag_names[key] = f"--{flag}"
     if getattr(args, "exclude_none", False):
         if "include_none" not in accepted:
             raise ArchgradError(f"space '{space}' has no 'none' candidate to exclude")
         out["include_none"] = False
+        args._flag_names["include_none"] = "--exclude-none"
     return out
+
+
+def _seed(text: str) -> int:
+    from .rundir import MAX_SEED
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, {MAX_SEED}], got {v}")
+    return v
+
+
+def _number(lo: float | None = None, lo_open: bool = False):
+    def parse(text: str) -> float:
+        import math
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v) or (lo is not None and (v < lo or (lo_open and v <= lo))):
+            rng = "" if lo is None else f" {'>' if lo_open else '>='} {lo:g}"
+            raise argparse.ArgumentTypeError(f"expected a finite number{rng}, got {text}")
+        return v
+    return parse
 
 
 def _positive(text: str) -> int:
@@ -90,21 +140,25 @@ def _common(p: argparse.ArgumentParser, *, epochs_help: str):
     p.add_argument("--epochs", type=_positive, default=None, help=epochs_help)
     p.add_argument("--batch-size", type=_positive, default=None, help="minibatch size")
     p.add_argument("--channels", type=_positive, default=None,
-                   help="channels of the first stage (the space's C)")
+                   help="initial channels: nb201 C (first stage), darts C (search) or eval_C "
+                        "(train)")
     p.add_argument("--cells", type=_positive, default=None,
-                   help="cells per stage (the space's N)")
+                   help="depth, per space: nb201 N = cells per stage (3 stages); darts = cells "
+                        "in all (layers; reductions at 1/3 and 2/3, at least 3); toy = edges")
     p.add_argument("--data-dir", default=None, help="directory holding the dataset "
                    "(default: $ARCHGRAD_DATA, then ./data)")
     p.add_argument("--subset", type=_positive, default=None,
                    help="use at most this many examples of each split (cheap proxies)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda "
                    "when available)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0); a CPU run "
-                   "with the same seed repeats exactly")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed (default 0); a CPU "
+                   "run with the same seed repeats exactly")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any space or strategy option, e.g. --set arch_lr=1e-3 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard "
+                   "(needs the tensorboard package)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,18 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-every", type=_nonneg, default=None,
                    help="evaluate the supernet on the validation half every N epochs "
                         "(default 1; 0: only at the end)")
+    s.add_argument("--config", default=None, metavar="FILE|PROTOCOL",
+                   help="settings from a TOML file or a shipped protocol (`archgrad reproduce "
+                        "--list`); with a protocol, --strategy picks its strategy's settings; "
+                        "flags given beside it win")
     s.set_defaults(func=cmd_search)
 
     t = sub.add_parser("train", help="train a genotype from scratch", epilog=EPILOG_OPTIONS,
                        description="Train a derived architecture from scratch and report its "
                        "test accuracy. Recipe defaults are the space's (NAS-Bench-201's own for "
                        "nb201).")
-    t.add_argument("--space", default="nb201", help="search space of the genotype")
+    t.add_argument("--space", default=None, help="search space of the genotype (default: the "
+                   "run's, else nb201)")
     t.add_argument("--genotype", required=False, default=None,
                    help="genotype string, or a search run directory (its final genotype)")
     _common(t, epochs_help="training epochs (default: the space's recipe, 200 for nb201)")
-    t.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    t.add_argument("--weight-decay", type=float, default=None, help="weight decay")
+    t.add_argument("--lr", type=_number(0.0, lo_open=True), default=None,
+                   help="initial learning rate")
+    t.add_argument("--weight-decay", type=_number(0.0), default=None, help="weight decay")
     t.add_argument("--out", default=None, metavar="RUN_DIR", help="directory for checkpoints "
                    "and metrics (default: a new directory under runs/)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a training run")
@@ -163,17 +223,35 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Parameter count and multiply-accumulates of the "
                          "stand-alone network of a genotype.")
     inf.add_argument("genotype", help="genotype string or a search run directory")
-    inf.add_argument("--space", default="nb201", help="search space (default nb201)")
+    inf.add_argument("--space", default=None, help="search space (default: the run's, else "
+                     "nb201)")
     inf.add_argument("--channels", type=_positive, default=None, help="C")
     inf.add_argument("--cells", type=_positive, default=None, help="N")
-    inf.add_argument("--num-classes", type=_positive, default=10, help="classes (default 10)")
-    inf.add_argument("--in-channels", type=_positive, default=3, help="input channels (3)")
+    inf.add_argument("--num-classes", type=_positive, default=None,
+                     help="classes (default: the network's, 10; 1000 for darts' imagenet)")
+    inf.add_argument("--in-channels", type=_positive, default=None, help="input channels (3)")
     inf.add_argument("--image-size", type=_positive, default=None,
                      help="input size (default 32; 224 for darts --set network=imagenet)")
     inf.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="space options, e.g. --set network=imagenet (repeatable)")
     inf.add_argument("--json", action="store_true", help="print JSON")
     inf.set_defaults(func=cmd_info)
+
+    ex = sub.add_parser("export", help="save a genotype's stand-alone network",
+                        description="Write OUT.pt (state_dict with the genotype; "
+                        "archgrad.load_model) and OUT.pt2 (torch.export program; "
+                        "torch.export.load(path).module() without archgrad). Weights: a "
+                        "training run directory's, else freshly initialised.")
+    ex.add_argument("genotype", help="genotype string, named genotype, search run directory "
+                    "or training run directory")
+    ex.add_argument("--space", default=None, help="search space (default: the run's, else "
+                    "nb201)")
+    ex.add_argument("--channels", type=_positive, default=None, help="C")
+    ex.add_argument("--cells", type=_positive, default=None, help="N")
+    ex.add_argument("--image-size", type=_positive, default=None, help="input size (32)")
+    ex.add_argument("--set", action="append", metavar="KEY=VALUE", help="space options")
+    ex.add_argument("--out", default="model", help="output path without suffix")
+    ex.set_defaults(func=cmd_export)
 
     dr = sub.add_parser("draw", help="draw a genotype's cells (PNG and SVG)",
                         description="Draw the cells of a genotype like the DARTS paper's figures.")
@@ -207,49 +285,20 @@ def _print_json(obj):
     print(json.dumps(to_jsonable(obj), indent=2))
 
 
-def cmd_search(args) -> int:
-    from .rundir import new_run_dir
-    from .search import search
-    if args.resume:
-        clashes = [f"--{k.replace('_', '-')}" for k in
-                   ("space", "strategy", "dataset", "epochs", "batch_size", "channels", "cells",
-                    "subset", "seed", "out", "set", "eval_every")
-                   if getattr(args, k) not in (None, False, [])]
-        if args.exclude_none:
-            clashes.append("--exclude-none")
-        if clashes:
-            raise ArchgradError(f"--resume takes the configuration from RUN_DIR/config.json; "
-                                f"drop {', '.join(clashes)}")
-        result = search(resume=args.resume, device=args.device, data_dir=args.data_dir,
-                        progress=not (args.quiet or args.json))
-    else:
-        space = args.space or "nb201"
-        strategy = args.strategy or "darts"
-        from .methods import STRATEGIES
-        from .search import resolve_dataset
-        from .spaces import SPACES
-        dataset = resolve_dataset(SPACES.get(space), args.dataset)
-        STRATEGIES.get(strategy)
-        opts = _sets(args.set)
-        opts.update(_space_flags(args, space))
-        out = Path(args.out) if args.out else new_run_dir("runs", space, strategy, dataset)
-        args.out = str(out)
-        result = search(space, strategy, dataset, epochs=args.epochs,
-                        batch_size=args.batch_size, seed=args.seed or 0,
-                        device=args.device, data_dir=args.data_dir, subset=args.subset, out=out,
-                        eval_every=1 if args.eval_every is None else args.eval_every,
-                        progress=not (args.quiet or args.json), **opts)
-    if args.json:
-        _print_json({"run_dir": result.run_dir, **result.final})
-        return 0
+def _print_search_summary(result) -> None:
     f = result.final
     print(f"run directory: {result.run_dir}")
     print(f"genotype ({f['derive']}): {result.genotype}")
+    if f.get("teacher") is not None:
+        print(f"teacher (a*): {f['teacher']}   found: {'yes' if f['found_teacher'] else 'no'} "
+              f"({f['edges_right']} edges right)")
+    print(f"distribution: entropy {f['entropy']:.3f} nats, largest probability per edge "
+          f"{f['max_prob']:.2f} on average")
     if f["gap_metric"] == "acc":
-        print(f"supernet valid acc {f['supernet_valid_acc']:.2f}%   derived architecture with "
-              f"shared weights {f['derived_valid_acc']:.2f}% ({f['derived_valid_acc_bn']:.2f}% "
-              f"with BN statistics recalibrated)   discretization gap "
-              f"{f['discretization_gap']:+.2f} ({f['discretization_gap_bn']:+.2f}) points")
+        print(f"supernet valid acc {f['supernet_valid_acc']:.2f}% ({f['supernet_eval']}); "
+              f"derived architecture with the shared weights {f['derived_valid_acc_bn']:.2f}% "
+              f"with BN statistics recalibrated ({f['derived_valid_acc']:.2f}% without); "
+              f"discretization gap {f['discretization_gap_bn']:+.2f} points")
     else:
         print(f"supernet valid loss {f['supernet_valid_loss']:.5g}   derived architecture "
               f"{f['derived_valid_loss']:.5g}")
@@ -257,9 +306,79 @@ def cmd_search(args) -> int:
         b = f["benchmark"]
         print(f"NAS-Bench-201: cifar10 {b['cifar10']:.2f}%  cifar100 {b['cifar100']:.2f}%  "
               f"ImageNet16-120 {b['ImageNet16-120']:.2f}%  (cifar10 rank {b['cifar10_rank']} "
-              f"of 15625)")
-    print(f"search time {f['search_time_s']:.1f} s over {f['epochs']} epochs")
+              f"of 15625, top {100 * b['cifar10_rank'] / 15625:.1f}%)")
+    n = f["epochs"]
+    print(f"search time {f['search_time_s']:.1f} s over {n} epoch{'s' if n != 1 else ''}")
+
+
+def cmd_search(args) -> int:
+    from .rundir import new_run_dir
+    from .search import search
+    if args.resume:
+        clashes = [f"--{k.replace('_', '-')}" for k in
+                   ("space", "strategy", "dataset", "batch_size", "channels", "cells",
+                    "subset", "seed", "out", "set", "eval_every", "config")
+                   if getattr(args, k, None) not in (None, False, [])]
+        if args.exclude_none:
+            clashes.append("--exclude-none")
+        if clashes:
+            raise ArchgradError(f"--resume takes the configuration from RUN_DIR/config.json; "
+                                f"drop {', '.join(clashes)}")
+        result = search(resume=args.resume, device=args.device, data_dir=args.data_dir,
+                        epochs=args.epochs, progress=not (args.quiet or args.json),
+                        tensorboard=args.tensorboard)
+    else:
+        kw = _search_kwargs(args)
+        out = Path(args.out) if args.out else new_run_dir("runs", kw["space"], kw["strategy"],
+                                                          kw["dataset"] or "")
+        args.out = str(out)
+        result = search(out=out, progress=not (args.quiet or args.json),
+                        tensorboard=args.tensorboard, **kw)
+    if getattr(result, "already_finished", False) and not args.json:
+        print(f"{result.run_dir} is finished ({result.config.epochs} epochs); nothing to do")
+    if args.json:
+        _print_json({"run_dir": result.run_dir, **result.final,
+                     "already_finished": getattr(result, "already_finished", False)})
+        return 0
+    _print_search_summary(result)
     return 0
+
+
+def _search_kwargs(args) -> dict:
+    """The keyword arguments of ``search`` from the command line (and a config file)."""
+    from .methods import STRATEGIES
+    from .search import resolve_dataset
+    from .spaces import SPACES
+    base: dict = {}
+    if getattr(args, "config", None):
+        from .protocols import config_search_kwargs
+        base = config_search_kwargs(args.config, args.strategy)
+    space = args.space or base.pop("space", None) or "nb201"
+    strategy = args.strategy or base.pop("strategy", None) or "darts"
+    base.pop("space", None)
+    base.pop("strategy", None)
+    dataset = args.dataset or base.pop("dataset", None)
+    base.pop("dataset", None)
+    dataset = resolve_dataset(SPACES.get(space), dataset)
+    STRATEGIES.get(strategy)
+    opts = dict(base.pop("options", {}))
+    for k, v in _sets(args.set).items():
+        opts[k] = v
+    opts = _merge_flags(opts, _space_flags(args, space), getattr(args, "_flag_names", {}))
+    kw = dict(space=space, strategy=strategy, dataset=dataset, **opts)
+    for key, flag in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed"),
+                      ("data_dir", "data_dir"), ("subset", "subset"),
+                      ("eval_every", "eval_every")):
+        v = getattr(args, flag, None)
+        if v is not None:
+            kw[key] = v
+        elif key in base:
+            kw[key] = base[key]
+    kw["device"] = args.device if args.device != "auto" else base.get("device", "auto")
+    for k in ("space_options", "strategy_options"):
+        if base.get(k):
+            kw[k] = base[k]
+    return kw
 
 
 def cmd_train(args) -> int:
@@ -276,38 +395,68 @@ def cmd_train(args) -> int:
                                 f"{', '.join(clashes)}")
         res = train(None, None, resume=args.resume, device=args.device, data_dir=args.data_dir,
                     progress=progress)
+        res["run_dir"] = str(args.resume)
     else:
         if not args.genotype:
             raise ArchgradError("archgrad train needs --genotype (a genotype string or a search "
                                 "run directory)")
-        opts = _sets(args.set)
-        opts.update(_space_flags(args, args.space, build=True))
+        space = args.space
+        from .train import run_space
+        src = run_space(args.genotype)
+        if src is not None and space is None:
+            space = src
+        space = space or "nb201"
+        opts = _merge_flags(_sets(args.set), _space_flags(args, space, build=True),
+                            getattr(args, "_flag_names", {}))
         for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
                           ("weight_decay", "weight_decay")):
             if getattr(args, flag) is not None:
+                if key in opts and opts[key] != getattr(args, flag):
+                    raise ArchgradError(f"{key} is given twice: --set {key}={opts[key]!r} and "
+                                        f"--{flag.replace('_', '-')} {getattr(args, flag)!r}")
                 opts[key] = getattr(args, flag)
         dataset = args.dataset or "digits"
-        out = Path(args.out) if args.out else new_run_dir("runs", "train", args.space, dataset)
+        out = Path(args.out) if args.out else new_run_dir("runs", "train", space, dataset)
         args.out = str(out)
-        res = train(args.space, args.genotype, dataset, seed=args.seed or 0, device=args.device,
+        res = train(space, args.genotype, dataset, seed=args.seed or 0, device=args.device,
                     data_dir=args.data_dir, subset=args.subset, out=out,
                     eval_every=args.eval_every, progress=progress, **opts)
         res["run_dir"] = str(out)
     if args.json:
         _print_json({k: v for k, v in res.items() if k != "history"})
         return 0
+    if res.get("already_finished"):
+        print(f"{res['run_dir']} is finished ({res['epochs']} epochs); nothing to do")
     print(f"genotype: {res['genotype']}")
     print(f"parameters: {res['params']:,}")
     if "test_acc" in res:
-        print(f"test accuracy: {res['test_acc']:.2f}% after {res['epochs']} epochs "
+        n = res["epochs"]
+        print(f"test accuracy: {res['test_acc']:.2f}% after {n} epoch{'s' if n != 1 else ''} "
               f"({res['train_time_s']:.1f} s)")
+    if res.get("exported"):
+        print(f"model: {res['run_dir']}/model.pt (archgrad.load_model) and "
+              f"{res['run_dir']}/model.pt2 (torch.export.load(...).module(), no archgrad "
+              f"needed)")
     return 0
+
+
+def _nb201_genotype_arg(value: str) -> str:
+    """A NAS-Bench-201 genotype from ``value`` (a string or a search run directory of nb201)."""
+    from .train import genotype_source, run_space
+    if not isinstance(value, str) or not value.strip():
+        raise ArchgradError("lookup needs a NAS-Bench-201 genotype such as "
+                            "'|nor_conv_3x3~0|+|...|' or a search run directory; got an empty "
+                            "string")
+    src = run_space(value)
+    if src is not None and src != "nb201":
+        raise ArchgradError(f"{value} is a search of the '{src}' space, which has no benchmark "
+                            f"table; lookup answers for NAS-Bench-201 (nb201) cells only")
+    return genotype_source(value)
 
 
 def cmd_lookup(args) -> int:
     from . import lookup
-    from .train import genotype_source
-    res = lookup(genotype_source(args.genotype), args.dataset)
+    res = lookup(_nb201_genotype_arg(args.genotype), args.dataset)
     if args.json:
         _print_json(res)
         return 0
@@ -321,27 +470,92 @@ def cmd_lookup(args) -> int:
     return 0
 
 
-def cmd_info(args) -> int:
-    from .profile import describe
+def _space_of(args, default: str = "nb201") -> str:
+    from .train import run_space
+    src = run_space(args.genotype) if isinstance(args.genotype, str) else None
+    if args.space is None:
+        return src or default
+    if src is not None and src != args.space:
+        raise ArchgradError(f"{args.genotype} is a search of the '{src}' space, not "
+                            f"'{args.space}'")
+    return args.space
+
+
+def _build_space(args, space_name: str):
     from .spaces import SPACES, get_space
+    opts = {}
+    if getattr(args, "num_classes", None) is not None:
+        opts["num_classes"] = args.num_classes
+    if getattr(args, "in_channels", None) is not None:
+        opts["in_channels"] = args.in_channels
+    opts = _merge_flags(_sets(getattr(args, "set", None)), opts, {
+        "num_classes": "--num-classes", "in_channels": "--in-channels"})
+    opts = _merge_flags(opts, _space_flags(args, space_name, build=True),
+                        getattr(args, "_flag_names", {}))
+    accepted = SPACES.get(space_name).options
+    unknown = sorted(k for k in opts if k not in accepted and k not in ("num_classes",
+                                                                        "in_channels"))
+    if unknown:
+        raise ArchgradError(f"space '{space_name}' has no option {', '.join(unknown)}; it "
+                            f"accepts {', '.join(sorted(accepted))}")
+    return get_space(space_name, **{k: v for k, v in opts.items() if k in accepted})
+
+
+def cmd_info(args) -> int:
+    import torch
+
+    from .memory import guarded
+    from .profile import describe
     from .train import genotype_source
-    opts = {"num_classes": args.num_classes, "in_channels": args.in_channels}
-    opts.update(_space_flags(args, args.space, build=True))
-    opts.update(_sets(args.set))
-    accepted = SPACES.get(args.space).options
-    sp = get_space(args.space, **{k: v for k, v in opts.items() if k in accepted})
+    space_name = _space_of(args)
+    sp = _build_space(args, space_name)
     g = sp.genotype(genotype_source(args.genotype))
     size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
-    info = {"space": args.space, "genotype": str(g)}
-    info.update(describe(sp.build(g), (args.in_channels, size, size)))
+    c_in = sp.config.get("in_channels", args.in_channels or 3)
+    guarded(lambda: sp.build(g), lambda m: m.eval()(torch.empty(1, c_in, size, size,
+                                                                 device="meta")),
+            "cpu", f"the {space_name} network on a {c_in}x{size}x{size} input",
+            "use a smaller --image-size or fewer --channels / --cells", backward=False)
+    info = {"space": space_name, "genotype": str(g)}
+    info.update(describe(sp.build(g), (c_in, size, size)))
     if args.json:
         _print_json(info)
         return 0
-    print(f"{args.space} {info['genotype']}")
+    print(f"{space_name} {info['genotype']}")
     print(f"  parameters: {info['params']:,} ({info['params'] / 1e6:.3f} M)")
-    print(f"  FLOPs (multiply-accumulates) for a {args.in_channels}x{size}x{size} input: "
+    print(f"  FLOPs (multiply-accumulates) for a {c_in}x{size}x{size} input: "
           f"{info['flops'] / 1e6:.2f} M")
     print(f"  memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """The stand-alone network of a genotype: model.pt (state_dict + genotype) and model.pt2
+    (torch.export). Weights from a training run directory, else freshly initialised."""
+    import torch
+
+    from .train import export_program, genotype_source, load_model, save_model
+    src = Path(args.genotype)
+    if src.is_dir() and (src / "model.pt").is_file():  # a training run: its trained weights
+        net = load_model(src / "model.pt")
+        ck = torch.load(src / "model.pt", map_location="cpu", weights_only=True)
+        from .spaces import get_space
+        sp = get_space(ck["space"], **ck["space_options"])
+        g = ck["genotype"]
+    else:
+        space_name = _space_of(args)
+        sp = _build_space(args, space_name)
+        g = str(sp.genotype(genotype_source(args.genotype)))
+        net = sp.build(g)
+    size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
+    c_in = sp.config.get("in_channels", 3)
+    out = Path(args.out)
+    from .rundir import check_out_dir
+    check_out_dir(out.parent if str(out.parent) else Path("."), "--out")
+    save_model(net, sp, g, out.with_suffix(".pt"))
+    export_program(net, torch.randn(2, c_in, size, size), out.with_suffix(".pt2"))
+    print(f"wrote {out.with_suffix('.pt')} (archgrad.load_model) and {out.with_suffix('.pt2')} "
+          f"(torch.export.load(path).module(); input {c_in}x{size}x{size})")
     return 0
 
 
@@ -366,19 +580,29 @@ def cmd_compare(args) -> int:
     if args.json:
         _print_json(res)
     else:
-        print(f"wrote {res['table']} and {res['figure']} ({res['runs']} runs)")
+        for note in res["skipped"]:
+            print(f"skipped {note}")
+        n = res["runs"]
+        print(f"wrote {res['table']} and {res['figure']} ({n} run{'s' if n != 1 else ''})")
     return 0
 
 
 def cmd_list(args) -> int:
     from .data import DATASETS
-    from .methods import STRATEGIES, accepted_options
+    from .methods import STRATEGIES, option_help
+    from .options import spec_for
+    from .registry import first_paragraph
     from .spaces import SPACES
     data = {}
-    from .registry import first_paragraph
     if args.what in ("all", "spaces"):
-        data["spaces"] = {n: {"description": first_paragraph(SPACES.get(n).__doc__),
-                              "options": SPACES.get(n).describe_options()} for n in SPACES}
+        data["spaces"] = {}
+        for n in SPACES:
+            cls = SPACES.get(n)
+            data["spaces"][n] = {
+                "description": first_paragraph(cls.__doc__),
+                "options": {k: {"help": doc, "default": d,
+                                "accepts": spec_for(k, d).describe()}
+                            for k, (d, doc) in cls.options.items()}}
     if args.what in ("all", "strategies"):
         order = ["darts", "relaxed", "gaea", "xnas", "score-function", "gates", "proximal",
                  "baseline"]
@@ -387,7 +611,7 @@ def cmd_list(args) -> int:
                                                   else len(order), n))
         data["strategies"] = {n: {"description": STRATEGIES.get(n).doc,
                                   "family": STRATEGIES.get(n).family,
-                                  "options": accepted_options(n)} for n in names}
+                                  "options": option_help(n)} for n in names}
     if args.what in ("all", "datasets"):
         data["datasets"] = {n: DATASETS.get(n).description for n in DATASETS}
     if args.json:
@@ -397,30 +621,52 @@ def cmd_list(args) -> int:
         print(f"{section}:")
         for name, v in items.items():
             desc = v if isinstance(v, str) else v["description"]
-            print(f"  {name:<16} {desc}")
+            print(f"  {name:<18} {desc}")
             if isinstance(v, dict) and args.what != "all":
-                opts = v["options"]
-                if isinstance(opts, dict):
-                    for k, d in opts.items():
-                        print(f"      {k}: {d}")
-                else:
-                    print(f"      options: {', '.join(opts)}")
+                for k, o in v["options"].items():
+                    d = o["default"]
+                    shown = "none" if d is None else (", ".join(map(str, d))
+                                                      if isinstance(d, (list, tuple)) else d)
+                    line = f"      {k} = {shown}  ({o['accepts']})"
+                    print(line + (f": {o['help']}" if o["help"] else ""))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def terminate(signum, frame):  # SIGTERM ends a run like Ctrl-C: one line, resumable
+        raise KeyboardInterrupt("SIGTERM")
+
+    old = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
     try:
         return args.func(args)
     except ArchgradError as e:
         print(f"archgrad: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        return e.exit_code
+    except KeyboardInterrupt as e:
         where = getattr(args, "out", None) or getattr(args, "resume", None)
-        hint = f"; resume with: archgrad {args.command} --resume {where}" if where else ""
-        print(f"archgrad: interrupted{hint}", file=sys.stderr)
-        return 130
+        hint = f"; resume with: archgrad {args.command} --resume {where}" if where and \
+            args.command in ("search", "train") else ""
+        sig = "terminated" if str(e) == "SIGTERM" else "interrupted"
+        print(f"archgrad: {sig}{hint}", file=sys.stderr)
+        return 143 if sig == "terminated" else 130
+    except BrokenPipeError:  # `archgrad list --json | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,15 @@ from collections.abc import Iterable
 class ArchgradError(ValueError):
     """A user error; its message is a single line meant to be shown as is."""
 
+    #: the command line's exit status for it
+    exit_code = 2
+
+
+class DivergenceError(ArchgradError):
+    """A run whose loss or gradients stopped being finite: stopped, last good checkpoint kept."""
+
+    exit_code = 3
+
 
 class UnknownNameError(ArchgradError, KeyError):
     def __init__(self, kind: str, name: object, accepted: Iterable[str]):

@@ -12,11 +12,16 @@ def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ArchgradError(f"{run_dir} is not a search run directory (no config.json)")
-    cfg = read_json(run_dir / "config.json")["search"]
-    metrics = run_dir / "metrics.jsonl"
-    history = [json.loads(line) for line in metrics.read_text().splitlines()] \
-        if metrics.is_file() else []
-    final = read_json(run_dir / "result.json") if (run_dir / "result.json").is_file() else None
+    try:
+        cfg = read_json(run_dir / "config.json")["search"]
+        metrics = run_dir / "metrics.jsonl"
+        history = [json.loads(line) for line in metrics.read_text().splitlines()
+                   if line.strip()] if metrics.is_file() else []
+        final = read_json(run_dir / "result.json") if (run_dir / "result.json").is_file() \
+            else None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise ArchgradError(f"{run_dir}: a run file is damaged ({type(e).__name__}: "
+                            f"{str(e)[:120]})") from None
     return {"dir": run_dir, "config": cfg, "history": history, "final": final,
             "label": f"{cfg['strategy']} ({run_dir.name})"}
 
@@ -34,10 +39,12 @@ def table(runs: list[dict]) -> str:
 
         bench = f.get("benchmark") or {}
         derived = f"{num('derived_valid_acc')} ({num('derived_valid_acc_bn')})"
+        nb = bench.get("cifar10")
+        nb = f"{nb:.2f}" if isinstance(nb, (int, float)) else "-"
         lines.append(
             f"| {r['dir'].name} | {c['strategy']} | {c['space']} | {c['dataset']} | "
             f"{len(r['history'])}/{c['epochs']} | {num('supernet_valid_acc')} | {derived} | "
-            f"{bench.get('cifar10', '-')} | {num('entropy', '{:.3f}')} | "
+            f"{nb} | {num('entropy', '{:.3f}')} | "
             f"{num('search_time_s', '{:.0f}')} | "
             f"{f.get('genotype', 'unfinished').replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
@@ -76,16 +83,37 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def is_search_run(path: str | Path) -> bool:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        return False
+    try:
+        return isinstance(read_json(p / "config.json").get("search"), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def compare(run_dirs, out: str | Path) -> dict:
     """Write ``out.md`` (a table of the runs' final results) and ``out.png`` / ``out.svg``
-    (their per-epoch records)."""
-    runs = [load_run(d) for d in run_dirs]
+    (their per-epoch records). Directories that are not search runs (training runs, anything
+    else a glob picks up) are skipped, each with a note."""
+    runs, skipped = [], []
+    for d in run_dirs:
+        if is_search_run(d):
+            runs.append(load_run(d))
+        elif Path(d).is_dir() and (Path(d) / "train_config.json").is_file():
+            skipped.append(f"{d} (a training run)")
+        elif Path(d).exists():
+            skipped.append(f"{d} (not a search run directory)")
+        else:
+            raise ArchgradError(f"{d} is not a search run directory (no such path)")
     if not runs:
-        raise ArchgradError("archgrad compare needs at least one run directory")
+        raise ArchgradError("archgrad compare needs at least one search run directory"
+                            + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     md = "# Search runs compared\n\n" + table(runs) + f"\n\n![per-epoch records]({out.name}.png)\n"
     atomic_write_text(out.with_suffix(".md"), md)
     plot(runs, out)
     return {"runs": len(runs), "table": str(out.with_suffix(".md")),
-            "figure": str(out.with_suffix(".png"))}
+            "figure": str(out.with_suffix(".png")), "skipped": skipped}

@@ -5,6 +5,7 @@ interruption leaves either the old file or the new one, never a torn one.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -77,16 +78,43 @@ def save_checkpoint(path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path, required: tuple[str, ...] = ()) -> dict:
+    """A checkpoint written by archgrad, loaded as data only (``weights_only=True``: tensors
+    and plain containers; no code runs). Any damage gives a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArchgradError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise ArchgradError(f"{path} is empty (an interrupted write?); remove it to restart "
+                            f"the run from its config.json")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise ArchgradError(f"no checkpoint at {path}") from None
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, garbled, or holding objects that are not data
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ArchgradError(f"{path} is not a readable archgrad checkpoint ({reason})") from None
+    if not isinstance(ck, dict) or any(k not in ck for k in required):
+        missing = [k for k in required if not isinstance(ck, dict) or k not in ck]
+        raise ArchgradError(f"{path} is not an archgrad checkpoint of this kind (missing "
+                            f"{', '.join(missing) or 'its contents'})")
+    return ck
+
+
+def config_digest(config: dict) -> str:
+    """A digest of a run's configuration, kept in its checkpoint so that an edited config.json
+    or another run's checkpoint is caught on resume."""
+    text = json.dumps(to_jsonable(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
+    """Every global random state, as tensors and plain containers (loadable without pickle)."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(
+                 np.asarray(np_state[1], dtype=np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+             "python": [int(py[0]), list(py[1]), py[2]]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -94,8 +122,11 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -106,13 +137,94 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+MAX_SEED = 2 ** 32 - 1
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ArchgradError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    return seed
+
+
 def new_run_dir(root: str | Path, *parts: str) -> Path:
-    """A fresh directory ``root/<date-time>-<parts>`` (suffixed if it exists)."""
+    """A fresh path ``root/<date-time>-<parts>`` (suffixed if it exists); not created here:
+    the run creates it once everything is validated."""
     root = Path(root)
     stem = time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(p for p in parts if p)
     path, i = root / stem, 1
     while path.exists():
         i += 1
         path = root / f"{stem}-{i}"
-    path.mkdir(parents=True)
     return path
+
+
+def check_out_dir(path: Path, what: str = "--out") -> None:
+    """Refuse a run directory that cannot be one, before anything is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArchgradError(f"{what} {path} is a file, not a directory")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ArchgradError(f"{what} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArchgradError(f"{what} {path}: cannot write in {parent}")
+
+
+def clean_temporaries(run_dir: Path) -> list[str]:
+    """Remove the temporary files interrupted atomic writes left (``.NAME.*.tmp``)."""
+    removed = []
+    for f in Path(run_dir).glob(".*.tmp"):
+        try:
+            f.unlink()
+            removed.append(f.name)
+        except OSError:
+            pass
+    return removed
+
+
+class RunLock:
+    """An exclusive lock on a run directory for as long as a process runs in it (``flock`` on
+    ``RUN/.lock``): a second process is refused, and a killed one leaves no stale lock (the
+    kernel releases it with the process)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no lock
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise ArchgradError(f"{self.path.parent} is in use by another archgrad process "
+                                f"(pid {holder}); wait for it to end or choose another "
+                                f"directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()

@@ -15,8 +15,10 @@ an uninterrupted run with the same seed, bit for bit.
 from __future__ import annotations
 
 import itertools
+import json
 import platform
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,14 +28,19 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .arch import entropy
+from .arch import Mix, entropy, max_prob
 from .bn import recalibrated
 from .data import DATASETS, load_dataset
-from .errors import ArchgradError
+from .errors import ArchgradError, DivergenceError
 from .methods import STRATEGIES, accepted_options, make_strategy
 from .rundir import (
+    RunLock,
     atomic_write_json,
     atomic_write_text,
+    check_out_dir,
+    check_seed,
+    clean_temporaries,
+    config_digest,
     load_checkpoint,
     read_json,
     rng_state,
@@ -43,7 +50,7 @@ from .rundir import (
     write_jsonl,
 )
 from .spaces import SPACES, Genotype, get_space
-from .strategy import Strategy
+from .strategy import NoUpdate, Strategy
 from .task import ImageTask
 
 DEFAULT_EPOCHS = 50  # DARTS's search budget
@@ -74,6 +81,8 @@ class SearchResult:
     config: SearchConfig
     run_dir: Path | None = None
     probs: dict[str, list[list[float]]] = field(default_factory=dict)
+    #: True when ``search(resume=...)`` found the run already finished (nothing was run)
+    already_finished: bool = False
 
     def __str__(self) -> str:
         return str(self.genotype)
@@ -94,22 +103,43 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def split_options(space: str, strategy: str, options: dict) -> tuple[dict, dict]:
-    """Route flat keyword options to the space or the strategy that accepts them."""
+    """Route flat keyword options to the space or the strategy that accepts them. A name both
+    accept goes to the strategy when the strategy only passes it on as the space's default
+    (PC-DARTS's ``partial_channels``); otherwise prefix it, ``space.NAME`` or
+    ``strategy.NAME``."""
     space_keys = set(SPACES.get(space).options)
     strat_keys = set(accepted_options(strategy))
+    passes_on = set(make_strategy(strategy).space_defaults)
     sp, st = {}, {}
     for k, v in options.items():
-        if k in space_keys and k in strat_keys:
-            raise ArchgradError(f"option {k!r} is ambiguous between space '{space}' and strategy "
-                                f"'{strategy}'; pass it in space_options or strategy_options")
-        if k in space_keys:
-            sp[k] = v
-        elif k in strat_keys:
-            st[k] = v
+        if k.startswith("space."):
+            name, into, keys, owner = k[6:], sp, space_keys, f"space '{space}'"
+        elif k.startswith("strategy."):
+            name, into, keys, owner = k[9:], st, strat_keys, f"strategy '{strategy}'"
         else:
+            name = k
+            if k in space_keys and k in strat_keys:
+                if k in passes_on:
+                    st[k] = v
+                    continue
+                raise ArchgradError(
+                    f"option {k!r} belongs to both space '{space}' and strategy '{strategy}'; "
+                    f"write space.{k}=... or strategy.{k}=...")
+            if k in space_keys:
+                sp[k] = v
+                continue
+            if k in strat_keys:
+                st[k] = v
+                continue
             raise ArchgradError(
                 f"unknown option {k!r}; space '{space}' accepts {', '.join(sorted(space_keys))}; "
                 f"strategy '{strategy}' accepts {', '.join(sorted(strat_keys))}")
+        if name not in keys:
+            raise ArchgradError(f"{owner} has no option {name!r}; it accepts "
+                                f"{', '.join(sorted(keys))}")
+        if name in into and into[name] != v:
+            raise ArchgradError(f"option {name} is given twice")
+        into[name] = v
     return sp, st
 
 
@@ -120,6 +150,8 @@ def with_arch_defaults(space_cls, strategy: str, options: dict) -> dict:
     if space_cls.arch_defaults and STRATEGIES.get(strategy).adam:
         for k, v in space_cls.arch_defaults.items():
             out.setdefault(k, v)
+    for k, v in space_cls.strategy_defaults.items():
+        out.setdefault(k, v)
     return out
 
 
@@ -165,6 +197,8 @@ class _EpochStats:
     def add(self, stats: dict):
         grads = stats.pop("_grads", None)
         for k, v in stats.items():
+            if k.startswith("_"):
+                continue
             if isinstance(v, Tensor):
                 v = v.detach().double()
             elif not isinstance(v, (int, float)):
@@ -199,24 +233,102 @@ def _probs_lists(arch) -> dict[str, list[list[float]]]:
 
 
 # --------------------------------------------------------------------------------------------
+_CONFIG_TYPES = {"space": str, "strategy": str, "dataset": (str, type(None)), "epochs": int,
+                 "batch_size": int, "seed": int, "device": str,
+                 "data_dir": (str, type(None)), "subset": (int, type(None)), "eval_every": int,
+                 "space_options": dict, "strategy_options": dict}
+#: settings a resumed run may change: where the data and the computation are
+_RUN_LOCAL = ("device", "data_dir")
+
+
+def _digest(cfg: SearchConfig) -> str:
+    return config_digest({k: v for k, v in asdict(cfg).items() if k not in _RUN_LOCAL})
+
+
+def read_run_config(run_dir: Path) -> tuple[SearchConfig, dict]:
+    """The configuration of a run directory, read as untrusted input: a one-line error naming
+    the file for anything missing, garbled or of the wrong type."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArchgradError(f"cannot resume {run_dir}: no such directory")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ArchgradError(f"cannot resume {run_dir}: no config.json there (not a run "
+                            f"directory written by archgrad search)")
+    try:
+        meta = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArchgradError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("search"), dict):
+        raise ArchgradError(f"{path} has no 'search' section (not a search run's config)")
+    fields = meta["search"]
+    for k in fields:
+        if k not in _CONFIG_TYPES:
+            raise ArchgradError(f"{path}: unknown setting search.{k}")
+    for k, t in _CONFIG_TYPES.items():
+        if k not in fields:
+            raise ArchgradError(f"{path}: setting search.{k} is missing")
+        v = fields[k]
+        if not isinstance(v, t) or (isinstance(v, bool) and t is int):
+            raise ArchgradError(f"{path}: search.{k} has the wrong type ({type(v).__name__})")
+    return SearchConfig(**fields), meta
+
+
+def _check_config(cfg: SearchConfig) -> Strategy:
+    """Everything about a configuration that can be checked without data: registered names,
+    every option's type and range, epochs and warm-up. Returns the strategy it builds."""
+    check_seed(cfg.seed)
+    space_cls = SPACES.get(cfg.space)
+    STRATEGIES.get(cfg.strategy)
+    for name, v in (("epochs", cfg.epochs), ("batch size", cfg.batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ArchgradError(f"{name} must be a positive integer, got {v!r}")
+    if cfg.epochs > 100_000 or cfg.batch_size > 1_000_000:
+        raise ArchgradError(f"epochs ({cfg.epochs}) or batch size ({cfg.batch_size}) out of "
+                            f"range (at most 100000 and 1000000)")
+    if isinstance(cfg.eval_every, bool) or not isinstance(cfg.eval_every, int) \
+            or cfg.eval_every < 0:
+        raise ArchgradError(f"eval_every must be an integer >= 0, got {cfg.eval_every!r}")
+    if cfg.subset is not None and (isinstance(cfg.subset, bool) or not isinstance(cfg.subset, int)
+                                   or cfg.subset < 2):
+        raise ArchgradError(f"--subset must be an integer of at least 2, got {cfg.subset!r}")
+    strat = make_strategy(cfg.strategy, **cfg.strategy_options)
+    strat._space_cls = space_cls
+    get_space(cfg.space, **cfg.space_options)  # the space's own checks
+    need = strat.min_epochs
+    if cfg.epochs < need:
+        raise ArchgradError(f"strategy '{cfg.strategy}' needs at least {need} epochs, got "
+                            f"{cfg.epochs}")
+    if not isinstance(strat.update, NoUpdate) and \
+            strat.first_arch_epoch(cfg.epochs) >= cfg.epochs:
+        raise ArchgradError(f"warmup_epochs={strat.warmup_epochs} leaves no epoch with "
+                            f"architecture steps in a search of {cfg.epochs} epochs; give a "
+                            f"smaller warmup_epochs (or a fraction below 1) or more epochs")
+    resolve_device(cfg.device)
+    return strat
+
+
 def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = None, *,
            epochs: int | None = None, batch_size: int | None = None, seed: int = 0,
            device: str = "auto", data_dir: str | None = None, subset: int | None = None,
            out: str | Path | None = None, resume: str | Path | None = None,
            eval_every: int = 1, space_options: dict | None = None,
            strategy_options: dict | None = None, progress: bool = False,
-           callbacks: Sequence[Callable[[dict, dict], None]] = (), **options) -> SearchResult:
+           callbacks: Sequence[Callable[[dict, dict], None]] = (), log_csv: bool = True,
+           tensorboard: bool = False, **options) -> SearchResult:
     """Search ``space`` with ``strategy`` on ``dataset``; returns the final genotype and the
     per-epoch history.
 
     Extra keyword ``options`` go to the space (``C``, ``N``, ``include_none`` ...) or the strategy
     (``arch_lr``, ``warmup_epochs`` ...) that accepts them. ``out`` names a run directory to
-    write; ``resume`` continues one. ``callbacks`` are called after every epoch with the epoch's
-    record and a dict of live objects (``model``, ``strategy``, ``space``).
+    write; ``resume`` continues one (from its checkpoint, or from its config.json when it was
+    stopped before the first; a finished run is returned as it is). ``callbacks`` are called
+    after every epoch with the epoch's record and a dict of live objects (``model``,
+    ``strategy``, ``space``). Everything is validated before the run directory is created.
     """
     if resume is not None:
         given = {k: v for k, v in dict(space=space != "nb201", strategy=strategy != "darts",
-                                       dataset=dataset is not None, epochs=epochs is not None,
+                                       dataset=dataset is not None,
                                        batch_size=batch_size is not None, seed=seed != 0,
                                        subset=subset is not None, out=out is not None,
                                        options=bool(options or space_options
@@ -226,52 +338,121 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
                 f"--resume takes the configuration from RUN_DIR/config.json; drop "
                 f"{', '.join('--' + k.replace('_', '-') for k in given)}")
         run_dir = Path(resume)
-        if not (run_dir / "config.json").is_file():
-            raise ArchgradError(f"cannot resume {run_dir}: no config.json there (not a run "
-                                f"directory written by archgrad search)")
-        saved = read_json(run_dir / "config.json")
-        cfg = SearchConfig(**saved["search"])
+        cfg, meta = read_run_config(run_dir)
+        if epochs is not None and epochs != cfg.epochs:
+            raise ArchgradError(
+                f"{run_dir} is a search of {cfg.epochs} epochs; it cannot be extended to "
+                f"{epochs}: the learning-rate cosine, the temperature and the warm-up share are "
+                f"functions of the total, so a longer search is not this one continued. Start "
+                f"a new search with --epochs {epochs}")
+        saved_digest = _digest(cfg)
         if device != "auto":
             cfg.device = device
         if data_dir is not None:
             cfg.data_dir = str(data_dir)
-    else:
-        space_cls = SPACES.get(space)
-        STRATEGIES.get(strategy)
-        dataset = resolve_dataset(space_cls, dataset)
-        sp, st = split_options(space, strategy, options)
-        sp.update(space_options or {})
-        st.update(strategy_options or {})
-        st = with_arch_defaults(space_cls, strategy, st)
-        strat = make_strategy(strategy, **st)
-        sp = with_space_defaults(space_cls, sp, strat)
-        if epochs is None:  # a quick dataset's budget, else the strategy's paper's, else 50
-            epochs = (space_cls.own_data_epochs if space_cls.own_data else
-                      DATASETS.get(dataset).search_epochs) or strat.default_epochs \
-                or DEFAULT_EPOCHS
-        if batch_size is None:  # likewise
-            batch_size = space_cls.default_batch_size if space_cls.own_data else \
-                (DATASETS.get(dataset).search_batch_size or strat.default_batch_size
-                 or space_cls.default_batch_size)
-        for name, v in (("epochs", epochs), ("batch size", batch_size)):
-            if not isinstance(v, int) or v < 1:
-                raise ArchgradError(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(eval_every, int) or eval_every < 0:
-            raise ArchgradError(f"eval_every must be an integer >= 0, got {eval_every!r}")
-        need = strat.min_epochs
-        if epochs < need:
-            raise ArchgradError(f"strategy '{strategy}' needs at least {need} epochs, got {epochs}")
-        cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
-                           str(data_dir) if data_dir else None, subset, eval_every, sp, st)
-        run_dir = Path(out) if out is not None else None
-        if run_dir is not None and (run_dir / "checkpoint.pt").exists():
+        try:
+            _check_config(cfg)
+        except ArchgradError as e:
+            raise ArchgradError(f"{run_dir / 'config.json'}: {e}") from None
+        return _run(cfg, run_dir, True, progress, callbacks, meta, saved_digest,
+                    log_csv=log_csv, tensorboard=tensorboard)
+    seed = check_seed(seed)
+    space_cls = SPACES.get(space)
+    STRATEGIES.get(strategy)
+    dataset = resolve_dataset(space_cls, dataset)
+    sp, st = split_options(space, strategy, options)
+    for k, v in (space_options or {}).items():
+        if k in sp and sp[k] != v:
+            raise ArchgradError(f"space option {k} is given twice ({sp[k]!r} and {v!r})")
+        sp[k] = v
+    for k, v in (strategy_options or {}).items():
+        if k in st and st[k] != v:
+            raise ArchgradError(f"strategy option {k} is given twice ({st[k]!r} and {v!r})")
+        st[k] = v
+    st = with_arch_defaults(space_cls, strategy, st)
+    strat = make_strategy(strategy, **st)
+    sp = with_space_defaults(space_cls, sp, strat)
+    if epochs is None:  # a quick dataset's budget, else the strategy's paper's, else 50
+        epochs = (space_cls.own_data_epochs if space_cls.own_data else
+                  DATASETS.get(dataset).search_epochs) or strat.default_epochs \
+            or DEFAULT_EPOCHS
+    if batch_size is None:  # likewise
+        batch_size = space_cls.default_batch_size if space_cls.own_data else \
+            (DATASETS.get(dataset).search_batch_size or strat.default_batch_size
+             or space_cls.default_batch_size)
+    cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
+                       str(data_dir) if data_dir else None, subset, eval_every, sp, st)
+    _check_config(cfg)
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None:
+        check_out_dir(run_dir)
+        if (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists():
             raise ArchgradError(f"{run_dir} already holds a search; use --resume {run_dir} to "
                                 f"continue it or choose another --out")
-    return _run(cfg, run_dir, resume is not None, progress, callbacks)
+    return _run(cfg, run_dir, False, progress, callbacks, log_csv=log_csv,
+                tensorboard=tensorboard)
+
+
+class DivergenceMonitor:
+    """Watches every step for a non-finite loss or gradient without reading tensors back (no
+    host synchronisation inside a step); :meth:`problem` is read at the end of the epoch."""
+
+    QUANTITIES = {"train_loss": "the training loss", "arch_loss": "the architecture loss",
+                  "_wnorm": "the weights' gradient norm", "_grads": "the architecture gradient"}
+
+    def __init__(self):
+        self.first: dict[str, tuple[Tensor, Tensor]] = {}  # quantity -> (first bad step, value)
+
+    def add(self, stats: dict, step: int) -> None:
+        for k in self.QUANTITIES:
+            v = stats.get(k)
+            if v is None:
+                continue
+            if k == "_grads":
+                if not v:
+                    continue
+                v = torch.stack([g.detach().float().abs().sum() for g in v.values()]).sum()
+            elif not isinstance(v, Tensor):
+                v = torch.tensor(float(v))
+            v = v.detach().float()
+            bad = ~torch.isfinite(v)
+            if k not in self.first:
+                self.first[k] = (torch.full((), -1, dtype=torch.long, device=v.device),
+                                 torch.zeros((), device=v.device))
+            s, val = self.first[k]
+            take = bad & (s < 0)
+            self.first[k] = (torch.where(take, torch.full_like(s, step), s),
+                             torch.where(take, v, val))
+
+    def problem(self) -> tuple[str, int, float] | None:
+        found = []
+        for k, (s, val) in self.first.items():
+            if int(s) >= 0:
+                found.append((int(s), self.QUANTITIES[k], float(val)))
+        if not found:
+            return None
+        step, what, val = min(found)
+        return what, step, val
+
+
+def _check_finite_state(model, strategy) -> str | None:
+    for name, p in list(model.named_parameters()) + [
+            ("architecture " + k, v) for k, v in strategy.arch.named_parameters()]:
+        if not torch.isfinite(p.detach()).all():
+            return f"the parameter {name}"
+    return None
+
+
+def _divergence_hint(cfg: SearchConfig, strategy: Strategy) -> str:
+    lr = strategy.weights_cfg.lr
+    arch_lr = getattr(strategy.update, "lr", None)
+    return (f"try a smaller learning rate (lr {lr:g}"
+            + (f", arch_lr {arch_lr:g}" if isinstance(arch_lr, float) else "") + ")")
 
 
 def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool,
-         callbacks) -> SearchResult:
+         callbacks, meta: dict | None = None, saved_digest: str | None = None, *,
+         log_csv: bool = True, tensorboard: bool = False) -> SearchResult:
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     space_cls = SPACES.get(cfg.space)
@@ -280,116 +461,274 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     stages = strategy.stages_for(cfg.epochs)
     data = None if space_cls.own_data else load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
 
-    def make_stage(i: int):
-        """The space and supernet of stage i (one stage unless the strategy is progressive)."""
+    def stage_space(i: int):
         opts = dict(cfg.space_options)
         opts.update(stages[i].space)
         if data is not None:
             for k, v in (("num_classes", data.num_classes), ("in_channels", data.in_channels)):
                 if k in space_cls.options:
                     opts.setdefault(k, v)
-        sp = get_space(cfg.space, **opts)
+        return get_space(cfg.space, **opts)
+
+    def make_stage(i: int):
+        """The space and supernet of stage i (one stage unless the strategy is progressive)."""
+        sp = stage_space(i)
         return sp, sp.supernet().to(dev)
 
-    stage_index = strategy.stage_of(0, cfg.epochs)[0]
-    if resuming:
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-        stage_index = ckpt.get("stage", 0)
-    space, model = make_stage(stage_index)
-    task = space.task(model, cfg.batch_size, cfg.seed, dev) if space_cls.own_data else \
-        ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss, strategy.data_split)
-    costs = space.op_costs() if strategy.needs_costs else None
-    strategy.setup(space.choices(), model, cfg.seed, dev, costs=costs)
-    loss_fn = task.loss_fn
-    steps = task.steps_per_epoch
-    bench = space.benchmark()
+    # what cannot fit in memory is refused before anything is built or written
+    for i in range(len(stages)):
+        _check_memory(stage_space(i), data, cfg, dev)
+    if tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ArchgradError("--tensorboard needs the tensorboard package: pip install "
+                                "tensorboard") from None
 
+    lock = None
+    ckpt = None
     history: list[dict] = []
     start = 0
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resuming:
+    stage_index = strategy.stage_of(0, cfg.epochs)[0]
+    try:
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(run_dir).acquire()
+            clean_temporaries(run_dir)
+            if resuming:
+                ckpt_path = run_dir / "checkpoint.pt"
+                if ckpt_path.exists():  # else: stopped before its first checkpoint, start over
+                    ckpt = load_checkpoint(ckpt_path, required=(
+                        "epoch", "stage", "model", "strategy", "history", "rng"))
+                    _check_checkpoint(ckpt, ckpt_path, cfg, meta or {}, saved_digest)
+                    if ckpt["epoch"] + 1 >= cfg.epochs and (run_dir / "result.json").is_file() \
+                            and (run_dir / "genotype.txt").is_file():
+                        return _finished(cfg, run_dir, ckpt, stage_space(ckpt["stage"]))
+                    stage_index = ckpt["stage"]
+            else:
+                if (run_dir / "config.json").exists():
+                    raise ArchgradError(f"{run_dir} already holds a search; use --resume "
+                                        f"{run_dir} to continue it or choose another --out")
+                meta = {"search": asdict(cfg), "run_id": uuid.uuid4().hex,
+                        "config_digest": _digest(cfg)}
+        space, model = make_stage(stage_index)
+        task = space.task(model, cfg.batch_size, cfg.seed, dev) if space_cls.own_data else \
+            ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss, strategy.data_split)
+        costs = space.op_costs() if strategy.needs_costs else None
+        strategy.setup(space.choices(), model, cfg.seed, dev, costs=costs)
+        loss_fn = task.loss_fn
+        steps = task.steps_per_epoch
+        bench = space.benchmark()
+        if run_dir is not None and not resuming:
             atomic_write_json(run_dir / "config.json", {
-                "search": asdict(cfg), "archgrad": __version__, "torch": torch.__version__,
+                **meta, "archgrad": __version__, "torch": torch.__version__,
                 "python": platform.python_version(), "device": str(dev),
                 "strategy": strategy.describe(), "space": space.config,
                 "dataset": task.describe()})
-    if resuming:
-        model.load_state_dict(ckpt["model"])
-        strategy.load_state_dict(ckpt["strategy"])
-        history = ckpt["history"]
-        start = ckpt["epoch"] + 1
-        set_rng_state(ckpt["rng"])
+        if ckpt is not None:
+            where = run_dir / "checkpoint.pt"
+            try:
+                model.load_state_dict(ckpt["model"])
+                strategy.load_state_dict(ckpt["strategy"])
+                set_rng_state(ckpt["rng"])
+            except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
+                msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else \
+                    type(e).__name__
+                raise ArchgradError(f"{where} does not fit this run's network and strategy "
+                                    f"({msg})") from None
+            history = list(ckpt["history"])
+            start = ckpt["epoch"] + 1
+        if run_dir is not None and resuming:  # the record of the epochs the checkpoint holds
+            _write_logs(run_dir, history, log_csv)
+        writer = None
+        if tensorboard and run_dir is not None:
+            writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.epochs * steps, initial=start * steps, unit="step", dynamic_ncols=True,
-                   desc=f"{cfg.strategy} {cfg.space}/{cfg.dataset}")
-    try:
-        for epoch in range(start, cfg.epochs):
-            t0 = time.perf_counter()
-            new_stage = strategy.stage_of(epoch, cfg.epochs)[0]
-            stage_info = {}
-            if new_stage != stage_index:  # a progressive strategy's next, deeper supernet
-                stage_index = new_stage
-                space, model = make_stage(stage_index)
-                stage_info = strategy.begin_stage(stage_index, stages[stage_index], model)
-                if space_cls.own_data:
-                    task.model = model
-            lr = strategy.set_lr(epoch, cfg.epochs)
-            model.train()
-            acc = _EpochStats()
-            for step, (bt, bv) in enumerate(zip(task.weight_batches(epoch),
-                                                task.arch_batches(epoch))):
-                stats = strategy.step(bt, bv, loss_fn=loss_fn, epoch=epoch, epochs=cfg.epochs,
-                                      step=step, steps_per_epoch=steps)
-                acc.add(stats)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=cfg.epochs * steps, initial=start * steps, unit="step",
+                       dynamic_ncols=True, desc=f"{cfg.strategy} {cfg.space}/{cfg.dataset}")
+        try:
+            for epoch in range(start, cfg.epochs):
+                t0 = time.perf_counter()
+                new_stage = strategy.stage_of(epoch, cfg.epochs)[0]
+                stage_info = {}
+                if new_stage != stage_index:  # a progressive strategy's next, deeper supernet
+                    stage_index = new_stage
+                    space, model = make_stage(stage_index)
+                    stage_info = strategy.begin_stage(stage_index, stages[stage_index], model)
+                    if space_cls.own_data:
+                        task.model = model
+                lr = strategy.set_lr(epoch, cfg.epochs)
+                model.train()
+                acc = _EpochStats()
+                monitor = DivergenceMonitor()
+                for step, (bt, bv) in enumerate(zip(task.weight_batches(epoch),
+                                                    task.arch_batches(epoch))):
+                    stats = strategy.step(bt, bv, loss_fn=loss_fn, epoch=epoch,
+                                          epochs=cfg.epochs, step=step, steps_per_epoch=steps)
+                    monitor.add(stats, step)
+                    acc.add(stats)
+                    if bar is not None:
+                        bar.update(1)
+                        if step % 5 == 0 or step == steps - 1:
+                            m = acc.means()
+                            bar.set_postfix({k: f"{m[k]:.3g}" for k in
+                                             ("train_loss", "train_acc", "arch_acc") if k in m},
+                                            refresh=False)
+                bad = monitor.problem()
+                if bad is None:
+                    broken = _check_finite_state(model, strategy)
+                    if broken:
+                        bad = (broken, steps - 1, float("nan"))
+                if bad is not None:
+                    what, at, val = bad
+                    kept = (f"the checkpoint of epoch {epoch} is kept" if epoch > 0 and
+                            run_dir is not None else "no checkpoint was written")
+                    raise DivergenceError(
+                        f"the search diverged in epoch {epoch + 1}, step {at + 1}: {what} is "
+                        f"{val:g}; {kept}, no result is written; "
+                        f"{_divergence_hint(cfg, strategy)}")
+                record = {"epoch": epoch + 1, "lr": lr, "steps": steps}
+                if len(stages) > 1:
+                    record["stage"] = stage_index + 1
+                record.update(stage_info)
+                record.update(acc.means())
+                if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0
+                                       or epoch + 1 == cfg.epochs):
+                    ev = task.evaluate(model, strategy.estimator.eval_mix(
+                        strategy.arch, eval_generator(cfg.seed, epoch), epoch, cfg.epochs),
+                        bn=strategy.estimator.eval_bn)
+                    record.update({f"valid_{k}": v for k, v in ev.items()})
+                probs = strategy.arch.probs_detached()
+                geno = strategy.derive(space)
+                record.update(entropy=entropy(probs), max_prob=max_prob(probs),
+                              genotype=str(geno), probs=_probs_lists(strategy.arch))
+                if task.record_derived:
+                    ev = task.evaluate(model, space.discrete_mix(geno, device=dev))
+                    record.update({f"derived_{k}": v for k, v in ev.items()})
+                record.update(space.report(model, geno))
+                if strategy.derive_mode.startswith("process-best"):
+                    pb = strategy.process_best()
+                    record["process_best"] = str(space.genotype_from_indices(pb)) if pb else None
+                if bench is not None:
+                    record["benchmark"] = bench.summary(geno)
+                record["time_s"] = round(time.perf_counter() - t0, 3)
+                history.append(record)
+                if run_dir is not None:
+                    save_checkpoint(run_dir / "checkpoint.pt", {
+                        "epoch": epoch, "stage": stage_index, "model": model.state_dict(),
+                        "strategy": strategy.state_dict(), "history": history,
+                        "rng": rng_state(), "run_id": meta["run_id"],
+                        "config_digest": meta["config_digest"]})
+                    _write_logs(run_dir, history, log_csv)
+                if writer is not None:
+                    _tensorboard(writer, record)
                 if bar is not None:
-                    bar.update(1)
-                    if step % 5 == 0 or step == steps - 1:
-                        m = acc.means()
-                        bar.set_postfix({k: f"{m[k]:.3g}" for k in
-                                         ("train_loss", "train_acc", "arch_acc") if k in m},
-                                        refresh=False)
-            record = {"epoch": epoch + 1, "lr": lr, "steps": steps}
-            if len(stages) > 1:
-                record["stage"] = stage_index + 1
-            record.update(stage_info)
-            record.update(acc.means())
-            if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                ev = task.evaluate(model, strategy.estimator.eval_mix(
-                    strategy.arch, eval_generator(cfg.seed, epoch), epoch, cfg.epochs))
-                record.update({f"valid_{k}": v for k, v in ev.items()})
-            probs = strategy.arch.probs_detached()
-            geno = strategy.derive(space)
-            record.update(entropy=entropy(probs), genotype=str(geno),
-                          probs=_probs_lists(strategy.arch))
-            if task.record_derived:
-                ev = task.evaluate(model, space.discrete_mix(geno, device=dev))
-                record.update({f"derived_{k}": v for k, v in ev.items()})
-            if strategy.derive_mode.startswith("process-best"):
-                pb = strategy.process_best()
-                record["process_best"] = str(space.genotype_from_indices(pb)) if pb else None
-            if bench is not None:
-                record["benchmark"] = bench.summary(geno)
-            record["time_s"] = round(time.perf_counter() - t0, 3)
-            history.append(record)
-            if run_dir is not None:
-                save_checkpoint(run_dir / "checkpoint.pt", {
-                    "epoch": epoch, "stage": stage_index, "model": model.state_dict(),
-                    "strategy": strategy.state_dict(), "history": history, "rng": rng_state()})
-                write_jsonl(run_dir / "metrics.jsonl", history)
+                    bar.write(_epoch_line(record, cfg.epochs))
+                for cb in callbacks:
+                    cb(record, {"model": model, "strategy": strategy, "space": space,
+                                "epoch": epoch, "run_dir": run_dir, "stage": stage_index})
+        finally:
             if bar is not None:
-                bar.write(_epoch_line(record, cfg.epochs))
-            for cb in callbacks:
-                cb(record, {"model": model, "strategy": strategy, "space": space,
-                            "epoch": epoch, "run_dir": run_dir, "stage": stage_index})
+                bar.close()
+            if writer is not None:
+                writer.close()
+        return _finish(cfg, run_dir, space, model, strategy, task, history, bench)
     finally:
-        if bar is not None:
-            bar.close()
+        if lock is not None:
+            lock.release()
 
-    return _finish(cfg, run_dir, space, model, strategy, task, history, bench)
+
+def _check_checkpoint(ckpt: dict, path: Path, cfg: SearchConfig, meta: dict,
+                      saved_digest: str | None) -> None:
+    if not isinstance(ckpt["epoch"], int) or not -1 <= ckpt["epoch"] < cfg.epochs or \
+            not isinstance(ckpt["stage"], int) or not isinstance(ckpt["history"], list) or \
+            not isinstance(ckpt["model"], dict) or not isinstance(ckpt["strategy"], dict):
+        raise ArchgradError(f"{path} is damaged (its epoch, stage or state is not valid for "
+                            f"this run)")
+    if meta.get("run_id") is not None and ckpt.get("run_id") != meta.get("run_id"):
+        raise ArchgradError(f"{path} belongs to another run (its run id is not the one in "
+                            f"config.json); put back this run's checkpoint or start a new "
+                            f"search")
+    if ckpt.get("config_digest") is not None and saved_digest is not None and \
+            ckpt["config_digest"] != saved_digest:
+        raise ArchgradError(f"{path.parent / 'config.json'} was changed after the search "
+                            f"started (it no longer matches checkpoint.pt); restore it, or "
+                            f"start a new search with the new settings")
+
+
+def _finished(cfg: SearchConfig, run_dir: Path, ckpt: dict, space) -> SearchResult:
+    """A finished run, returned as it is (nothing is recomputed or written)."""
+    path = run_dir / "result.json"
+    try:
+        final = read_json(path)
+        geno = space.genotype((run_dir / "genotype.txt").read_text().strip())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ArchgradError) as e:
+        raise ArchgradError(f"{path} or genotype.txt is damaged ({e}); remove them to "
+                            f"re-derive the result from the last checkpoint") from None
+    res = SearchResult(geno, list(ckpt["history"]), final, cfg, run_dir,
+                       ckpt["history"][-1].get("probs", {}) if ckpt["history"] else {})
+    res.already_finished = True
+    return res
+
+
+def _check_memory(space, data, cfg: SearchConfig, dev) -> None:
+    """Refuse a search network that cannot fit (estimated on the meta device)."""
+    from .memory import guarded
+    groups = space.choices()
+
+    def run(model):
+        mix = Mix({g.label: torch.full(g.shape, 1.0 / g.shape[1], device="meta")
+                   for g in groups},
+                  {g.label: [tuple(k for k, c in enumerate(g.candidates) if not c.zero)]
+                   * g.shape[0] for g in groups})
+        if data is not None:
+            shape = (cfg.batch_size, data.in_channels, data.image_size, data.image_size)
+        else:
+            x, _ = space.example_batch(1)
+            shape = (cfg.batch_size, *x.shape[1:])
+        return model(torch.empty(shape, device="meta"), mix)
+
+    guarded(space.supernet, run, dev, f"the {cfg.space} search network at batch "
+            f"{cfg.batch_size}", "use fewer channels or cells (--channels, --cells) or a "
+            "smaller --batch-size")
+
+
+METRIC_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "arch_loss", "arch_acc",
+                  "valid_loss", "valid_acc", "derived_loss", "entropy", "max_prob",
+                  "grad_var", "benchmark_cifar10", "benchmark_cifar100",
+                  "benchmark_ImageNet16-120", "time_s", "genotype")
+
+
+def _flat(record: dict) -> dict:
+    out = dict(record)
+    for k, v in (record.get("benchmark") or {}).items():
+        out[f"benchmark_{k}"] = v
+    return out
+
+
+def _write_logs(run_dir: Path, history: list[dict], csv_too: bool) -> None:
+    write_jsonl(run_dir / "metrics.jsonl", history)
+    if csv_too:
+        import csv
+        import io
+        buf = io.StringIO()
+        cols = [c for c in METRIC_COLUMNS if any(c in _flat(r) for r in history)]
+        w = csv.DictWriter(buf, cols, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in history:
+            w.writerow({k: v for k, v in _flat(r).items() if k in cols})
+        atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+
+
+def _tensorboard(writer, record: dict) -> None:
+    step = record["epoch"]
+    for k, v in _flat(record).items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
+            writer.add_scalar(k.replace("benchmark_", "benchmark/"), v, step)
+    writer.flush()
 
 
 def _epoch_line(r: dict, epochs: int) -> str:
@@ -398,6 +737,8 @@ def _epoch_line(r: dict, epochs: int) -> str:
                    ("entropy", "{:.3f}")):
         if r.get(k) is not None:
             parts.append(f"{k} " + fmt.format(r[k]))
+    if r.get("max_prob") is not None:
+        parts[-1] += f" (max p {r['max_prob']:.2f})"
     if r.get("benchmark"):
         parts.append(f"nb201 cifar10 {r['benchmark']['cifar10']:.2f}%")
     parts.append(r["genotype"])
@@ -422,13 +763,15 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
                 str(space.genotype_from_indices(strategy.process_best(mode)))
     final.update({"genotype": str(geno), "derive": strategy.final_derive,
                   "argmax_genotype": str(argmax_geno), "epochs": cfg.epochs,
-                  "entropy": entropy(probs)})
+                  "entropy": entropy(probs), "max_prob": max_prob(probs)})
+    final.update(space.report(model, geno))
     # discretization gap (SNAS Table 1): the derived architecture evaluated with the supernet's
     # shared weights, without retraining, beside the supernet itself; also with its BN statistics
     # recalibrated for it (no weights change), which separates the statistics' share of the gap
     last = max(cfg.epochs - 1, 0)
     sup = task.evaluate(model, strategy.estimator.eval_mix(
-        strategy.arch, eval_generator(cfg.seed, last), last, cfg.epochs))
+        strategy.arch, eval_generator(cfg.seed, last), last, cfg.epochs),
+        bn=strategy.estimator.eval_bn)
     final["supernet_eval"] = strategy.estimator.eval_mode
     if getattr(task, "eval_split", None):
         final["eval_split"] = task.eval_split

@@ -102,6 +102,9 @@ class Estimator(nn.Module):
     joint_ok: bool = True
     #: how :meth:`eval_mix` evaluates the supernet, for the output
     eval_mode: str = "expected network (dense mix of the probabilities)"
+    #: batch norm when evaluating: "running" statistics, or each batch's ("batch") where the
+    #: running ones average over the many networks the strategy samples
+    eval_bn: str = "running"
 
     def __init__(self):
         super().__init__()
@@ -503,8 +506,9 @@ class Strategy(nn.Module):
         out, loss = ctx.forward(mix, ctx.train_batch)
         self.weight_opt.zero_grad(set_to_none=True)
         loss.backward()
-        self._clip_and_step()
-        return {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.train_batch[1])}
+        norm = self._clip_and_step()
+        return {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.train_batch[1]),
+                "_wnorm": norm}
 
     def joint_step(self, ctx: StepContext) -> dict[str, Any]:
         """Single level in one backward: weights and architecture from the same loss."""
@@ -516,19 +520,22 @@ class Strategy(nn.Module):
         for p, g in zip(self.weight_params, gs[:n]):
             p.grad = g
         grads = self.estimator.arch_grads(ctx, mix, record, gs[n:], loss)
-        if self.weight_params:
-            self._clip_and_step()
         stats = {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.batch[1]),
                  "_grads": grads}
+        if self.weight_params:
+            stats["_wnorm"] = self._clip_and_step()
         stats.update(self.update.step(grads, ctx))
         sample = self.estimator.sample_of(record)
         self._track(ArchStepResult(grads, {}, [(sample, -float(loss.detach()))] if sample else []))
         return stats
 
-    def _clip_and_step(self):
-        if self.weights_cfg.grad_clip:
-            nn.utils.clip_grad_norm_(self.weight_params, self.weights_cfg.grad_clip)
+    def _clip_and_step(self) -> Tensor:
+        """Clip (when set) and step the weights; returns their gradient norm (a tensor: the
+        divergence check reads it at the end of the epoch)."""
+        norm = nn.utils.clip_grad_norm_(self.weight_params, self.weights_cfg.grad_clip or
+                                        math.inf)
         self.weight_opt.step()
+        return norm.detach()
 
     # -- derivation ----------------------------------------------------------------------------
     def _track(self, res: ArchStepResult) -> None:

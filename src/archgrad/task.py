@@ -6,6 +6,7 @@ task through ``SearchSpace.task``.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 
@@ -81,19 +82,24 @@ class ImageTask(Task):
         return self.arch.epoch(epoch)
 
     @torch.no_grad()
-    def evaluate(self, model, mix, limit: int | None = None) -> dict[str, float]:
+    def evaluate(self, model, mix, limit: int | None = None,
+                 bn: str = "running") -> dict[str, float]:
         """Loss and accuracy (%) under ``mix`` in eval mode (at most ``limit`` examples).
-        ``mix`` may be a function that draws a mix per batch (a sampling strategy's network)."""
+        ``mix`` may be a function that draws a mix per batch (a sampling strategy's network);
+        ``bn="batch"``: batch norm with each batch's statistics, as in training."""
+        from .bn import batch_statistics
         was = model.training
         model.eval()
         n, loss_sum, correct = 0, 0.0, 0.0
-        for x, y in self.eval_loader.epoch(0):
-            if limit is not None and n >= limit:
-                break
-            out = model(x, mix() if callable(mix) else mix)
-            loss_sum += float(self.loss_fn(out, y)) * len(y)
-            correct += float((out.argmax(-1) == y).sum())
-            n += len(y)
+        ctx = batch_statistics(model) if bn == "batch" else contextlib.nullcontext()
+        with ctx:
+            for x, y in self.eval_loader.epoch(0):
+                if limit is not None and n >= limit:
+                    break
+                out = model(x, mix() if callable(mix) else mix)
+                loss_sum += float(self.loss_fn(out, y)) * len(y)
+                correct += float((out.argmax(-1) == y).sum())
+                n += len(y)
         model.train(was)
         return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1)}
 

@@ -130,17 +130,42 @@ def accepted_options(name: str) -> list[str]:
     return sorted(set(e.accepts) | set(COMMON_OPTIONS))
 
 
-def option_help(name: str) -> dict[str, str]:
-    """Help text of every option ``name`` accepts."""
+def option_help(name: str) -> dict[str, dict[str, Any]]:
+    """Per option ``name`` accepts: its help text, default and accepted values."""
+    from ..options import spec_for
     e = STRATEGIES.get(name)
+    defaults = option_defaults(name)
     out = {}
     for k in accepted_options(name):
-        out[k] = e.help.get(k) or COMMON_OPTIONS.get(k) or ADAM_HELP.get(k) or ""
+        out[k] = {"help": e.help.get(k) or COMMON_OPTIONS.get(k) or ADAM_HELP.get(k) or "",
+                  "default": defaults.get(k),
+                  "accepts": spec_for(k, defaults.get(k)).describe()}
+    return out
+
+
+#: defaults of the options common to every strategy (DARTS's)
+COMMON_DEFAULTS = {**{f.name: f.default for f in fields(WeightOptim)}, "warmup_epochs": 0,
+                   "arch_every": 1, "data_split": None, "derive": "argmax",
+                   "exclude_none": False}
+
+
+def option_defaults(name: str) -> dict[str, Any]:
+    """Every option ``name`` accepts with its default value."""
+    e = STRATEGIES.get(name)
+    out = dict(COMMON_DEFAULTS)
+    if e.adam:
+        out.update(ADAM_OPTIONS)
+    for p, v in inspect.signature(e.factory).parameters.items():
+        if v.default is not inspect.Parameter.empty:
+            out[p] = v.default
+    out.update({k: v for k, v in e.defaults.items() if k not in SEARCH_DEFAULTS})
     return out
 
 
 def make_strategy(name: str, **options) -> Strategy:
-    """Build the registered strategy ``name`` with paper defaults overridden by ``options``."""
+    """Build the registered strategy ``name`` with paper defaults overridden by ``options``.
+    Every option is checked against its type and range first (one-line errors)."""
+    from ..options import check_options
     entry = STRATEGIES.get(name)
     accepted = set(entry.accepts) | set(COMMON_OPTIONS)
     unknown = sorted(set(options) - accepted)
@@ -148,6 +173,13 @@ def make_strategy(name: str, **options) -> Strategy:
         raise ArchgradError(
             f"strategy '{name}' has no option {', '.join(map(repr, unknown))}; accepted: "
             f"{', '.join(sorted(accepted))}")
+    options = check_options(f"strategy '{name}'", options, option_defaults(name))
+    if "tau_max" in options or "tau_min" in options or "temp_init" in options \
+            or "temp_min" in options:
+        d = option_defaults(name)
+        for hi, lo in (("tau_max", "tau_min"), ("temp_init", "temp_min")):
+            if hi in d and options.get(lo, d[lo]) > options.get(hi, d[hi]):
+                raise ArchgradError(f"strategy '{name}': {lo} must not exceed {hi}")
     merged = {**entry.defaults, **options}
     try:
         return entry.factory(**merged)
@@ -225,4 +257,4 @@ from . import (advantage, darts, gaea, gdas, idarts, nasp, parsec, pcdarts,  # n
 
 __all__ = ["STRATEGIES", "make_strategy", "register", "common", "accepted_options",
            "COMMON_OPTIONS", "ADAM_OPTIONS", "adam_update", "strategy_settings",
-           "setting_source", "defaults_table", "option_help"]
+           "setting_source", "defaults_table", "option_help", "option_defaults"]

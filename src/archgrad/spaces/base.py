@@ -59,6 +59,8 @@ class SearchSpace(ABC):
     #: architecture-optimizer defaults this space's experiments use, applied to strategies that
     #: step with Adam where the user sets none (the toy task: AdvantageNAS's Adam 1e-3)
     arch_defaults: ClassVar[dict[str, Any]] = {}
+    #: likewise for every strategy (the toy task: an architecture step every iteration)
+    strategy_defaults: ClassVar[dict[str, Any]] = {}
     #: which options the command line's --channels / --cells set, for the search network and
     #: for the stand-alone network of a genotype
     #: the option that sets the supernet's depth, and P-DARTS's stage depths for it
@@ -68,11 +70,14 @@ class SearchSpace(ABC):
     build_flags: ClassVar[dict[str, str]] = {"channels": "C", "cells": "N"}
 
     def __init__(self, **options):
+        from ..options import check_options
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ArchgradError(
                 f"space '{self.name}' has no option {', '.join(map(repr, unknown))}; "
                 f"accepted: {', '.join(sorted(self.options)) or 'none'}")
+        options = check_options(f"space '{self.name}'", options,
+                                {k: d for k, (d, _) in self.options.items()})
         self.config = {k: options.get(k, default) for k, (default, _) in self.options.items()}
 
     # -- decisions ---------------------------------------------------------------------------
@@ -125,6 +130,11 @@ class SearchSpace(ABC):
     def benchmark(self):
         """A tabular benchmark of this space's architectures, or None."""
         return None
+
+    def report(self, model: nn.Module, genotype: Genotype) -> dict[str, Any]:
+        """Space-specific figures of a derived genotype for the run's records (the toy task:
+        its teacher and whether the search found it)."""
+        return {}
 
     def example_batch(self, batch_size: int = 4, generator: torch.Generator | None = None,
                       size: int = 8) -> tuple[Tensor, Tensor]:

@@ -25,6 +25,7 @@ submodule ``auxiliary``, drop-path) and ImageNet mobile (C=48, 14 cells, 224x224
 from __future__ import annotations
 
 import ast
+import difflib
 from collections.abc import Mapping
 
 import torch
@@ -97,7 +98,16 @@ class DartsGenotype(Genotype):
         vals = {}
         for cell, ops, concat, inputs in (("normal", normal, normal_concat, normal_inputs),
                                           ("reduce", reduce, reduce_concat, reduce_inputs)):
-            ops = tuple((str(o), int(j)) for o, j in ops)
+            checked = []
+            for i, entry in enumerate(ops):
+                if not (isinstance(entry, (tuple, list)) and len(entry) == 2
+                        and isinstance(entry[0], str) and isinstance(entry[1], int)
+                        and not isinstance(entry[1], bool)):
+                    raise GenotypeError(f"{cell} entry {i} is {entry!r}; each entry is an "
+                                        f"(op name, input index) pair such as "
+                                        f"('sep_conv_3x3', 0)")
+                checked.append((entry[0], entry[1]))
+            ops = tuple(checked)
             if inputs is None:
                 if len(ops) % 2:
                     raise GenotypeError(f"{cell}: DARTS genotypes list two inputs per node; got "
@@ -110,13 +120,16 @@ class DartsGenotype(Genotype):
             steps = len(inputs)
             k = 0
             for i, n in enumerate(inputs):
-                for o, j in ops[k:k + n]:
+                for pos, (o, j) in enumerate(ops[k:k + n]):
                     if o not in ALL_OPS:
-                        raise GenotypeError(f"unknown DARTS op '{o}' in {cell}; ops are: "
+                        close = difflib.get_close_matches(o, ALL_OPS, n=1)
+                        hint = f" (did you mean '{close[0]}'?)" if close else ""
+                        raise GenotypeError(f"unknown DARTS op '{o}' at {cell} entry {k + pos} "
+                                            f"(node {i + 2}){hint}; ops are: "
                                             f"{', '.join(ALL_OPS)}")
                     if not 0 <= j < i + 2:
-                        raise GenotypeError(f"{cell}: node {i + 2} cannot take input {j} "
-                                            f"(only 0..{i + 1})")
+                        raise GenotypeError(f"{cell} entry {k + pos}: node {i + 2} cannot take "
+                                            f"input {j} (only 0..{i + 1})")
                 k += n
             concat = tuple(int(c) for c in concat)
             if not concat or any(not 0 <= c < steps + 2 for c in concat):
@@ -177,10 +190,19 @@ class DartsGenotype(Genotype):
             what = f"unknown field {sorted(extra)[0]!r}" if extra else \
                 f"missing {sorted(missing)[0]!r}"
             raise GenotypeError(f"malformed DARTS genotype ({what}): {form}")
+        fields = {}
+        for k, v in values.items():
+            try:
+                fields[k] = _literal(v)
+            except (ValueError, TypeError, SyntaxError):
+                raise GenotypeError(f"malformed DARTS genotype: {k} is not a literal list "
+                                    f"({ast.unparse(v)[:60]})") from None
         try:
-            return cls(**{k: _literal(v) for k, v in values.items()})
-        except (ValueError, TypeError):
-            raise GenotypeError(f"malformed DARTS genotype: {form}") from None
+            return cls(**fields)
+        except GenotypeError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise GenotypeError(f"malformed DARTS genotype ({e}): {form}") from None
 
 
 def _literal(node):
@@ -463,7 +485,7 @@ class DartsSpace(SearchSpace):
         "steps": (4, "intermediate nodes per cell"),
         "multiplier": (4, "nodes concatenated into a cell's output (the last ones)"),
         "stem_multiplier": (3, "stem channels = stem_multiplier * C"),
-        "num_classes": (10, "classifier outputs"),
+        "num_classes": (None, "classifier outputs (default: 10; 1000 with network=imagenet)"),
         "in_channels": (3, "input image channels"),
         "ops": (None, "candidate ops (default: DARTS's eight)"),
         "partial_channels": (1, "PC-DARTS: mixed ops process 1/K of the channels (1: all)"),
@@ -490,9 +512,19 @@ class DartsSpace(SearchSpace):
         if c["network"] not in ("cifar", "imagenet"):
             raise GenotypeError(f"darts option network must be 'cifar' or 'imagenet', got "
                                 f"{c['network']!r}")
+        if c["num_classes"] is None:
+            c["num_classes"] = 1000 if c["network"] == "imagenet" else 10
         for k in ("C", "layers", "steps", "multiplier", "num_classes", "in_channels"):
             if not isinstance(c[k], int) or c[k] < 1:
                 raise GenotypeError(f"darts option {k} must be a positive integer, got {c[k]!r}")
+        for k in ("layers", "eval_layers"):  # reductions at 1/3 and 2/3 of the depth
+            if c[k] is not None and c[k] < 3:
+                raise GenotypeError(f"darts option {k} must be at least 3 (cells in all; with "
+                                    f"{c[k]} every cell is a reduction cell and there is no "
+                                    f"normal cell), got {c[k]}")
+        if c["multiplier"] > c["steps"]:
+            raise GenotypeError(f"darts option multiplier ({c['multiplier']}) cannot exceed "
+                                f"steps ({c['steps']})")
         ops = tuple(o for o in PRIMITIVES if o in ops)
         cands = tuple(_ROLES.get(o, Candidate(o)) for o in ops)
         edges = _edges(c["steps"])

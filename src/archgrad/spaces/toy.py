@@ -134,7 +134,7 @@ class ToyTask(Task):
         return self._stream(epoch, 1)
 
     @torch.no_grad()
-    def evaluate(self, model, mix, limit=None):
+    def evaluate(self, model, mix, limit=None, bn="running"):
         x, y = self.test
         return {"loss": float(F.mse_loss(model(x, mix() if callable(mix) else mix), y))}
 
@@ -152,6 +152,8 @@ class ToySpace(SearchSpace):
     #: AdvantageNAS §5.1: theta by Adam, lr 0.001, betas (0.9, 0.999) (no weight decay), for
     #: every strategy that steps its architecture with Adam
     arch_defaults = {"arch_lr": 1e-3, "arch_betas": (0.9, 0.999), "arch_weight_decay": 0.0}
+    #: every iteration is an architecture iteration (the weights are fixed), for every strategy
+    strategy_defaults = {"arch_every": 1}
     own_data_epochs = 20  # x 100 steps = the paper's 2000 iterations
     default_batch_size = 100
     tiny = {"edges": 3, "candidates": 4}
@@ -229,6 +231,13 @@ class ToySpace(SearchSpace):
 
     def loss(self, output, target):
         return F.mse_loss(output, target)
+
+    def report(self, model, genotype):
+        """The teacher's architecture a*, and whether the derived genotype is it."""
+        teacher = teacher_genotype(model)
+        return {"teacher": str(teacher), "found_teacher": str(teacher) == str(genotype),
+                "edges_right": sum(int(a == b) for a, b in zip(teacher.choices,
+                                                               self.genotype(genotype).choices))}
 
     def example_batch(self, batch_size=4, generator=None, size=None):
         g = generator or torch.Generator().manual_seed(0)
