@@ -64,9 +64,11 @@ def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
+from . import errors  # noqa: E402
 from .search import SearchResult, search  # noqa: E402
-from .train import train  # noqa: E402
+from .train import load_model, train  # noqa: E402
 
 __all__ = ["search", "train", "build", "supernet", "get_space", "lookup", "get_strategy",
            "list_spaces", "list_strategies", "list_datasets", "SearchResult", "ArchgradError",
-           "GenotypeError", "UnknownNameError", "DatasetNotFoundError", "__version__"]
+           "GenotypeError", "UnknownNameError", "DatasetNotFoundError", "load_model",
+           "errors", "__version__"]

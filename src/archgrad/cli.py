@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a training run")
     t.add_argument("--eval-every", type=_nonneg, default=0,
                    help="also report test accuracy every N epochs (default: only at the end)")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="a TOML file whose [train] table gives the space, genotype, dataset "
+                        "and recipe (and [space] its options); flags given beside it win")
     t.set_defaults(func=cmd_train)
 
     lk = sub.add_parser("lookup", help="NAS-Bench-201 figures of a genotype",
@@ -270,6 +273,52 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", default="compare", help="output path without suffix")
     cp.add_argument("--json", action="store_true", help="print JSON")
     cp.set_defaults(func=cmd_compare)
+
+    sw = sub.add_parser("sweep", help="run a grid of searches (strategies x seeds x values)",
+                        epilog=EPILOG_OPTIONS,
+                        description="Run every combination of --strategies, --seeds and "
+                        "--grid values as one resumable unit, each run in its own directory "
+                        "under OUT/runs; running the command again skips finished runs and "
+                        "resumes interrupted ones. Writes OUT/report.md at the end.")
+    sw.add_argument("--strategies", nargs="+", default=None, metavar="NAME",
+                    help="strategies (default: the config's, else darts)")
+    sw.add_argument("--seeds", nargs="+", type=_seed, default=[0], metavar="SEED")
+    sw.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                    help="an option and the values to try (repeatable)")
+    sw.add_argument("--space", default=None, help="search space (default: nb201)")
+    _common(sw, epochs_help="search epochs")
+    sw.add_argument("--config", default=None, metavar="FILE|PROTOCOL",
+                    help="settings from a TOML file or protocol")
+    _sweep_flags(sw, quiet=False)
+    sw.set_defaults(func=cmd_sweep)
+
+    rp = sub.add_parser("reproduce", help="run a paper's protocol and report beside it",
+                        description="Run a shipped protocol (its strategies x seeds with its "
+                        "settings) as a sweep and write the report beside the published "
+                        "figures. `archgrad reproduce --list` lists the protocols.")
+    rp.add_argument("protocol", nargs="?", default=None, help="protocol name or TOML file")
+    rp.add_argument("--list", action="store_true", help="list the shipped protocols")
+    rp.add_argument("--scale", default="full", choices=["full", "proxy", "tiny"],
+                    help="full (the paper's), proxy (about an hour on a 2-core CPU) or tiny "
+                         "(seconds)")
+    rp.add_argument("--seeds", nargs="+", type=_seed, default=None, metavar="SEED",
+                    help="seeds (default: the protocol's)")
+    rp.add_argument("--strategies", nargs="+", default=None, metavar="NAME",
+                    help="a subset of the protocol's strategies")
+    rp.add_argument("--data-dir", default=None, help="directory holding the dataset")
+    rp.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    rp.add_argument("--json", action="store_true", help="print JSON")
+    _sweep_flags(rp)
+    rp.set_defaults(func=cmd_reproduce)
+
+    rr = sub.add_parser("report", help="the report of a sweep (also of a partial one)",
+                        description="Write SWEEP_DIR/report.md, report.csv and report.png from "
+                        "the runs finished so far.")
+    rr.add_argument("sweep", metavar="SWEEP_DIR")
+    rr.add_argument("--out", default=None, help="directory for the report (default: the "
+                    "sweep's)")
+    rr.add_argument("--json", action="store_true", help="print JSON")
+    rr.set_defaults(func=cmd_report)
 
     ls = sub.add_parser("list", help="list spaces, strategies and datasets")
     ls.add_argument("what", nargs="?", default="all",
@@ -352,9 +401,9 @@ def _search_kwargs(args) -> dict:
     base: dict = {}
     if getattr(args, "config", None):
         from .protocols import config_search_kwargs
-        base = config_search_kwargs(args.config, args.strategy)
+        base = config_search_kwargs(args.config, getattr(args, "strategy", None))
     space = args.space or base.pop("space", None) or "nb201"
-    strategy = args.strategy or base.pop("strategy", None) or "darts"
+    strategy = getattr(args, "strategy", None) or base.pop("strategy", None) or "darts"
     base.pop("space", None)
     base.pop("strategy", None)
     dataset = args.dataset or base.pop("dataset", None)
@@ -365,6 +414,11 @@ def _search_kwargs(args) -> dict:
     for k, v in _sets(args.set).items():
         opts[k] = v
     opts = _merge_flags(opts, _space_flags(args, space), getattr(args, "_flag_names", {}))
+    # a flag given beside a configuration file wins over the file's value
+    given = {k.split(".", 1)[-1] for k in opts}
+    for part in ("space_options", "strategy_options"):
+        if part in base:
+            base[part] = {k: v for k, v in base[part].items() if k not in given}
     kw = dict(space=space, strategy=strategy, dataset=dataset, **opts)
     for key, flag in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed"),
                       ("data_dir", "data_dir"), ("subset", "subset"),
@@ -397,17 +451,39 @@ def cmd_train(args) -> int:
                     progress=progress)
         res["run_dir"] = str(args.resume)
     else:
-        if not args.genotype:
+        base: dict = {}
+        if args.config:
+            from .protocols import config_train_kwargs
+            cfg = config_train_kwargs(args.config)
+            base = dict(cfg["train"])
+            for k, v in cfg["space_options"].items():
+                base.setdefault(k, v)
+        genotype = args.genotype or base.pop("genotype", None)
+        base.pop("genotype", None)
+        if not genotype:
             raise ArchgradError("archgrad train needs --genotype (a genotype string or a search "
                                 "run directory)")
-        space = args.space
+        args.genotype = genotype
+        space = args.space or base.pop("space", None)
+        base.pop("space", None)
         from .train import run_space
         src = run_space(args.genotype)
         if src is not None and space is None:
             space = src
         space = space or "nb201"
+        dataset_cfg = base.pop("dataset", None)
+        seed_cfg = base.pop("seed", None)
+        data_dir_cfg = base.pop("data_dir", None)
         opts = _merge_flags(_sets(args.set), _space_flags(args, space, build=True),
                             getattr(args, "_flag_names", {}))
+        for k, v in base.items():  # the file's settings where no flag gives one
+            opts.setdefault(k, v)
+        if args.dataset is None and dataset_cfg:
+            args.dataset = dataset_cfg
+        if args.seed is None and seed_cfg is not None:
+            args.seed = seed_cfg
+        if args.data_dir is None and data_dir_cfg:
+            args.data_dir = data_dir_cfg
         for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
                           ("weight_decay", "weight_decay")):
             if getattr(args, flag) is not None:
@@ -587,6 +663,126 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _sweep_flags(p, quiet: bool = True) -> None:
+    p.add_argument("--out", default=None, metavar="DIR", help="sweep directory (default: a new "
+                   "directory under runs/)")
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="searches at once, each in its own process (the CPU cores are split "
+                        "between them; GPUs are shared)")
+    p.add_argument("--devices", default=None, help="comma-separated devices the workers share "
+                   "round-robin, e.g. cuda:0,cuda:1 (default: --device)")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _devices(args) -> list[str]:
+    from .search import resolve_device
+    devs = [d.strip() for d in (args.devices or "").split(",") if d.strip()] or \
+        [getattr(args, "device", "auto") or "auto"]
+    return [str(resolve_device(d)) for d in devs]
+
+
+def _print_sweep(args, summary: dict, report: dict) -> int:
+    if getattr(args, "json", False):
+        _print_json({"sweep": args.out, **summary, **report})
+        return 0 if not summary["failed"] else 1
+    ran = len(summary["ran"])
+    print(f"sweep {args.out}: {summary['done']}/{summary['runs']} runs done"
+          + (f" ({ran} run{'s' if ran != 1 else ''} now)" if ran else
+             " (nothing left to run)")
+          + (f"; failed: {', '.join(summary['failed'])}" if summary["failed"] else ""))
+    print(f"report: {report['report']}")
+    return 0 if not summary["failed"] else 1
+
+
+def cmd_sweep(args) -> int:
+    from .report import sweep_report
+    from .rundir import new_run_dir
+    from .sweep import Sweep, grid
+    if args.seed is not None:
+        raise ArchgradError("a sweep takes --seeds (a list); drop --seed")
+    base = _search_kwargs(args)
+    strategies = args.strategies or [base.pop("strategy")]
+    base.pop("strategy", None)
+    values = {}
+    for item in args.grid or []:
+        if "=" not in item:
+            raise ArchgradError(f"--grid expects KEY=V1,V2,..., got {item!r}")
+        k, v = item.split("=", 1)
+        vals = [_value(x.strip()) for x in v.split(",") if x.strip()]
+        if not vals:
+            raise ArchgradError(f"--grid {k} has no values")
+        values[k.strip().replace("-", "_")] = vals
+    runs = grid(base, strategies, list(args.seeds), values)
+    out = Path(args.out) if args.out else new_run_dir("runs", "sweep")
+    args.out = str(out)
+    sweep = Sweep.open(out, runs, {"space": base.get("space", "nb201"),
+                                   "config": args.config})
+    summary = sweep.run(args.workers, _devices(args), progress=not args.quiet,
+                        retry_failed=args.retry_failed)
+    return _print_sweep(args, summary, sweep_report(out))
+
+
+def cmd_reproduce(args) -> int:
+    from .protocols import load, names
+    if args.list:
+        rows = []
+        for n in names():
+            p = load(n)
+            rows.append({"name": n, "title": p.title, "source": p.source,
+                         "strategies": p.strategies, "seeds": p.seeds,
+                         "scales": ["full"] + sorted(p.scale)})
+        if args.json:
+            _print_json(rows)
+            return 0
+        for r in rows:
+            print(f"{r['name']}: {r['title']}")
+            print(f"    source: {r['source']}")
+            print(f"    strategies: {', '.join(r['strategies'])}; seeds {r['seeds']}; scales "
+                  f"{', '.join(r['scales'])}")
+        return 0
+    if not args.protocol:
+        raise ArchgradError("archgrad reproduce needs a protocol (archgrad reproduce --list)")
+    from .report import sweep_report
+    from .rundir import new_run_dir
+    from .sweep import Sweep, grid
+    proto = load(args.protocol).at_scale(args.scale)
+    strategies = args.strategies or proto.strategies
+    bad = [s for s in strategies if s not in proto.strategies]
+    if bad:
+        raise ArchgradError(f"protocol '{proto.name}' compares {', '.join(proto.strategies)}; "
+                            f"not {', '.join(bad)}")
+    seeds = list(args.seeds) if args.seeds else list(proto.seeds)
+    per = {}
+    for s in strategies:
+        kw = proto.search_kwargs(s)
+        if args.data_dir:
+            kw["data_dir"] = args.data_dir
+        per[s] = kw
+    runs = grid({}, strategies, seeds, None, per)
+    out = Path(args.out) if args.out else new_run_dir("runs", "reproduce", proto.name,
+                                                      args.scale)
+    args.out = str(out)
+    sweep = Sweep.open(out, runs, {"protocol": args.protocol, "scale": args.scale,
+                                   "space": proto.search.get("space", "nb201")})
+    summary = sweep.run(args.workers, _devices(args), progress=not args.quiet,
+                        retry_failed=args.retry_failed)
+    return _print_sweep(args, summary, sweep_report(out))
+
+
+def cmd_report(args) -> int:
+    from .report import sweep_report
+    rep = sweep_report(args.sweep, args.out)
+    if args.json:
+        _print_json(rep)
+        return 0
+    print(f"wrote {rep['report']}, {rep['csv']}" + (f" and {rep['figure']}" if rep["figure"]
+                                                    else "")
+          + f" ({rep['finished']} of {rep['runs']} runs finished)")
+    return 0
+
+
 def cmd_list(args) -> int:
     from .data import DATASETS
     from .methods import STRATEGIES, option_help
@@ -641,6 +837,10 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt("SIGTERM")
 
     old = signal.signal(signal.SIGTERM, terminate) if _main_thread() else None
+    threads = os.environ.get("ARCHGRAD_THREADS")
+    if threads and threads.isdigit() and int(threads) > 0:  # a sweep's share of the cores
+        import torch
+        torch.set_num_threads(int(threads))
     try:
         return args.func(args)
     except ArchgradError as e:

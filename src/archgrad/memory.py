@@ -31,7 +31,8 @@ class Estimate:
         return self.params * (2 + optimizer_copies) + 2 * self.activations
 
     def inference_bytes(self) -> int:
-        return self.params + 2 * max(self.activations, self.output)
+        """Parameters and about three of the largest tensors alive at once."""
+        return self.params + 3 * self.output
 
 
 def estimate(build: Callable[[], nn.Module], run: Callable[[nn.Module], Tensor],
@@ -43,18 +44,31 @@ def estimate(build: Callable[[], nn.Module], run: Callable[[nn.Module], Tensor],
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     params += sum(b.numel() * b.element_size() for b in model.buffers())
     saved = 0
+    largest = 0  # the largest tensor a module produces (inference keeps a few alive at once)
 
     def pack(t):
         nonlocal saved
         saved += t.numel() * t.element_size()
         return t
 
-    with torch.set_grad_enabled(backward), torch.autograd.graph.saved_tensors_hooks(pack,
-                                                                                    lambda t: t):
-        out = run(model)
+    def hook(module, inputs, output):
+        nonlocal largest
+        for t in list(inputs) + list(output if isinstance(output, (tuple, list))
+                                     else (output,)):
+            if isinstance(t, Tensor):
+                largest = max(largest, t.numel() * t.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.set_grad_enabled(backward), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = run(model)
+    finally:
+        for h in handles:
+            h.remove()
     outs = out if isinstance(out, (tuple, list)) else (out,)
     out_bytes = sum(o.numel() * o.element_size() for o in outs if isinstance(o, Tensor))
-    return Estimate(params, saved if backward else 0, out_bytes)
+    return Estimate(params, saved if backward else 0, max(out_bytes, largest))
 
 
 def available_bytes(device: torch.device | str = "cpu") -> int | None:

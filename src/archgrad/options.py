@@ -67,6 +67,7 @@ UNIT = dict(lo=0.0, hi=1.0)
 KNOWN: dict[str, Spec] = {
     # weights
     "lr": Spec("float", **POS), "lr_min": Spec("float", **NONNEG),
+    "lr_epochs": Spec("int", none=True, lo=1),
     "momentum": Spec("float", lo=0.0, hi=0.999999), "weight_decay": Spec("float", **NONNEG),
     "grad_clip": Spec("float", none=True, **POS), "nesterov": Spec("bool"),
     "optimizer": Spec("str", choices=("sgd", "adam")),

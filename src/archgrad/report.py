@@ -117,3 +117,241 @@ def compare(run_dirs, out: str | Path) -> dict:
     plot(runs, out)
     return {"runs": len(runs), "table": str(out.with_suffix(".md")),
             "figure": str(out.with_suffix(".png")), "skipped": skipped}
+
+
+# ---- sweep reports --------------------------------------------------------------------------
+BENCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float] | None:
+    import statistics
+    if not xs:
+        return None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _fmt_ms(ms, digits: int = 2) -> str:
+    return "–" if ms is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+
+
+def _recovered_at(losses: list, every: int) -> int | None:
+    """The first iteration from which the derived architecture's test loss stays 0 (toy)."""
+    for i in range(len(losses)):
+        if all(v == 0.0 for v in losses[i:]):
+            return (i + 1) * every
+    return None
+
+
+def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
+    """The report of a sweep (finished or not): ``report.md``, ``report.csv`` and the
+    per-epoch figure ``report.png``, in ``out`` (default: the sweep directory)."""
+    import csv
+    import io
+    import statistics
+
+    from .benchmarks.nb201 import NB201Benchmark
+    from .sweep import Sweep
+    sweep = Sweep.load(Path(root))
+    meta = sweep.meta
+    out = Path(out) if out is not None else sweep.root
+    proto = None
+    if meta.get("protocol"):
+        from .protocols import load
+        proto = load(meta["protocol"])
+    derives = list(proto.derive) if proto else ["argmax"]
+    labels = proto.labels if proto else {}
+    published = proto.published if proto else {}
+    pub_metric = published.get("metric", "cifar10")
+
+    rows, by_group = [], {}
+    for spec in sweep.runs:
+        d = sweep.run_dir(spec)
+        state = sweep.state(spec)
+        final = None
+        if state == "done":
+            try:
+                final = read_json(d / "result.json")
+            except (OSError, ValueError):
+                state = "damaged"
+        history = []
+        if (d / "metrics.jsonl").is_file():
+            try:
+                history = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()
+                           if x.strip()]
+            except (OSError, ValueError):
+                history = []
+        group = spec.strategy + "".join(f" {k}={v}" for k, v in spec.values.items())
+        rec = {"run": spec.name, "strategy": spec.strategy, "seed": spec.seed,
+               **{f"grid_{k}": v for k, v in spec.values.items()}, "state": state,
+               "epochs_done": len(history)}
+        if final:
+            rec.update(genotype=final.get("genotype"), argmax_genotype=final.get(
+                "argmax_genotype"), process_best_genotype=final.get("process_best_genotype"),
+                search_time_s=final.get("search_time_s"), steps=sum(h.get("steps", 0)
+                                                                     for h in history),
+                peak_rss_mb=final.get("peak_rss_mb"), entropy=final.get("entropy"),
+                max_prob=final.get("max_prob"),
+                supernet_valid_acc=final.get("supernet_valid_acc"),
+                supernet_valid_loss=final.get("supernet_valid_loss"),
+                found_teacher=final.get("found_teacher"))
+        rows.append((rec, final, history))
+        by_group.setdefault(group, []).append((rec, final, history))
+
+    space = meta.get("space")
+    bench = NB201Benchmark.load() if space == "nb201" else None
+    lines = [f"# {proto.title if proto else 'Sweep ' + sweep.root.name}", ""]
+    if proto:
+        lines += [f"Protocol `{proto.name}`, scale `{meta.get('scale', 'full')}`: "
+                  f"{proto.source}.", ""]
+        note = proto.scale_note(meta.get("scale", "full"))
+        if note:
+            lines += ["Scale: " + " ".join(note.split()), ""]
+    n_done = sum(1 for r, f, _ in rows if f)
+    lines += [f"{n_done} of {len(rows)} runs finished"
+              + ("" if n_done == len(rows) else " (a partial report)") + ".", ""]
+
+    if bench is not None:
+        for mode in derives:
+            key = "argmax_genotype" if mode == "argmax" else \
+                mode.replace("-", "_") + "_genotype"
+            pub = published.get(mode, {})
+            head = "| strategy | runs | " + " | ".join(f"NB201 {ds} (%)" for ds in
+                                                      BENCH_DATASETS)
+            head += f" | published ({pub_metric}) |" if pub else " |"
+            lines += [f"## {mode}", "", head,
+                      "| --- | ---: |" + " ---: |" * len(BENCH_DATASETS) + (" ---: |" if pub
+                                                                          else "")]
+            for group, items in by_group.items():
+                vals = {ds: [] for ds in BENCH_DATASETS}
+                for rec, final, _ in items:
+                    g = (final or {}).get(key)
+                    if g:
+                        for ds in BENCH_DATASETS:
+                            acc = bench.query(g, ds, "test")
+                            vals[ds].append(acc)
+                            rec[f"{mode}_{ds}"] = acc
+                name = labels.get(group, group)
+                cells = [_fmt_ms(_mean_std(vals[ds])) for ds in BENCH_DATASETS]
+                line = f"| {name} | {len(vals['cifar10'])} | " + " | ".join(cells)
+                if pub:
+                    p = pub.get(group)
+                    line += f" | {p:.2f} |" if isinstance(p, (int, float)) else " | – |"
+                else:
+                    line += " |"
+                lines.append(line)
+            lines.append("")
+            if pub and published.get("source"):
+                lines += [f"Published: {published['source']}.", ""]
+    elif space == "toy":
+        lines += ["## Recovering the teacher (Figure 1)", "",
+                  "| strategy | trials | found a* | iterations to recover (median) | final test "
+                  "loss (median) |", "| --- | ---: | ---: | ---: | ---: |"]
+        every = 10
+        for group, items in by_group.items():
+            fin = [(r, f, h) for r, f, h in items if f]
+            found = sum(1 for r, f, h in fin if f.get("found_teacher"))
+            rec_at = [a for a in (_recovered_at([x.get("derived_loss") for x in h], every)
+                                  for _, _, h in fin) if a is not None]
+            for r, f, h in fin:
+                r["recovered_at"] = _recovered_at([x.get("derived_loss") for x in h], every)
+                r["final_test_loss"] = h[-1].get("derived_loss") if h else None
+            med_it = f"{statistics.median(rec_at):.0f}" if rec_at else "–"
+            losses = [h[-1].get("derived_loss") for _, _, h in fin if h]
+            med_loss = f"{statistics.median(losses):.2e}" if losses else "–"
+            lines.append(f"| {labels.get(group, group)} | {len(fin)} | {found}/{len(fin)} | "
+                         f"{med_it} | {med_loss} |")
+        lines.append("")
+        if published.get("source"):
+            lines += [f"Published: {published['source']}.", ""]
+    else:
+        lines += ["## Supernet", "", "| strategy | runs | supernet valid acc (%) | "
+                  "supernet valid loss |", "| --- | ---: | ---: | ---: |"]
+        for group, items in by_group.items():
+            acc = [f["supernet_valid_acc"] for _, f, _ in items
+                   if f and f.get("supernet_valid_acc") is not None]
+            loss = [f["supernet_valid_loss"] for _, f, _ in items
+                    if f and f.get("supernet_valid_loss") is not None]
+            lines.append(f"| {labels.get(group, group)} | {len(loss)} | "
+                         f"{_fmt_ms(_mean_std(acc))} | {_fmt_ms(_mean_std(loss), 4)} |")
+        lines.append("")
+
+    # search cost
+    lines += ["## Search cost", "", "| strategy | runs | search time (s, mean) | steps | peak "
+              "memory (MB, max) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for group, items in by_group.items():
+        t = [r["search_time_s"] for r, f, _ in items if f and r.get("search_time_s")]
+        st = [r["steps"] for r, f, _ in items if f]
+        mem = [r["peak_rss_mb"] for r, f, _ in items if f and r.get("peak_rss_mb")]
+        lines.append(f"| {labels.get(group, group)} | {len(t)} | "
+                     f"{statistics.fmean(t) if t else float('nan'):.0f} | "
+                     f"{int(statistics.fmean(st)) if st else 0} | "
+                     f"{max(mem) if mem else float('nan'):.0f} |")
+    lines.append("")
+    figure = _sweep_figure(by_group, labels, out / "report", bench is not None, space == "toy")
+    if figure:
+        lines += [f"![search progress]({figure.name})", ""]
+    failed = [r["run"] for r, _, _ in rows if r["state"] == "failed"]
+    if failed:
+        lines += ["Failed runs: " + ", ".join(failed) + " (see runs/NAME.failed.txt).", ""]
+    make_parent = out
+    make_parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    cols = []
+    for r, _, _ in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, cols, lineterminator="\n")
+    w.writeheader()
+    for r, _, _ in rows:
+        w.writerow(r)
+    atomic_write_text(out / "report.csv", buf.getvalue())
+    return {"report": str(out / "report.md"), "csv": str(out / "report.csv"),
+            "figure": str(figure) if figure else None, "runs": len(rows), "finished": n_done}
+
+
+def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
+    """Median over seeds, per strategy, of the derived cell's NB201 CIFAR-10 accuracy and of
+    the entropy over the search (AdvantageNAS Figure 2); the toy task: the test loss."""
+    import statistics
+    panels = ([("benchmark", "NAS-Bench-201 CIFAR-10 accuracy of the argmax cell (%)")]
+              if nb201 else [("derived_loss", "test loss of the argmax architecture")]
+              if toy else [("valid_acc", "supernet validation accuracy (%)")])
+    panels.append(("entropy", "architecture entropy (nats), median over seeds"))
+    series = False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8))
+    for ax, (key, title) in zip(axes, panels):
+        for group, items in by_group.items():
+            curves = []
+            for _, _, h in items:
+                ys = []
+                for r in h:
+                    v = r.get(key)
+                    if key == "benchmark":
+                        v = (v or {}).get("cifar10")
+                    ys.append(v)
+                if ys and all(isinstance(y, (int, float)) for y in ys):
+                    curves.append(ys)
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            med = [statistics.median(c[i] for c in curves) for i in range(n)]
+            ax.plot(range(1, n + 1), med, label=labels.get(group, group), lw=1.4)
+            series = True
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=9)
+        if toy and key == "derived_loss":
+            ax.set_yscale("symlog", linthresh=1e-4)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    if not series:
+        plt.close(fig)
+        return None
+    from .plot import save
+    save(fig, path, dpi=110)
+    plt.close(fig)
+    return path.with_suffix(".png")

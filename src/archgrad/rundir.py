@@ -172,6 +172,15 @@ def check_out_dir(path: Path, what: str = "--out") -> None:
         raise ArchgradError(f"{what} {path}: cannot write in {parent}")
 
 
+def make_dir(path: Path) -> None:
+    """Create a run directory (and its parents), or say in one line why it cannot be."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArchgradError(f"cannot create the run directory {path} ({e.strerror or e})") \
+            from None
+
+
 def clean_temporaries(run_dir: Path) -> list[str]:
     """Remove the temporary files interrupted atomic writes left (``.NAME.*.tmp``)."""
     removed = []
@@ -198,7 +207,11 @@ class RunLock:
             import fcntl
         except ImportError:  # no flock (Windows): no lock
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ArchgradError(f"cannot write in the run directory {self.path.parent} "
+                                f"({e.strerror or e})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

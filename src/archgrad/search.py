@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import platform
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ from .rundir import (
     clean_temporaries,
     config_digest,
     load_checkpoint,
+    make_dir,
     read_json,
     rng_state,
     save_checkpoint,
@@ -356,6 +358,21 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
             raise ArchgradError(f"{run_dir / 'config.json'}: {e}") from None
         return _run(cfg, run_dir, True, progress, callbacks, meta, saved_digest,
                     log_csv=log_csv, tensorboard=tensorboard)
+    cfg = _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,
+                      subset, eval_every, space_options, strategy_options, options)
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None:
+        check_out_dir(run_dir)
+        if (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists():
+            raise ArchgradError(f"{run_dir} already holds a search; use --resume {run_dir} to "
+                                f"continue it or choose another --out")
+    return _run(cfg, run_dir, False, progress, callbacks, log_csv=log_csv,
+                tensorboard=tensorboard)
+
+
+def _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir, subset,
+                eval_every, space_options, strategy_options, options) -> SearchConfig:
+    """The configuration of a new search from ``search``'s arguments, checked."""
     seed = check_seed(seed)
     space_cls = SPACES.get(space)
     STRATEGIES.get(strategy)
@@ -383,14 +400,17 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
     cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
                        str(data_dir) if data_dir else None, subset, eval_every, sp, st)
     _check_config(cfg)
-    run_dir = Path(out) if out is not None else None
-    if run_dir is not None:
-        check_out_dir(run_dir)
-        if (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists():
-            raise ArchgradError(f"{run_dir} already holds a search; use --resume {run_dir} to "
-                                f"continue it or choose another --out")
-    return _run(cfg, run_dir, False, progress, callbacks, log_csv=log_csv,
-                tensorboard=tensorboard)
+    return cfg
+
+
+def check_search_kwargs(space: str = "nb201", strategy: str = "darts",
+                        dataset: str | None = None, *, epochs=None, batch_size=None, seed=0,
+                        device="auto", data_dir=None, subset=None, eval_every=1,
+                        space_options=None, strategy_options=None, **options) -> SearchConfig:
+    """Check ``search``'s keyword arguments without running anything (a sweep checks every
+    run before it starts one)."""
+    return _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,
+                       subset, eval_every, space_options, strategy_options, options)
 
 
 class DivergenceMonitor:
@@ -492,7 +512,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     stage_index = strategy.stage_of(0, cfg.epochs)[0]
     try:
         if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            make_dir(run_dir)
             lock = RunLock(run_dir).acquire()
             clean_temporaries(run_dir)
             if resuming:
@@ -790,6 +810,9 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
     if bench is not None:
         final["benchmark"] = bench.summary(geno)
     final["search_time_s"] = round(sum(r.get("time_s", 0) for r in history), 2)
+    final["peak_rss_mb"] = _peak_rss_mb()
+    if dev.type == "cuda":
+        final["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1)
     result = SearchResult(geno, history, final, cfg, run_dir, _probs_lists(strategy.arch))
     if run_dir is not None:
         atomic_write_json(run_dir / "result.json", final)
@@ -800,6 +823,17 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
         except Exception as e:  # a diagram must never cost the result
             atomic_write_text(run_dir / "cell.error.txt", f"{type(e).__name__}: {e}\n")
     return result
+
+
+def _peak_rss_mb() -> float | None:
+    """The process's peak resident memory (MB): the search's when it runs in its own process
+    (a sweep's runs do)."""
+    try:
+        import resource
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(kb / 1024 if sys.platform != "darwin" else kb / 2 ** 20, 1)
+    except (ImportError, OSError):
+        return None
 
 
 def _rank_random(space, model, strategy, task, dev, top: int = 5, limit: int = 512):

@@ -280,6 +280,9 @@ class WeightOptim:
     grad_clip: float | None = 5.0
     nesterov: bool = False
     optimizer: str = "sgd"
+    #: epochs the cosine spans (None: the search's); GAEA's release runs 25 of a 50-epoch
+    #: schedule
+    lr_epochs: int | None = None
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam"):
@@ -287,7 +290,7 @@ class WeightOptim:
 
     def lr_at(self, epoch: int, epochs: int) -> float:
         """Cosine annealing from ``lr`` to ``lr_min`` over the epochs (a pure function)."""
-        return cosine(self.lr, self.lr_min, epoch, epochs)
+        return cosine(self.lr, self.lr_min, epoch, self.lr_epochs or epochs)
 
     def make(self, params) -> torch.optim.Optimizer:
         if self.optimizer == "adam":
@@ -298,7 +301,8 @@ class WeightOptim:
     def settings(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer, "lr": self.lr, "lr_min": self.lr_min,
                 "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay, "grad_clip": self.grad_clip}
+                "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                "lr_epochs": self.lr_epochs}
 
 
 @dataclass

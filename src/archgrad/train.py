@@ -36,6 +36,7 @@ from .rundir import (
     clean_temporaries,
     config_digest,
     load_checkpoint,
+    make_dir,
     read_json,
     rng_state,
     save_checkpoint,
@@ -261,7 +262,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
     ck = None
     try:
         if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            make_dir(run_dir)
             lock = RunLock(run_dir).acquire()
             clean_temporaries(run_dir)
             path = run_dir / "train_checkpoint.pt"

@@ -32,6 +32,7 @@ COMMON_OPTIONS = {
     "grad_clip": "gradient-norm clip of the weights (0 or None: off)",
     "nesterov": "Nesterov momentum",
     "optimizer": "weight optimizer: 'sgd' (DARTS) or 'adam'",
+    "lr_epochs": "epochs the learning-rate cosine spans (default: the search's)",
     "warmup_epochs": "epochs that train the weights only, architecture frozen (a fraction "
                      "below 1: that share of the epochs)",
     "arch_every": "an architecture step every N iterations (ProxylessNAS: 5)",
@@ -208,7 +209,7 @@ def setting_source(name: str, key: str) -> str:
 
 #: groups of settings that share one source entry ("weights": "DARTS §3.1.2" ...)
 _GROUPS = {"weights": ("optimizer", "lr", "lr_min", "momentum", "nesterov", "weight_decay",
-                       "grad_clip"),
+                       "grad_clip", "lr_epochs"),
            "arch": ("arch_optimizer", "arch_lr", "arch_betas", "arch_weight_decay",
                     "arch_grad_clip", "arch_lr_schedule", "init", "arch_eps"),
            "schedule": ("bilevel", "data_split", "warmup_epochs", "arch_every", "arch_first",

@@ -1,0 +1,314 @@
+"""Sweeps: a grid of searches (strategies x seeds x any option with a list of values) run as
+one resumable unit.
+
+A sweep directory holds ``sweep.json`` (the grid: every run's name and settings) and ``runs/``
+with one search run directory per grid point. Running the same sweep again skips finished runs,
+resumes interrupted ones (each from its own checkpoint) and starts the rest; a different grid in
+the same directory is refused. ``workers`` searches run at once, each in its own process (on CPU
+the cores are split between them; on GPUs they share the devices given, round-robin): one small
+supernet leaves most of a large GPU idle. A worker dies with the sweep (``PR_SET_PDEATHSIG`` on
+Linux), so a sweep killed with ``kill -9`` leaves no orphans holding run locks; started again it
+ends with the same report as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ArchgradError
+from .rundir import atomic_write_json, atomic_write_text, check_out_dir, make_dir, read_json
+
+FAILED_SUFFIX = ".failed.txt"
+
+
+@dataclass
+class RunSpec:
+    """One grid point: a run directory name and the keyword arguments of ``search``."""
+
+    name: str
+    strategy: str
+    seed: int
+    kwargs: dict
+    values: dict = field(default_factory=dict)  # the grid's other values for this run
+
+
+def _slug(v: Any) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", s).strip("_")[:40] or "x"
+
+
+def grid(base: dict, strategies: list[str], seeds: list[int],
+         values: dict[str, list] | None = None,
+         per_strategy: dict[str, dict] | None = None) -> list[RunSpec]:
+    """Every combination of strategy, seed and option values. ``base``: search keyword
+    arguments shared by all; ``per_strategy``: keyword arguments of one strategy (a protocol's
+    settings); ``values``: option -> the list of values to try."""
+    values = values or {}
+    keys = sorted(values)
+    runs = []
+    for strat in strategies:
+        for combo in itertools.product(*(values[k] for k in keys)) if keys else [()]:
+            for seed in seeds:
+                kw = json.loads(json.dumps((per_strategy or {}).get(strat, base)))
+                kw["strategy"], kw["seed"] = strat, seed
+                vals = dict(zip(keys, combo))
+                for k, v in vals.items():
+                    if k in ("epochs", "batch_size", "subset"):
+                        kw[k] = v
+                    else:
+                        kw[k] = v  # routed to the space or the strategy by search()
+                name = "-".join([strat] + [f"{k}={_slug(v)}" for k, v in vals.items()]
+                                + [f"seed{seed}"])
+                runs.append(RunSpec(name, strat, seed, kw, vals))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ArchgradError("the grid gives two runs the same name; list each value once")
+    return runs
+
+
+class Sweep:
+    """A sweep directory: its grid and its runs' states."""
+
+    def __init__(self, root: Path, runs: list[RunSpec], meta: dict):
+        self.root, self.runs, self.meta = Path(root), runs, meta
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        return self.runs_dir / spec.name
+
+    # -- creation --------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, runs: list[RunSpec], meta: dict) -> "Sweep":
+        """The sweep in ``root``: created with this grid, or checked to be the same grid."""
+        root = Path(root)
+        check_out_dir(root)
+        path = root / "sweep.json"
+        grid_now = [asdict(r) for r in runs]
+        if path.is_file():
+            try:
+                saved = read_json(path)
+                same = saved["runs"] == json.loads(json.dumps(grid_now))
+            except (OSError, ValueError, KeyError, TypeError):
+                raise ArchgradError(f"{path} is damaged; remove it or choose another --out") \
+                    from None
+            if not same:
+                raise ArchgradError(f"{root} holds another sweep (its sweep.json lists other "
+                                    f"runs or settings); choose another --out")
+        else:
+            # every run's settings are checked before anything is written
+            from .data import load_dataset
+            from .search import check_search_kwargs
+            seen_data = set()
+            for r in runs:
+                try:
+                    cfg = check_search_kwargs(**r.kwargs)
+                    key = (cfg.dataset, cfg.data_dir, cfg.subset)
+                    if key not in seen_data and cfg.dataset not in (None, "teacher-student"):
+                        seen_data.add(key)
+                        load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)  # it is there
+                except ArchgradError as e:
+                    raise ArchgradError(f"run {r.name}: {e}") from None
+            make_dir(root)
+            atomic_write_json(path, {"meta": meta, "runs": grid_now})
+        return cls(root, runs, meta)
+
+    @classmethod
+    def load(cls, root: Path) -> "Sweep":
+        root = Path(root)
+        path = root / "sweep.json"
+        if not path.is_file():
+            raise ArchgradError(f"{root} is not a sweep directory (no sweep.json)")
+        try:
+            data = read_json(path)
+            runs = [RunSpec(**r) for r in data["runs"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ArchgradError(f"{path} is damaged") from None
+        return cls(root, runs, data.get("meta", {}))
+
+    # -- states ----------------------------------------------------------------------------
+    def state(self, spec: RunSpec) -> str:
+        d = self.run_dir(spec)
+        if (self.runs_dir / (spec.name + FAILED_SUFFIX)).is_file():
+            return "failed"
+        if (d / "result.json").is_file():
+            return "done"
+        if (d / "config.json").is_file():
+            return "partial"
+        return "new"
+
+    def epochs_done(self, spec: RunSpec) -> int:
+        m = self.run_dir(spec) / "metrics.jsonl"
+        try:
+            return sum(1 for line in m.read_text().splitlines() if line.strip())
+        except OSError:
+            return 0
+
+    def total_epochs(self, spec: RunSpec) -> int:
+        cfg = self.run_dir(spec) / "config.json"
+        if cfg.is_file():
+            try:
+                return int(read_json(cfg)["search"]["epochs"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return int(spec.kwargs.get("epochs") or 0) or 1
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, workers: int = 1, devices: list[str] | None = None, progress: bool = True,
+            retry_failed: bool = False) -> dict:
+        """Run every run not finished yet, ``workers`` at once; returns a summary."""
+        if retry_failed:
+            for f in self.runs_dir.glob("*" + FAILED_SUFFIX):
+                f.unlink()
+        pending = [r for r in self.runs if self.state(r) in ("new", "partial")]
+        make_dir(self.runs_dir)
+        devices = devices or ["cpu"]
+        cores = _cores()
+        threads = max(1, cores // max(workers, 1))
+        active: dict[str, tuple[subprocess.Popen, RunSpec]] = {}
+        bar = None
+        total = sum(self.total_epochs(r) for r in self.runs)
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, unit="epoch", dynamic_ncols=True,
+                       desc=f"sweep {self.root.name}")
+        queue = list(pending)
+        slot = itertools.count()
+        try:
+            while queue or active:
+                while queue and len(active) < workers:
+                    spec = queue.pop(0)
+                    dev = devices[next(slot) % len(devices)]
+                    active[spec.name] = (self._start(spec, dev, threads), spec)
+                time.sleep(0.2)
+                for name, (p, spec) in list(active.items()):
+                    if p.poll() is not None:
+                        del active[name]
+                        self._finished(spec, p)
+                if bar is not None:
+                    done = sum(min(self.epochs_done(r), self.total_epochs(r)) for r in self.runs)
+                    bar.n = done
+                    states = [self.state(r) for r in self.runs]
+                    bar.set_postfix_str(f"{states.count('done')}/{len(self.runs)} runs done, "
+                                        f"{len(active)} running"
+                                        + (f", {states.count('failed')} failed"
+                                           if "failed" in states else ""), refresh=False)
+                    bar.refresh()
+        except BaseException:
+            for p, _ in active.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p, _ in active.values():
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        states = {r.name: self.state(r) for r in self.runs}
+        return {"runs": len(self.runs), "done": sum(s == "done" for s in states.values()),
+                "failed": [n for n, s in states.items() if s == "failed"],
+                "ran": [r.name for r in pending]}
+
+    def _start(self, spec: RunSpec, device: str, threads: int) -> subprocess.Popen:
+        env = dict(os.environ)
+        env["ARCHGRAD_THREADS"] = str(threads)
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        cmd = [sys.executable, "-m", "archgrad.sweep", "worker", str(self.root), spec.name,
+               device]
+        log = open(self.runs_dir / f".{spec.name}.log", "wb")
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+
+    def _finished(self, spec: RunSpec, p: subprocess.Popen) -> None:
+        log = self.runs_dir / f".{spec.name}.log"
+        if p.returncode in (130, 143, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL):
+            raise KeyboardInterrupt
+        if p.returncode != 0:
+            try:
+                text = log.read_text(errors="replace").strip().splitlines()
+            except OSError:
+                text = []
+            msg = next((line for line in reversed(text) if line.startswith("archgrad")),
+                       text[-1] if text else f"exit status {p.returncode}")
+            atomic_write_text(self.runs_dir / (spec.name + FAILED_SUFFIX), msg + "\n")
+        try:
+            log.unlink()
+        except OSError:
+            pass
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def worker(root: str, name: str, device: str) -> int:
+    """One run of a sweep, in its own process (``python -m archgrad.sweep worker ...``)."""
+    from .search import search
+    sweep = Sweep.load(Path(root))
+    spec = next((r for r in sweep.runs if r.name == name), None)
+    if spec is None:
+        print(f"archgrad: error: {root} has no run {name}", file=sys.stderr)
+        return 2
+    d = sweep.run_dir(spec)
+    try:
+        if (d / "config.json").is_file():
+            search(resume=d, device=device)
+        else:
+            kw = dict(spec.kwargs)
+            kw["device"] = device if device != "cpu" or "device" not in kw else kw["device"]
+            if device != "cpu":
+                kw["device"] = device
+            search(out=d, **kw)
+    except ArchgradError as e:
+        print(f"archgrad: error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+def main(argv: list[str]) -> int:  # pragma: no cover - a subprocess entry point
+    if len(argv) == 4 and argv[0] == "worker":
+        threads = os.environ.get("ARCHGRAD_THREADS")
+        if threads:
+            import torch
+            torch.set_num_threads(int(threads))
+
+        def terminate(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, terminate)
+        try:
+            return worker(argv[1], argv[2], argv[3])
+        except KeyboardInterrupt:
+            return 130
+    print("usage: python -m archgrad.sweep worker SWEEP_DIR RUN_NAME DEVICE", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

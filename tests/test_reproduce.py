@@ -1,0 +1,234 @@
+"""Protocols, configuration files, sweeps and reports (archgrad reproduce / sweep / report)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import archgrad
+from archgrad.cli import main
+from archgrad.protocols import SCALES, load, names
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- protocols ----------------------------------------------------------------------------------
+def test_the_shipped_protocols_are_listed_with_their_sources(capsys):
+    for n in ("advantagenas-nb201", "advantagenas-toy", "nb201-darts-family", "gaea-nb201"):
+        assert n in names()
+    code, out, _ = run(capsys, "reproduce", "--list")
+    assert code == 0
+    for n in names():
+        assert f"{n}: " in out
+    assert "source: Sato, Sakuma & Akimoto" in out
+
+
+@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_protocol_parses_and_validates_at_every_scale(name, scale):
+    from archgrad.search import check_search_kwargs
+    p = load(name)
+    if scale != "full" and scale not in p.scale:
+        pytest.skip(f"{name} has no {scale} scale")
+    q = p.at_scale(scale)
+    assert q.strategies and q.seeds and q.title and q.source
+    for s in q.strategies:
+        cfg = check_search_kwargs(**q.search_kwargs(s, q.seeds[0]))
+        assert cfg.strategy == s
+    for mode, figures in q.published.items():
+        if isinstance(figures, dict):
+            assert set(figures) <= set(q.strategies), (mode, figures)
+
+
+def test_advantagenas_protocol_holds_the_papers_settings():
+    p = load("advantagenas-nb201")
+    kw = p.search_kwargs("advantage", 0)
+    assert kw["epochs"] == 100 and kw["batch_size"] == 64 and kw["dataset"] == "cifar10"
+    assert kw["space_options"] == {"include_none": False, "C": 16, "N": 5}
+    o = kw["strategy_options"]
+    assert o["lr"] == 0.1 and o["nesterov"] and o["weight_decay"] == 5e-4 and o["grad_clip"] == 1
+    assert o["arch_lr"] == 3e-4 and o["arch_lr_schedule"] == "cosine"
+    assert o["arch_betas"] == [0.5, 0.999] and o["arch_weight_decay"] == 3e-3
+    assert o["warmup_epochs"] == 0.5 and o["init_scale"] == 0.0
+    assert p.published["argmax"]["advantage"] == 93.76
+    assert p.published["process-best"]["reinforce"] == 92.69
+    assert "proxyless" not in p.published["process-best"]  # never evaluates a one-hot cell
+    st = archgrad.get_strategy("proxyless", **p.search_kwargs("proxyless")["strategy_options"])
+    assert st.arch_every == 1
+
+
+BAD_FILES = [
+    ('[search]\nspace = "nb201"\nbogus = 1\n', "search.bogus is not a search setting"),
+    ('[search]\nepochs = "ten"\n', "search.epochs must be an integer"),
+    ('wat = 1\n', "wat is not a known key"),
+    ('[options]\narch_lr = "abc"\n', "arch_lr must be a number > 0"),
+    ('[options]\nbogus_option = 1\n', "options.bogus_option is not an option of darts"),
+    ('[space]\nC = -1\n', "option C must be an integer >= 1"),
+    ('strategies = ["dartz"]\n', "unknown strategy 'dartz'"),
+    ('[scale.huge]\nnote = "x"\n', "scale.huge is not a scale"),
+    ('seeds = [-1]\n', "seeds must list integers >= 0"),
+    ('[search\n', "is not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text,needle", BAD_FILES)
+def test_a_bad_configuration_file_gives_one_line_naming_the_file_and_key(capsys, tmp_path, text,
+                                                                        needle):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    code, out, err = run(capsys, "search", "--config", str(f), "--dataset", "synthetic",
+                         "--quiet", "--out", str(tmp_path / "r"))
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_search_and_train_take_the_same_configuration_format(capsys, tmp_path):
+    f = tmp_path / "exp.toml"
+    f.write_text("""
+[search]
+space = "nb201"
+strategy = "gdas"
+dataset = "synthetic"
+epochs = 2
+batch_size = 32
+
+[space]
+C = 4
+N = 1
+
+[options]
+arch_lr = 1e-3
+tau_max = 5.0
+
+[train]
+genotype = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+dataset = "synthetic"
+epochs = 1
+lr = 0.05
+""")
+    code, out, err = run(capsys, "search", "--config", str(f), "--quiet", "--out",
+                         str(tmp_path / "s"), "--set", "tau_max=8")
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())["search"]
+    assert cfg["strategy"] == "gdas" and cfg["epochs"] == 2 and cfg["batch_size"] == 32
+    assert cfg["strategy_options"]["arch_lr"] == 1e-3
+    assert cfg["strategy_options"]["tau_max"] == 8  # the flag beside the file wins
+    assert cfg["space_options"]["C"] == 4
+    code, out, err = run(capsys, "train", "--config", str(f), "--quiet", "--out",
+                         str(tmp_path / "t"), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["epochs"] == 1 and res["params"] > 0
+    tcfg = json.loads((tmp_path / "t" / "train_config.json").read_text())
+    assert tcfg["recipe"]["lr"] == 0.05 and tcfg["train"]["space_options"]["C"] == 4
+
+
+# ---- reproduce, sweeps, reports ---------------------------------------------------------------
+def test_reproduce_tiny_writes_the_report_and_a_second_run_reruns_nothing(capsys, tmp_path):
+    out = tmp_path / "rep"
+    t0 = time.time()
+    code, o, err = run(capsys, "reproduce", "advantagenas-nb201", "--scale", "tiny", "--seeds",
+                       "0", "--out", str(out), "--quiet", "--workers", "2")
+    assert code == 0, err
+    first = time.time() - t0
+    md = (out / "report.md").read_text()
+    for label in ("REINFORCE", "PARSEC", "ProxylessNAS", "GDAS", "AdvantageNAS"):
+        assert f"| {label} | 1 |" in md, label
+    assert "| 93.76 |" in md and "| 92.69 |" in md and "published (cifar10)" in md
+    assert "## process-best" in md and "## Search cost" in md
+    assert (out / "report.png").is_file()
+    rows = (out / "report.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5 and "argmax_cifar10" in rows[0]
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    t0 = time.time()
+    code, o, err = run(capsys, "reproduce", "advantagenas-nb201", "--scale", "tiny", "--seeds",
+                       "0", "--out", str(out), "--quiet")
+    assert code == 0 and "nothing left to run" in o, (o, err)
+    assert time.time() - t0 < max(5.0, first / 4)
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()} == mtimes
+    code, _, err = run(capsys, "reproduce", "advantagenas-nb201", "--scale", "tiny", "--seeds",
+                       "1", "--out", str(out), "--quiet")
+    assert code == 2 and "holds another sweep" in err
+
+
+def _report_rows(path: Path) -> list[dict]:
+    import csv
+    rows = list(csv.DictReader(path.open()))
+    for r in rows:
+        r.pop("search_time_s", None)
+        r.pop("peak_rss_mb", None)
+    return rows
+
+
+def test_a_sweep_killed_with_kill_9_ends_with_the_same_report(tmp_path):
+    args = ["sweep", "--strategies", "darts", "gdas", "--seeds", "0", "1", "--dataset",
+            "synthetic", "--channels", "4", "--cells", "1", "--epochs", "3", "--batch-size",
+            "32", "--device", "cpu", "--quiet", "--workers", "2"]
+    full = tmp_path / "full"
+    assert main(args + ["--out", str(full)]) == 0
+    cut = tmp_path / "cut"
+    p = subprocess.Popen([sys.executable, "-m", "archgrad", *args, "--out", str(cut)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None and not \
+            list((cut / "runs").glob("*/checkpoint.pt")):
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    time.sleep(0.5)  # the workers die with it (PR_SET_PDEATHSIG)
+    assert main(args + ["--out", str(cut)]) == 0
+    assert _report_rows(cut / "report.csv") == _report_rows(full / "report.csv")
+
+
+def test_a_grid_over_option_values_and_a_partial_report(capsys, tmp_path):
+    out = tmp_path / "g"
+    code, o, err = run(capsys, "sweep", "--strategies", "darts", "--seeds", "0", "--grid",
+                       "arch_lr=1e-3,1e-2", "--dataset", "synthetic", "--channels", "4",
+                       "--cells", "1", "--epochs", "1", "--quiet", "--out", str(out))
+    assert code == 0, err
+    runs = sorted(p.name for p in (out / "runs").iterdir() if p.is_dir())
+    assert runs == ["darts-arch_lr=0.001-seed0", "darts-arch_lr=0.01-seed0"]
+    lrs = {json.loads((out / "runs" / r / "config.json").read_text())["search"]
+           ["strategy_options"]["arch_lr"] for r in runs}
+    assert lrs == {1e-3, 1e-2}
+    # a partial report: one run's result removed
+    (out / "runs" / runs[0] / "result.json").unlink()
+    code, o, err = run(capsys, "report", str(out))
+    assert code == 0 and "(1 of 2 runs finished)" in o, err
+    assert "a partial report" in (out / "report.md").read_text()
+
+
+def test_bad_sweeps_are_refused_before_anything_runs(capsys, tmp_path):
+    code, _, err = run(capsys, "sweep", "--strategies", "darts", "--grid", "arch_lr=1e-3,-1",
+                       "--dataset", "synthetic", "--out", str(tmp_path / "s"), "--quiet")
+    assert code == 2 and "arch_lr must be a number > 0" in err
+    assert not (tmp_path / "s").exists()
+    code, _, err = run(capsys, "reproduce", "advantagenas-nb201", "--strategies", "darts",
+                       "--out", str(tmp_path / "r"))
+    assert code == 2 and "not darts" in err
+    code, _, err = run(capsys, "reproduce", "nope")
+    assert code == 2 and "unknown protocol or configuration 'nope'" in err
+    code, _, err = run(capsys, "reproduce", "advantagenas-nb201", "--scale", "tiny",
+                       "--data-dir", "/nonexistent", "--out", str(tmp_path / "c"))
+    assert code in (0, 2)  # tiny runs on synthetic data; no dataset is needed
+
+
+def test_the_toy_protocol_reports_figure_1(capsys, tmp_path):
+    out = tmp_path / "toy"
+    code, o, err = run(capsys, "reproduce", "advantagenas-toy", "--scale", "tiny", "--out",
+                       str(out), "--quiet", "--strategies", "darts", "advantage")
+    assert code == 0, err
+    md = (out / "report.md").read_text()
+    assert "Recovering the teacher" in md and "| DARTS | 2 |" in md and "| AdvantageNAS | 2 |" in md

@@ -1,0 +1,508 @@
+"""Trustworthy runs: bad input, damaged or foreign run files, interruptions at every point of
+the write sequence (kill -9 included), locks, divergence, and what the output says."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import archgrad
+from archgrad.cli import main
+from archgrad.errors import ArchgradError
+from archgrad.rundir import RunLock, load_checkpoint
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+TINY = ["--dataset", "synthetic", "--channels", "4", "--cells", "1", "--quiet", "--device", "cpu",
+        "--epochs", "1"]
+KW = dict(dataset="synthetic", C=4, N=1, batch_size=32, device="cpu")
+V2_BAD_OP = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_cnv_3x3', 1)], normal_concat=[2], "
+             "reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])")
+V2_BAD_INPUT = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 5)], normal_concat=[2], "
+                "reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])")
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- bad input: one line, exit 2, nothing created ---------------------------------------------
+BAD = [
+    (["search", "--seed", "99999999999999999999999"], "seed in [0, 4294967295]"),
+    (["search", "--seed", "-1"], "seed in"),
+    (["search", "--set", "arch_lr=abc"], "arch_lr must be a number > 0, got 'abc'"),
+    (["search", "--set", "arch_lr=-1"], "arch_lr must be a number > 0"),
+    (["search", "--set", "lr=nan"], "lr must be a number > 0"),
+    (["search", "--set", "lr=inf"], "lr must be a number > 0"),
+    (["search", "--set", "momentum=2"], "momentum must be a number in [0"),
+    (["search", "--set", "arch_betas=0.5"], "arch_betas must be 2 numbers"),
+    (["search", "--set", "arch_every=0"], "arch_every must be an integer >= 1"),
+    (["search", "--set", "derive=best"], "derive must be one of argmax"),
+    (["search", "--set", "fused=maybe"], "fused must be true or false"),
+    (["search", "--set", "C=4", "--channels", "16"], "C is given twice"),
+    (["search", "--set", "warmup_epochs=5", "--epochs", "5"], "leaves no epoch"),
+    (["search", "--set", "ops=a,b"], "ops must be distinct names among"),
+    (["search", "--set", "include_none=3"], "include_none must be true or false"),
+    (["search", "--strategy", "random-ws", "--set", "candidates=0"], "candidates must be an integer"),
+    (["search", "--strategy", "gdas", "--set", "tau_min=20"], "tau_min must not exceed tau_max"),
+    (["search", "--strategy", "snas", "--set", "resource_weight=extreme"], "resource_weight"),
+    (["search", "--set", "bogus=1"], "unknown option 'bogus'"),
+    (["search", "--set", "=1"], "KEY=VALUE"),
+    (["search", "--epochs", "0"], "positive integer"),
+    (["search", "--batch-size", "-3"], "positive integer"),
+    (["search", "--subset", "1"], "--subset must be an integer of at least 2"),
+    (["search", "--channels", "100000", "--dataset", "synthetic"], "GB available"),
+    (["search", "--space", "darts", "--cells", "2"], "at least 3"),
+    (["search", "--space", "toy", "--dataset", "digits"], "generates its own data"),
+    (["search", "--strategy", "pdarts", "--epochs", "2"], "at least 3 epochs"),
+    (["search", "--device", "tpu"], "unknown device"),
+    (["search", "--device", "cuda"] if not torch.cuda.is_available() else ["search", "--device",
+                                                                           "tpu"],
+     "no CUDA device" if not torch.cuda.is_available() else "unknown device"),
+    (["search", "--out", "afile"], "is a file, not a directory"),
+    (["search", "--out", "/proc/archgrad-test/x"], "cannot create the run directory"),
+    (["search", "--resume", "nowhere"], "no such directory"),
+    (["search", "--resume", "somedir", "--space", "darts"], "drop --space"),
+    (["train", "--genotype", BEST, "--lr", "-1"], "expected a finite number > 0"),
+    (["train", "--genotype", BEST, "--set", "epochs=0"], "epochs must be an integer"),
+    (["train", "--genotype", BEST, "--set", "drop_path=2"], "drop_path must be a number in"),
+    (["train", "--genotype", "|nor_conv_3x3~0|"], "malformed NAS-Bench-201 genotype"),
+    (["train", "--genotype", "somedir"], "not a search run directory"),
+    (["train", "--space", "toy", "--genotype", "1,2,3"], "no training task"),
+    (["lookup", ""], "got an empty string"),
+    (["lookup", "|bad|"], "malformed"),
+    (["lookup", BEST, "--dataset", "svhn"], "unknown NAS-Bench-201 dataset"),
+    (["info", BEST, "--image-size", "1"], "cannot run with this configuration"),
+    (["info", BEST, "--image-size", "100000"], "GB available"),
+    (["info", V2_BAD_OP, "--space", "darts"], "unknown DARTS op 'sep_cnv_3x3' at normal entry 1"),
+    (["info", V2_BAD_INPUT, "--space", "darts"], "node 2 cannot take input 5"),
+    (["info", "DARTS_V3", "--space", "darts"], "malformed DARTS genotype"),
+    (["draw", "|x|"], "malformed"),
+    (["compare", "nowhere"], "no such path"),
+    (["list", "things"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(capsys, tmp_path, monkeypatch, argv,
+                                                          needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "somedir").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (code, err)
+    assert needle in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/ directory made
+    assert not list((tmp_path / "somedir").iterdir())
+
+
+def test_ambiguous_option_is_routed_or_explained(capsys, tmp_path):
+    # partial_channels: PC-DARTS passes it to the space, so it is not ambiguous
+    code, _, err = run(capsys, "search", *TINY, "--channels", "8", "--strategy", "pcdarts",
+                       "--set", "partial_channels=2", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())["search"]
+    assert cfg["space_options"]["partial_channels"] == 2
+    # a name two owners use differently: say how to choose
+    code, _, err = run(capsys, "search", "--space", "toy", "--strategy", "random-ws", "--set",
+                       "candidates=5")
+    assert code == 2 and "space.candidates" in err and "strategy.candidates" in err
+    code, _, err = run(capsys, "search", "--space", "toy", "--strategy", "random-ws", "--set",
+                       "strategy.candidates=5", "--set", "steps_per_epoch=1", "--epochs", "1",
+                       "--quiet", "--out", str(tmp_path / "t"))
+    assert code == 0, err
+
+
+# ---- security ---------------------------------------------------------------------------------
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    archgrad.search(epochs=1, out=tmp_path / "r", **KW)
+    ck = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    ck["history"].append(_Payload())
+    torch.save(ck, tmp_path / "r" / "checkpoint.pt")
+    (tmp_path / "r" / "result.json").unlink()
+    with pytest.raises(ArchgradError, match="not a readable archgrad checkpoint"):
+        archgrad.search(resume=tmp_path / "r")
+    assert not (tmp_path / "PWNED").exists()
+
+
+# ---- interruptions ------------------------------------------------------------------------------
+def _strip(history):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run directory, with the times taken out of the JSON ones."""
+    out = {}
+    for p in sorted(run_dir.iterdir()):
+        if p.name in (".lock",) or p.is_dir():
+            continue
+        data = p.read_bytes()
+        if p.suffix in (".json", ".jsonl"):
+            rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()] \
+                if p.suffix == ".jsonl" else [json.loads(data)]
+            for r in rows:  # times, and the run's identity (two runs never share it)
+                for k in ("time_s", "search_time_s", "run_id"):
+                    r.pop(k, None)
+            data = json.dumps(rows, sort_keys=True).encode()
+        elif p.suffix == ".csv":
+            lines = data.decode().splitlines()
+            head = lines[0].split(",")
+            keep = [i for i, h in enumerate(head) if h != "time_s"]
+            data = "\n".join(",".join(x for i, x in enumerate(line.split(","))
+                                      if i in keep) for line in lines).encode()
+        elif p.suffix == ".pt":
+            ck = load_checkpoint(p)
+            data = repr(sorted(ck)).encode()  # compared through the other files
+        out[p.name] = data
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("full") / "r"
+    res = archgrad.search(epochs=3, out=d, **KW)
+    return d, res
+
+
+@pytest.mark.parametrize("where", ["after_checkpoint", "before_checkpoint", "in_first_epoch",
+                                   "before_results"])
+def test_any_interruption_resumes_to_the_same_run_file_for_file(tmp_path, monkeypatch, full_run,
+                                                                where):
+    S = sys.modules["archgrad.search"]
+    full_dir, full = full_run
+    cut = tmp_path / "cut"
+    real_logs, real_save, real_finish = S._write_logs, S.save_checkpoint, S._finish
+    calls = {"n": 0}
+
+    def logs(run_dir, history, csv_too):  # killed between checkpoint and metrics.jsonl
+        calls["n"] += 1
+        if where == "after_checkpoint" and calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_logs(run_dir, history, csv_too)
+
+    def save(path, state):
+        if where == "before_checkpoint" and state["epoch"] == 1:
+            raise KeyboardInterrupt
+        if where == "in_first_epoch":
+            raise KeyboardInterrupt
+        return real_save(path, state)
+
+    def finish(*a, **k):
+        if where == "before_results":
+            raise KeyboardInterrupt
+        return real_finish(*a, **k)
+
+    monkeypatch.setattr(S, "_write_logs", logs)
+    monkeypatch.setattr(S, "save_checkpoint", save)
+    monkeypatch.setattr(S, "_finish", finish)
+    with pytest.raises(KeyboardInterrupt):
+        archgrad.search(epochs=3, out=cut, **KW)
+    monkeypatch.setattr(S, "_write_logs", real_logs)
+    monkeypatch.setattr(S, "save_checkpoint", real_save)
+    monkeypatch.setattr(S, "_finish", real_finish)
+    (cut / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half a write")  # a torn atomic write
+    resumed = archgrad.search(resume=cut)
+    assert _strip(resumed.history) == _strip(full.history)
+    assert _files(cut) == _files(full_dir)
+    assert not list(cut.glob(".*.tmp"))
+    a, b = load_checkpoint(full_dir / "checkpoint.pt"), load_checkpoint(cut / "checkpoint.pt")
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+
+
+def test_kill_9_at_a_random_point_then_resume(tmp_path, full_run):
+    """A real process killed with SIGKILL once its first checkpoint exists; the resumed run ends
+    with the uninterrupted run's result."""
+    full_dir, full = full_run
+    cut = tmp_path / "cut"
+    cmd = [sys.executable, "-m", "archgrad", "search", "--dataset", "synthetic", "--channels",
+           "4", "--cells", "1", "--batch-size", "32", "--device", "cpu", "--epochs", "3",
+           "--quiet", "--out", str(cut)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not (cut / "checkpoint.pt").exists() and p.poll() is None and time.time() - t0 < 60:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    res = archgrad.search(resume=cut)
+    assert _strip(res.history) == _strip(full.history)
+    assert {k: v for k, v in res.final.items() if k != "search_time_s"} == \
+        {k: v for k, v in full.final.items() if k != "search_time_s"}
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_and_it_resumes(tmp_path, full_run):
+    full_dir, full = full_run
+    cut = tmp_path / "cut"
+    cmd = [sys.executable, "-m", "archgrad", "search", "--dataset", "synthetic", "--channels",
+           "4", "--cells", "1", "--batch-size", "32", "--device", "cpu", "--epochs", "3",
+           "--quiet", "--out", str(cut)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (cut / "config.json").exists() and p.poll() is None and time.time() - t0 < 60:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    if p.returncode == 0:  # finished before the signal arrived: nothing to check
+        return
+    assert p.returncode == 143, err
+    assert err.strip().splitlines()[-1] == f"archgrad: terminated; resume with: archgrad search " \
+                                           f"--resume {cut}"
+    res = archgrad.search(resume=cut)
+    assert _strip(res.history) == _strip(full.history)
+
+
+def test_a_second_process_on_the_same_directory_is_refused(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    with RunLock(d):
+        with pytest.raises(ArchgradError, match="in use by another archgrad process"):
+            archgrad.search(epochs=1, out=d, **KW)
+    # a lock held by a process that was killed is free again
+    code = ("import sys, os, time; sys.path.insert(0, %r); from archgrad.rundir import RunLock;"
+            "RunLock(__import__('pathlib').Path(%r)).acquire(); print('held', flush=True); "
+            "time.sleep(60)") % (str(Path(archgrad.__file__).parents[1]), str(d))
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    with pytest.raises(ArchgradError, match="in use"):
+        archgrad.search(epochs=1, out=d, **KW)
+    p.kill()
+    p.wait()
+    archgrad.search(epochs=1, out=d, **KW)  # the kernel released the dead process's lock
+
+
+# ---- damaged or foreign files -------------------------------------------------------------------
+def _finished_run(tmp_path, name="r", **kw):
+    d = tmp_path / name
+    archgrad.search(epochs=2, out=d, **{**KW, **kw})
+    return d
+
+
+def _edit_config(d, fn):
+    cfg = json.loads((d / "config.json").read_text())
+    fn(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+CORRUPT = {
+    "checkpoint truncated": (lambda d: (d / "checkpoint.pt").write_bytes(
+        (d / "checkpoint.pt").read_bytes()[:500]), "checkpoint.pt is not a readable"),
+    "checkpoint garbled": (lambda d: (d / "checkpoint.pt").write_bytes(b"\x00garbage" * 50),
+                           "checkpoint.pt is not a readable"),
+    "checkpoint empty": (lambda d: (d / "checkpoint.pt").write_bytes(b""),
+                         "checkpoint.pt is empty"),
+    "checkpoint not a dict": (lambda d: torch.save([1, 2], d / "checkpoint.pt"),
+                              "is not an archgrad checkpoint"),
+    "checkpoint epoch out of range": (lambda d: torch.save(
+        {**load_checkpoint(d / "checkpoint.pt"), "epoch": 99}, d / "checkpoint.pt"),
+        "is damaged"),
+    "config truncated": (lambda d: (d / "config.json").write_text(
+        (d / "config.json").read_text()[:40]), "config.json is not valid JSON"),
+    "config garbled": (lambda d: (d / "config.json").write_text("{]"), "is not valid JSON"),
+    "config empty": (lambda d: (d / "config.json").write_text(""), "is not valid JSON"),
+    "config without search": (lambda d: (d / "config.json").write_text("{}"),
+                              "has no 'search' section"),
+    "config wrong type": (lambda d: _edit_config(d, lambda c: c["search"].update(epochs="2")),
+                          "search.epochs has the wrong type"),
+    "config unknown key": (lambda d: _edit_config(d, lambda c: c["search"].update(foo=1)),
+                           "unknown setting search.foo"),
+    "config bad option": (lambda d: _edit_config(
+        d, lambda c: c["search"]["strategy_options"].update(arch_lr=-1)),
+        "arch_lr must be a number > 0"),
+    "config strategy edited": (lambda d: _edit_config(
+        d, lambda c: c["search"].update(strategy="gdas")), "was changed after the search"),
+    "config seed edited": (lambda d: _edit_config(d, lambda c: c["search"].update(seed=5)),
+                           "was changed after the search"),
+    "another run's checkpoint": (None, "belongs to another run"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPT))
+def test_damaged_run_files_give_one_line_naming_the_file(capsys, tmp_path, case):
+    d = _finished_run(tmp_path)
+    (d / "result.json").unlink()  # an unfinished run, so that resume reads everything
+    damage, needle = CORRUPT[case]
+    if damage is None:
+        other = _finished_run(tmp_path, "other")
+        (d / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    else:
+        damage(d)
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and p.name != ".lock"}
+    code, out, err = run(capsys, "search", "--resume", str(d), "--quiet")
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    after = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == before  # nothing written
+
+
+def test_resuming_a_finished_run_writes_nothing(capsys, tmp_path):
+    d = _finished_run(tmp_path)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in d.iterdir()
+              if p.is_file() and p.name != ".lock"}
+    code, out, err = run(capsys, "search", "--resume", str(d), "--quiet")
+    assert code == 0 and "is finished (2 epochs); nothing to do" in out, err
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in d.iterdir()
+             if p.is_file() and p.name != ".lock"}
+    assert after == before
+    code, _, err = run(capsys, "search", "--resume", str(d), "--epochs", "4", "--quiet")
+    assert code == 2 and "cannot be extended" in err and "functions of the total" in err
+
+
+def test_an_existing_run_directory_is_not_overwritten(tmp_path):
+    d = _finished_run(tmp_path)
+    with pytest.raises(ArchgradError, match="already holds a search"):
+        archgrad.search(epochs=1, out=d, **KW)
+
+
+# ---- divergence ---------------------------------------------------------------------------------
+def test_a_diverging_search_stops_with_one_line_and_no_result(capsys, tmp_path):
+    d = tmp_path / "r"
+    code, out, err = run(capsys, "search", "--dataset", "synthetic", "--channels", "4",
+                         "--cells", "1", "--quiet", "--epochs", "2", "--set", "lr=1e6",
+                         "--out", str(d))
+    assert code == 3, err
+    line = err.strip()
+    assert len(line.splitlines()) == 1 and "diverged in epoch 1, step" in line
+    assert "try a smaller learning rate (lr 1e+06" in line
+    for f in ("result.json", "genotype.txt", "cell.png", "checkpoint.pt"):
+        assert not (d / f).exists(), f
+
+
+def test_a_search_diverging_later_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
+    import archgrad.strategy as St
+    real = St.Strategy.weight_step
+    calls = {"n": 0}
+
+    def step(self, ctx):
+        calls["n"] += 1
+        out = real(self, ctx)
+        if ctx.epoch == 1:
+            out["train_loss"] = out["train_loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(St.Strategy, "weight_step", step)
+    with pytest.raises(archgrad.errors.DivergenceError, match="epoch 2, step 1: the training loss"):
+        archgrad.search(epochs=3, out=tmp_path / "r", **KW)
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 0
+    assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_diverging_training_stops_too(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--genotype", BEST, "--dataset", "synthetic",
+                       "--channels", "4", "--cells", "1", "--epochs", "1", "--quiet", "--lr",
+                       "1e30", "--batch-size", "32", "--out", str(tmp_path / "t"))
+    assert code == 3 and "training diverged in epoch 1" in err, err
+    assert not (tmp_path / "t" / "train_result.json").exists()
+
+
+# ---- figures that mean what they say ------------------------------------------------------------
+def test_records_show_a_readable_distribution_summary(capsys, tmp_path):
+    code, out, err = run(capsys, "search", *TINY, "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "largest probability per edge" in out and "search time" in out
+    assert "over 1 epoch\n" in out  # not "1 epochs"
+    rec = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0.2 <= rec["max_prob"] <= 1.0
+    csv = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    assert csv[0].startswith("epoch,") and "max_prob" in csv[0] and len(csv) == 2
+
+
+def test_compare_skips_what_is_not_a_search_run(capsys, tmp_path):
+    assert run(capsys, "search", *TINY, "--out", str(tmp_path / "s"))[0] == 0
+    assert run(capsys, "train", "--genotype", BEST, *TINY, "--out", str(tmp_path / "t"))[0] == 0
+    (tmp_path / "junk").mkdir()
+    code, out, err = run(capsys, "compare", str(tmp_path / "s"), str(tmp_path / "t"),
+                         str(tmp_path / "junk"), "--out", str(tmp_path / "cmp"))
+    assert code == 0, err
+    assert "skipped" in out and "(a training run)" in out and "(1 run)" in out
+
+
+def test_cell_diagrams_are_reproducible(tmp_path):
+    from archgrad.plot import draw
+    from archgrad.spaces.darts import named_genotype
+    draw(named_genotype("DARTS_V2"), tmp_path / "a")
+    draw(named_genotype("DARTS_V2"), tmp_path / "b")
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert b"<dc:date>" not in (tmp_path / "a.svg").read_bytes()
+
+
+def test_the_toy_task_reports_its_teacher():
+    res = archgrad.search(space="toy", strategy="darts", epochs=2, steps_per_epoch=5,
+                          device="cpu")
+    f = res.final
+    assert len(f["teacher"].split(",")) == 10 and isinstance(f["found_teacher"], bool)
+    assert 0 <= f["edges_right"] <= 10
+    assert "teacher" in res.history[-1]
+
+
+def test_info_network_options(capsys):
+    code, out, _ = run(capsys, "info", "DARTS_V2", "--space", "darts", "--set",
+                       "network=imagenet", "--json")
+    assert code == 0 and json.loads(out)["params"] == 4_718_752  # 1000 classes (official 4.7M)
+
+
+def test_list_shows_defaults_and_types_and_survives_a_closed_pipe():
+    out = subprocess.run([sys.executable, "-m", "archgrad", "list", "strategies"],
+                         capture_output=True, text=True).stdout
+    assert "arch_lr = 0.0003  (a number > 0)" in out
+    p = subprocess.run(f"{sys.executable} -m archgrad list --json | head -1", shell=True,
+                       capture_output=True, text=True)
+    assert p.stdout.strip() == "{" and "Error" not in p.stderr, p.stderr
+
+
+# ---- logging and export -----------------------------------------------------------------------
+def test_tensorboard_logging_is_optional(capsys, tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    code, _, err = run(capsys, "search", *TINY, "--tensorboard", "--out", str(tmp_path / "r"))
+    assert code == 2 and "pip install tensorboard" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_exports_a_model_that_loads_without_archgrad(capsys, tmp_path):
+    t = tmp_path / "t"
+    code, out, err = run(capsys, "train", "--genotype", BEST, *TINY, "--out", str(t))
+    assert code == 0 and "model.pt2" in out, err
+    net = archgrad.load_model(t / "model.pt")
+    x = torch.randn(3, 3, 8, 8)
+    net.eval()
+    code = ("import sys; sys.modules['archgrad'] = None; import torch; "
+            f"m = torch.export.load({str(t / 'model.pt2')!r}).module(); "
+            "torch.manual_seed(0); x = torch.randn(3, 3, 8, 8); print(m(x).shape)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0 and "torch.Size([3, 10])" in p.stdout, p.stderr
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 8, 8)
+    m = torch.export.load(t / "model.pt2").module()
+    assert torch.allclose(m(x), net(x), atol=1e-5)
+
+
+def test_export_any_genotype(capsys, tmp_path):
+    code, out, err = run(capsys, "export", "DARTS_V2", "--space", "darts", "--channels", "4",
+                         "--cells", "3", "--out", str(tmp_path / "v2"))
+    assert code == 0, err
+    net = archgrad.load_model(tmp_path / "v2.pt")
+    assert sum(p.numel() for p in net.parameters()) > 0
+    assert (tmp_path / "v2.pt2").stat().st_size > 1000
