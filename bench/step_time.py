@@ -136,6 +136,8 @@ def main():
     ap.add_argument("--strategy-options", default="{}", help="strategy options as JSON")
     ap.add_argument("--flops", action="store_true", help="also count the FLOPs of one step")
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    ap.add_argument("--block", default="step_time",
+                    help="the RESULTS.md block to write (one per space / configuration)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one strategy, print JSON
     args = ap.parse_args()
     if args.one:
@@ -161,8 +163,10 @@ def main():
 
 def write_results(rows, args):
     from _results import write_block
-    table = [f"Search step on the `{args.space}` supernet, C={args.C}, N={args.N}, batch "
-             f"{args.batch}, {args.size}x{args.size} random inputs, {args.threads} threads, "
+    what = f"C={args.C}, N={args.N}, batch {args.batch}, {args.size}x{args.size} random inputs"
+    if args.space in ("darts-rnn", "advantagenas-rnn"):
+        what = f"options {args.options}, batch {args.batch}, windows of {args.size} tokens"
+    table = [f"Search step on the `{args.space}` supernet, {what}, {args.threads} threads, "
              f"CPU ({platform.processor() or platform.machine()}), torch {rows[0]['torch']}; "
              f"median of {args.steps} steps after {args.warmup} warm-up. "
              f"Measured {time.strftime('%Y-%m-%d')} by `python bench/step_time.py --write`.",
@@ -173,7 +177,9 @@ def write_results(rows, args):
         table.append(f"| {r['strategy']} | {r['step_median_s']:.4f} | {r['step_min_s']:.4f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['step_memory_mb']:.0f} | "
                      f"{r['saved_activations_mb']:.0f} |")
-    write_block("step_time", "Step time and memory per strategy", "\n".join(table))
+    heading = "Step time and memory per strategy" + \
+        ("" if args.block == "step_time" else f" ({args.space})")
+    write_block(args.block, heading, "\n".join(table))
 
 
 if __name__ == "__main__":

@@ -14,3 +14,35 @@ def _default_dtype():
 @pytest.fixture
 def tmp_run(tmp_path):
     return tmp_path / "run"
+
+
+def write_tiny_corpus(root, words=40, tokens=(3000, 600, 600), seed=0, layout="ptb"):
+    """A small word-level corpus in PTB's format (one sentence per line, a leading space),
+    generated from a fixed random bigram chain so that a language model has something to
+    learn. ``layout``: 'ptb' (ptb.{train,valid,test}.txt), 'sub' (ptb/ptb.*.txt) or 'penn'
+    (penn/{train,valid,test}.txt, DARTS's)."""
+    import random
+    from pathlib import Path
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(words)]
+    nxt = {w: rng.sample(vocab, 3) for w in vocab}
+    root = Path(root)
+    folder = {"ptb": root, "sub": root / "ptb", "penn": root / "penn"}[layout]
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "valid", "test"), tokens):
+        lines, w, line = [], rng.choice(vocab), []
+        for _ in range(n):
+            line.append(w)
+            if len(line) >= rng.randint(5, 15):
+                lines.append(" " + " ".join(line) + " ")
+                line = []
+            w = rng.choice(nxt[w])
+        lines.append(" " + " ".join(line) + " ")
+        name = f"{split}.txt" if layout == "penn" else f"ptb.{split}.txt"
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ptb_dir(tmp_path_factory):
+    return write_tiny_corpus(tmp_path_factory.mktemp("ptb"))

@@ -232,3 +232,27 @@ def test_the_toy_protocol_reports_figure_1(capsys, tmp_path):
     assert code == 0, err
     md = (out / "report.md").read_text()
     assert "Recovering the teacher" in md and "| DARTS | 2 |" in md and "| AdvantageNAS | 2 |" in md
+
+
+@pytest.mark.parametrize("name,strategies", [("darts-rnn", ["darts"]),
+                                             ("advantagenas-ptb", ["advantage", "gdas"])])
+def test_the_ptb_protocols_search_retrain_and_report_perplexities(capsys, tmp_path, ptb_dir,
+                                                                  name, strategies):
+    out = tmp_path / name
+    code, o, err = run(capsys, "reproduce", name, "--scale", "tiny", "--data-dir", str(ptb_dir),
+                       "--out", str(out), "--quiet", "--workers", "1", "--strategies",
+                       *strategies)
+    assert code == 0, err
+    for s in strategies:
+        res = json.loads((out / "runs" / f"{s}-seed0" / "retrain" / "train_result.json")
+                         .read_text())
+        assert res["test_ppl"] > 1 and res["test_batch_size"] == 1
+        assert res["genotype"] == (out / "runs" / f"{s}-seed0" / "genotype.txt").read_text() \
+            .strip()
+    md = (out / "report.md").read_text()
+    assert "Found architectures trained from scratch" in md and "published (valid / test)" in md
+    p = load(name)
+    for s in strategies:
+        label = p.labels.get(s, s)
+        pv, pt = p.published["valid"][s], p.published["test"][s]
+        assert f"| {label} | 1 |" in md and f"{pv:.2f} / {pt:.2f}" in md

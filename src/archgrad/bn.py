@@ -28,7 +28,11 @@ def recalibrated(model: nn.Module, mix, batches: Iterable):
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in mods]
     was = model.training
     try:
-        model.train()
+        # only the batch norms in training mode: no dropout (a recurrent cell's masks would
+        # bias the statistics)
+        model.eval()
+        for m in mods:
+            m.train()
         with torch.no_grad():
             for i, (x, _) in enumerate(batches):
                 for m in mods:

@@ -75,12 +75,14 @@ def _space_flags(args, space: str, build: bool = False) -> dict:
     for flag in ("channels", "cells"):
         v = getattr(args, flag, None)
         if v is not None:
-            key = flags.get(flag)
-            if key is None or key not in accepted:
+            keys = flags.get(flag)
+            keys = (keys,) if isinstance(keys, str) or keys is None else keys
+            if any(k is None or k not in accepted for k in keys):
                 raise ArchgradError(f"space '{space}' has no --{flag}; its options: "
                                     f"{', '.join(sorted(accepted))} (set with --set KEY=VALUE)")
-            out[key] = v
-            args._flag_names[key] = f"--{flag}"
+            for key in keys:  # one flag may set several sizes (an RNN's embedding and hidden)
+                out[key] = v
+                args._flag_names[key] = f"--{flag}"
     if getattr(args, "exclude_none", False):
         if "include_none" not in accepted:
             raise ArchgradError(f"space '{space}' has no 'none' candidate to exclude")
@@ -378,11 +380,20 @@ def cmd_search(args) -> int:
                         tensorboard=args.tensorboard)
     else:
         kw = _search_kwargs(args)
+        from . import dist
+        if dist.launched() and not args.out:
+            raise ArchgradError("under torchrun give --out RUN_DIR: every process must name "
+                                "the same run directory")
         out = Path(args.out) if args.out else new_run_dir("runs", kw["space"], kw["strategy"],
                                                           kw["dataset"] or "")
         args.out = str(out)
         result = search(out=out, progress=not (args.quiet or args.json),
                         tensorboard=args.tensorboard, **kw)
+    from . import dist
+    if not dist.context().main:  # rank 0 reports
+        dist.teardown()
+        return 0
+    dist.teardown()
     if getattr(result, "already_finished", False) and not args.json:
         print(f"{result.run_dir} is finished ({result.config.epochs} epochs); nothing to do")
     if args.json:
@@ -491,13 +502,24 @@ def cmd_train(args) -> int:
                     raise ArchgradError(f"{key} is given twice: --set {key}={opts[key]!r} and "
                                         f"--{flag.replace('_', '-')} {getattr(args, flag)!r}")
                 opts[key] = getattr(args, flag)
-        dataset = args.dataset or "digits"
+        from . import dist
+        from .search import resolve_dataset
+        from .spaces import SPACES
+        dataset = resolve_dataset(SPACES.get(space), args.dataset)
+        if dist.launched() and not args.out:
+            raise ArchgradError("under torchrun give --out RUN_DIR: every process must name "
+                                "the same run directory")
         out = Path(args.out) if args.out else new_run_dir("runs", "train", space, dataset)
         args.out = str(out)
         res = train(space, args.genotype, dataset, seed=args.seed or 0, device=args.device,
                     data_dir=args.data_dir, subset=args.subset, out=out,
                     eval_every=args.eval_every, progress=progress, **opts)
         res["run_dir"] = str(out)
+    from . import dist
+    main_rank = dist.context().main
+    dist.teardown()
+    if not main_rank:  # rank 0 reports
+        return 0
     if args.json:
         _print_json({k: v for k, v in res.items() if k != "history"})
         return 0
@@ -508,6 +530,12 @@ def cmd_train(args) -> int:
     if "test_acc" in res:
         n = res["epochs"]
         print(f"test accuracy: {res['test_acc']:.2f}% after {n} epoch{'s' if n != 1 else ''} "
+              f"({res['train_time_s']:.1f} s)")
+    if "test_ppl" in res:
+        n = res["epochs"]
+        print(f"perplexity: validation {res['valid_ppl']:.2f} (batch {res['eval_batch_size']}), "
+              f"test {res['test_ppl']:.2f} (batch {res['test_batch_size']}), "
+              f"{res['selected']}, after {n} epoch{'s' if n != 1 else ''} "
               f"({res['train_time_s']:.1f} s)")
     if res.get("exported"):
         print(f"model: {res['run_dir']}/model.pt (archgrad.load_model) and "
@@ -586,6 +614,8 @@ def cmd_info(args) -> int:
     space_name = _space_of(args)
     sp = _build_space(args, space_name)
     g = sp.genotype(genotype_source(args.genotype))
+    if sp.modality == "sequence":
+        return _info_language_model(args, space_name, sp, g)
     size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
     c_in = sp.config.get("in_channels", args.in_channels or 3)
     guarded(lambda: sp.build(g), lambda m: m.eval()(torch.empty(1, c_in, size, size,
@@ -602,6 +632,30 @@ def cmd_info(args) -> int:
     print(f"  FLOPs (multiply-accumulates) for a {c_in}x{size}x{size} input: "
           f"{info['flops'] / 1e6:.2f} M")
     print(f"  memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M")
+    return 0
+
+
+def _info_language_model(args, space_name, sp, g) -> int:
+    """A recurrent network: parameters and multiply-accumulates per token (embedding lookup
+    free; the cell and the decoder's matrix products counted)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .data.text import StateBox, Window
+    from .ops import count_parameters
+    net = sp.build(g).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(Window(torch.zeros(1, 1, dtype=torch.long), None, StateBox()))
+    info = {"space": space_name, "genotype": str(g), "params": count_parameters(net),
+            "macs_per_token": int(fc.get_total_flops() // 2),
+            "vocab_size": sp.config.get("vocab_size")}
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"{space_name} {info['genotype']}")
+    print(f"  parameters: {info['params']:,} ({info['params'] / 1e6:.3f} M)")
+    print(f"  multiply-accumulates per token (cell and decoder, {info['vocab_size']:,} words): "
+          f"{info['macs_per_token'] / 1e6:.2f} M")
     return 0
 
 
@@ -629,6 +683,10 @@ def cmd_export(args) -> int:
     from .rundir import check_out_dir
     check_out_dir(out.parent if str(out.parent) else Path("."), "--out")
     save_model(net, sp, g, out.with_suffix(".pt"))
+    if sp.modality == "sequence":  # a window with a carried state is not an export input
+        print(f"wrote {out.with_suffix('.pt')} (archgrad.load_model); recurrent networks have "
+              f"no torch.export program")
+        return 0
     export_program(net, torch.randn(2, c_in, size, size), out.with_suffix(".pt2"))
     print(f"wrote {out.with_suffix('.pt')} (archgrad.load_model) and {out.with_suffix('.pt2')} "
           f"(torch.export.load(path).module(); input {c_in}x{size}x{size})")
@@ -764,8 +822,11 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out) if args.out else new_run_dir("runs", "reproduce", proto.name,
                                                       args.scale)
     args.out = str(out)
-    sweep = Sweep.open(out, runs, {"protocol": args.protocol, "scale": args.scale,
-                                   "space": proto.search.get("space", "nb201")})
+    meta = {"protocol": args.protocol, "scale": args.scale,
+            "space": proto.search.get("space", "nb201")}
+    if proto.retrain:  # every found architecture is trained from scratch after its search
+        meta["retrain"] = proto.retrain_kwargs()
+    sweep = Sweep.open(out, runs, meta)
     summary = sweep.run(args.workers, _devices(args), progress=not args.quiet,
                         retry_failed=args.retry_failed)
     return _print_sweep(args, summary, sweep_report(out))

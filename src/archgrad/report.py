@@ -26,9 +26,60 @@ def load_run(run_dir: str | Path) -> dict:
             "label": f"{cfg['strategy']} ({run_dir.name})"}
 
 
+def _retrain_section(sweep, by_group: dict, labels: dict, published: dict) -> list[str]:
+    """The found architectures trained from scratch: validation and test perplexity (or test
+    accuracy) per strategy, beside the published figures (``[published.valid]`` and
+    ``[published.test]``)."""
+    lines = ["## Found architectures trained from scratch", ""]
+    pv, pt = published.get("valid", {}), published.get("test", {})
+    lm = None
+    body = []
+    for group, items in by_group.items():
+        vals, tests, best = [], [], None
+        for rec, final, _ in items:
+            d = sweep.runs_dir / rec["run"] / "retrain" / "train_result.json"
+            if not d.is_file():
+                continue
+            try:
+                r = read_json(d)
+            except (OSError, ValueError):
+                continue
+            lm = "test_ppl" in r if lm is None else lm
+            v, t = (r.get("valid_ppl"), r.get("test_ppl")) if "test_ppl" in r else \
+                (None, r.get("test_acc"))
+            rec["retrain_valid"], rec["retrain_test"] = v, t
+            if t is None:
+                continue
+            tests.append(t)
+            if v is not None:
+                vals.append(v)
+                if best is None or v < best[0]:
+                    best = (v, t)
+        name = labels.get(group, group)
+        pub = ""
+        if pv or pt:
+            a, b = pv.get(group), pt.get(group)
+            pub = " | " + (f"{a:.2f}" if isinstance(a, (int, float)) else "–") + " / " + \
+                (f"{b:.2f}" if isinstance(b, (int, float)) else "–")
+        bst = f"{best[0]:.2f} / {best[1]:.2f}" if best else "–"
+        body.append(f"| {name} | {len(tests)} | {_fmt_ms(_mean_std(vals))} | "
+                    f"{_fmt_ms(_mean_std(tests))} | {bst}{pub} |")
+    unit = "perplexity" if lm or lm is None else "accuracy (%)"
+    head = f"| strategy | runs | valid {unit} | test {unit} | best by valid (valid / test)"
+    head += " | published (valid / test) |" if (pv or pt) else " |"
+    lines += [head, "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if (pv or pt) else ""),
+              *body, ""]
+    r = sweep.meta["retrain"]
+    lines += ["Retraining: " + ", ".join(f"{k} {v}" for k, v in sorted(r.items())) + ".", ""]
+    if published.get("source"):
+        lines += [f"Published: {published['source']}.", ""]
+    return lines
+
+
 def table(runs: list[dict]) -> str:
-    lines = ["| run | strategy | space | dataset | epochs | supernet valid | derived valid "
-             "(BN recal.) | NB201 CIFAR-10 | entropy | search s | genotype |",
+    # accuracy (%) for image runs, perplexity for language models
+    lines = ["| run | strategy | space | dataset | epochs | supernet valid (acc % / ppl) | "
+             "derived valid (BN recal.) | NB201 CIFAR-10 | entropy | search s | genotype |",
              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in runs:
         c, f = r["config"], r["final"] or {}
@@ -38,12 +89,13 @@ def table(runs: list[dict]) -> str:
             return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
         bench = f.get("benchmark") or {}
-        derived = f"{num('derived_valid_acc')} ({num('derived_valid_acc_bn')})"
+        m = "ppl" if "supernet_valid_ppl" in f else "acc"  # a language model: perplexity
+        derived = f"{num(f'derived_valid_{m}')} ({num(f'derived_valid_{m}_bn')})"
         nb = bench.get("cifar10")
         nb = f"{nb:.2f}" if isinstance(nb, (int, float)) else "-"
         lines.append(
             f"| {r['dir'].name} | {c['strategy']} | {c['space']} | {c['dataset']} | "
-            f"{len(r['history'])}/{c['epochs']} | {num('supernet_valid_acc')} | {derived} | "
+            f"{len(r['history'])}/{c['epochs']} | {num(f'supernet_valid_{m}')} | {derived} | "
             f"{nb} | {num('entropy', '{:.3f}')} | "
             f"{num('search_time_s', '{:.0f}')} | "
             f"{f.get('genotype', 'unfinished').replace('|', chr(92) + '|')} |")
@@ -54,7 +106,9 @@ def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    panels = [("valid_acc", "supernet validation accuracy (%)"),
+    lm = any("valid_ppl" in h for r in runs for h in r["history"])
+    panels = [("valid_ppl", "supernet validation perplexity") if lm else
+              ("valid_acc", "supernet validation accuracy (%)"),
               ("train_loss", "training loss"), ("entropy", "architecture entropy (nats)")]
     if any(h.get("benchmark") for r in runs for h in r["history"]):
         panels.append(("benchmark", "NAS-Bench-201 CIFAR-10 accuracy of the derived cell (%)"))
@@ -74,7 +128,10 @@ def plot(runs: list[dict], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=9)
         ax.ticklabel_format(axis="y", useOffset=False)
-    axes[0].legend(fontsize=7)
+    for ax in axes:  # one legend, on the first panel with lines
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+            break
     fig.tight_layout()
     for suffix in (".png", ".svg"):
         tmp = path.with_name(f".{path.name}{suffix}.tmp")
@@ -210,6 +267,8 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     lines += [f"{n_done} of {len(rows)} runs finished"
               + ("" if n_done == len(rows) else " (a partial report)") + ".", ""]
 
+    if meta.get("retrain"):
+        lines += _retrain_section(sweep, by_group, labels, published)
     if bench is not None:
         for mode in derives:
             key = "argmax_genotype" if mode == "argmax" else \
@@ -264,11 +323,13 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
         if published.get("source"):
             lines += [f"Published: {published['source']}.", ""]
     else:
-        lines += ["## Supernet", "", "| strategy | runs | supernet valid acc (%) | "
+        ppl = any(f and f.get("supernet_valid_ppl") is not None for r, f, _ in rows)
+        m, title = ("ppl", "perplexity") if ppl else ("acc", "acc (%)")
+        lines += ["## Supernet", "", f"| strategy | runs | supernet valid {title} | "
                   "supernet valid loss |", "| --- | ---: | ---: | ---: |"]
         for group, items in by_group.items():
-            acc = [f["supernet_valid_acc"] for _, f, _ in items
-                   if f and f.get("supernet_valid_acc") is not None]
+            acc = [f[f"supernet_valid_{m}"] for _, f, _ in items
+                   if f and f.get(f"supernet_valid_{m}") is not None]
             loss = [f["supernet_valid_loss"] for _, f, _ in items
                     if f and f.get("supernet_valid_loss") is not None]
             lines.append(f"| {labels.get(group, group)} | {len(loss)} | "
@@ -346,7 +407,10 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
         ax.set_title(title, fontsize=9)
         if toy and key == "derived_loss":
             ax.set_yscale("symlog", linthresh=1e-4)
-    axes[0].legend(fontsize=7)
+    for ax in axes:  # one legend, on the first panel with lines
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+            break
     fig.tight_layout()
     if not series:
         plt.close(fig)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import platform
 import sys
 import time
@@ -152,8 +153,10 @@ def with_arch_defaults(space_cls, strategy: str, options: dict) -> dict:
     if space_cls.arch_defaults and STRATEGIES.get(strategy).adam:
         for k, v in space_cls.arch_defaults.items():
             out.setdefault(k, v)
+    takes = set(accepted_options(strategy))
     for k, v in space_cls.strategy_defaults.items():
-        out.setdefault(k, v)
+        if k in takes:
+            out.setdefault(k, v)
     return out
 
 
@@ -174,15 +177,23 @@ def with_space_defaults(space_cls, options: dict, strategy: Strategy) -> dict:
 
 
 def resolve_dataset(space_cls, dataset: str | None) -> str | None:
-    """The dataset a search of this space uses: image spaces take a registered dataset
-    (default digits); a space with its own data (the toy task) takes none."""
+    """The dataset a search of this space uses: image spaces take a registered image dataset
+    (default digits), recurrent spaces a text corpus (default ptb); a space with its own data
+    (the toy task) takes none."""
     if space_cls.own_data:
         if dataset not in (None, space_cls.own_data):
             raise ArchgradError(f"space '{space_cls.name}' generates its own data "
                                 f"('{space_cls.own_data}'); drop --dataset {dataset}")
         return space_cls.own_data
-    dataset = dataset or "digits"
-    DATASETS.get(dataset)
+    want = "text" if space_cls.modality == "sequence" else "image"
+    dataset = dataset or ("ptb" if want == "text" else "digits")
+    info = DATASETS.get(dataset)
+    if info.modality != want:
+        fits = ", ".join(n for n in DATASETS if DATASETS.get(n).modality == want)
+        takes = "a text corpus" if want == "text" else "images"
+        kind = "a text corpus" if info.modality == "text" else "images"
+        raise ArchgradError(f"space '{space_cls.name}' takes {takes}; dataset '{dataset}' is "
+                            f"{kind} (use one of: {fits})")
     return dataset
 
 
@@ -328,6 +339,9 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
     after every epoch with the epoch's record and a dict of live objects (``model``,
     ``strategy``, ``space``). Everything is validated before the run directory is created.
     """
+    from . import dist
+    dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
+    device = dist.run_device(device)
     if resume is not None:
         given = {k: v for k, v in dict(space=space != "nb201", strategy=strategy != "darts",
                                        dataset=dataset is not None,
@@ -389,14 +403,16 @@ def _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data
     st = with_arch_defaults(space_cls, strategy, st)
     strat = make_strategy(strategy, **st)
     sp = with_space_defaults(space_cls, sp, strat)
-    if epochs is None:  # a quick dataset's budget, else the strategy's paper's, else 50
+    # a quick dataset's budget, else the space's recipe (the recurrent cells), else the
+    # strategy's paper's, else 50 epochs / the space's batch
+    if epochs is None:
         epochs = (space_cls.own_data_epochs if space_cls.own_data else
-                  DATASETS.get(dataset).search_epochs) or strat.default_epochs \
-            or DEFAULT_EPOCHS
-    if batch_size is None:  # likewise
+                  DATASETS.get(dataset).search_epochs) or space_cls.search_epochs \
+            or strat.default_epochs or DEFAULT_EPOCHS
+    if batch_size is None:
         batch_size = space_cls.default_batch_size if space_cls.own_data else \
-            (DATASETS.get(dataset).search_batch_size or strat.default_batch_size
-             or space_cls.default_batch_size)
+            (DATASETS.get(dataset).search_batch_size or space_cls.search_batch_size
+             or strat.default_batch_size or space_cls.default_batch_size)
     cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
                        str(data_dir) if data_dir else None, subset, eval_every, sp, st)
     _check_config(cfg)
@@ -473,6 +489,11 @@ def _divergence_hint(cfg: SearchConfig, strategy: Strategy) -> str:
 def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool,
          callbacks, meta: dict | None = None, saved_digest: str | None = None, *,
          log_csv: bool = True, tensorboard: bool = False) -> SearchResult:
+    from . import dist
+    ctx = dist.context()
+    dist.check_batch(cfg.batch_size)
+    main = ctx.main  # rank 0 alone writes the run directory and draws the progress
+    progress = progress and main
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     space_cls = SPACES.get(cfg.space)
@@ -485,7 +506,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
         opts = dict(cfg.space_options)
         opts.update(stages[i].space)
         if data is not None:
-            for k, v in (("num_classes", data.num_classes), ("in_channels", data.in_channels)):
+            for k, v in data.space_options().items():
                 if k in space_cls.options:
                     opts.setdefault(k, v)
         return get_space(cfg.space, **opts)
@@ -511,38 +532,58 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     start = 0
     stage_index = strategy.stage_of(0, cfg.epochs)[0]
     try:
+        ctx.barrier()  # every rank has checked the set-up before rank 0 writes anything
         if run_dir is not None:
-            make_dir(run_dir)
-            lock = RunLock(run_dir).acquire()
-            clean_temporaries(run_dir)
+            if main:
+                make_dir(run_dir)
+                lock = RunLock(run_dir).acquire()
+                clean_temporaries(run_dir)
+            ctx.barrier()
             if resuming:
                 ckpt_path = run_dir / "checkpoint.pt"
                 if ckpt_path.exists():  # else: stopped before its first checkpoint, start over
                     ckpt = load_checkpoint(ckpt_path, required=(
                         "epoch", "stage", "model", "strategy", "history", "rng"))
                     _check_checkpoint(ckpt, ckpt_path, cfg, meta or {}, saved_digest)
+                    saved_world = int(ckpt.get("world_size", 1))
+                    if saved_world != ctx.world:
+                        raise ArchgradError(
+                            f"{run_dir} was searched by {saved_world} process"
+                            f"{'es' if saved_world != 1 else ''}; resume it with "
+                            f"{saved_world} (a different number would shard the data "
+                            f"differently and the run would not be the same)")
                     if ckpt["epoch"] + 1 >= cfg.epochs and (run_dir / "result.json").is_file() \
                             and (run_dir / "genotype.txt").is_file():
                         return _finished(cfg, run_dir, ckpt, stage_space(ckpt["stage"]))
                     stage_index = ckpt["stage"]
             else:
-                if (run_dir / "config.json").exists():
+                if main and (run_dir / "config.json").exists():
                     raise ArchgradError(f"{run_dir} already holds a search; use --resume "
                                         f"{run_dir} to continue it or choose another --out")
-                meta = {"search": asdict(cfg), "run_id": uuid.uuid4().hex,
+                run_id = ctx.gather_objects(uuid.uuid4().hex)[0]  # rank 0's, on every rank
+                meta = {"search": asdict(cfg), "run_id": run_id,
                         "config_digest": _digest(cfg)}
         space, model = make_stage(stage_index)
-        task = space.task(model, cfg.batch_size, cfg.seed, dev) if space_cls.own_data else \
-            ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss, strategy.data_split)
+        task = build_task(space, model, data, cfg, dev, strategy)
         costs = space.op_costs() if strategy.needs_costs else None
         strategy.setup(space.choices(), model, cfg.seed, dev, costs=costs)
+        if ctx.active:
+            strategy.dist = ctx
+            ctx.broadcast_buffers(model)
+            with torch.no_grad():  # the same initial weights everywhere (they are, by the seed)
+                for p in list(model.parameters()) + list(strategy.arch.parameters()):
+                    torch.distributed.broadcast(p.data, 0)
         loss_fn = task.loss_fn
         steps = task.steps_per_epoch
         bench = space.benchmark()
-        if run_dir is not None and not resuming:
+        if run_dir is not None and not resuming and main:
             atomic_write_json(run_dir / "config.json", {
                 **meta, "archgrad": __version__, "torch": torch.__version__,
                 "python": platform.python_version(), "device": str(dev),
+                "world_size": ctx.world,
+                "batch_size_means": "the batch of all processes together" if ctx.active else
+                "the batch of the one process",
+                **({"backend": ctx.backend} if ctx.active else {}),
                 "strategy": strategy.describe(), "space": space.config,
                 "dataset": task.describe()})
         if ckpt is not None:
@@ -550,7 +591,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
             try:
                 model.load_state_dict(ckpt["model"])
                 strategy.load_state_dict(ckpt["strategy"])
-                set_rng_state(ckpt["rng"])
+                ranks = ckpt.get("rng_ranks")
+                set_rng_state(ranks[ctx.rank] if ranks else ckpt["rng"])
             except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
                 msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else \
                     type(e).__name__
@@ -558,10 +600,10 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                                     f"({msg})") from None
             history = list(ckpt["history"])
             start = ckpt["epoch"] + 1
-        if run_dir is not None and resuming:  # the record of the epochs the checkpoint holds
+        if run_dir is not None and resuming and main:  # the epochs the checkpoint holds
             _write_logs(run_dir, history, log_csv)
         writer = None
-        if tensorboard and run_dir is not None:
+        if tensorboard and run_dir is not None and main:
             writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1)
 
         bar = None
@@ -584,24 +626,31 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                 model.train()
                 acc = _EpochStats()
                 monitor = DivergenceMonitor()
-                for step, (bt, bv) in enumerate(zip(task.weight_batches(epoch),
-                                                    task.arch_batches(epoch))):
+                arch_loss_fn = getattr(task, "arch_loss_fn", None)
+                done_steps = 0
+                for step, (bt, bv) in enumerate(task.batches(epoch)):
                     stats = strategy.step(bt, bv, loss_fn=loss_fn, epoch=epoch,
-                                          epochs=cfg.epochs, step=step, steps_per_epoch=steps)
+                                          epochs=cfg.epochs, step=step, steps_per_epoch=steps,
+                                          arch_loss_fn=arch_loss_fn)
+                    done_steps += 1
                     monitor.add(stats, step)
                     acc.add(stats)
                     if bar is not None:
                         bar.update(1)
                         if step % 5 == 0 or step == steps - 1:
                             m = acc.means()
-                            bar.set_postfix({k: f"{m[k]:.3g}" for k in
-                                             ("train_loss", "train_acc", "arch_acc") if k in m},
-                                            refresh=False)
+                            post = {k: f"{m[k]:.3g}" for k in
+                                    ("train_loss", "train_acc", "arch_acc") if k in m}
+                            if "train_nll" in m:
+                                post["train_ppl"] = f"{math.exp(min(m['train_nll'], 700)):.1f}"
+                            bar.set_postfix(post, refresh=False)
                 bad = monitor.problem()
                 if bad is None:
                     broken = _check_finite_state(model, strategy)
                     if broken:
                         bad = (broken, steps - 1, float("nan"))
+                if ctx.any_true(bad is not None) and bad is None:
+                    bad = ("the loss of another process", steps - 1, float("nan"))
                 if bad is not None:
                     what, at, val = bad
                     kept = (f"the checkpoint of epoch {epoch} is kept" if epoch > 0 and
@@ -610,17 +659,19 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                         f"the search diverged in epoch {epoch + 1}, step {at + 1}: {what} is "
                         f"{val:g}; {kept}, no result is written; "
                         f"{_divergence_hint(cfg, strategy)}")
-                record = {"epoch": epoch + 1, "lr": lr, "steps": steps}
+                record = {"epoch": epoch + 1, "lr": lr, "steps": done_steps}
                 if len(stages) > 1:
                     record["stage"] = stage_index + 1
                 record.update(stage_info)
-                record.update(acc.means())
+                record.update(ctx.average_floats(acc.means()))
+                ctx.broadcast_buffers(model)  # rank 0's running statistics everywhere
                 if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0
                                        or epoch + 1 == cfg.epochs):
                     ev = task.evaluate(model, strategy.estimator.eval_mix(
                         strategy.arch, eval_generator(cfg.seed, epoch), epoch, cfg.epochs),
                         bn=strategy.estimator.eval_bn)
                     record.update({f"valid_{k}": v for k, v in ev.items()})
+                task.summarize(record)
                 probs = strategy.arch.probs_detached()
                 geno = strategy.derive(space)
                 record.update(entropy=entropy(probs), max_prob=max_prob(probs),
@@ -636,12 +687,14 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                     record["benchmark"] = bench.summary(geno)
                 record["time_s"] = round(time.perf_counter() - t0, 3)
                 history.append(record)
-                if run_dir is not None:
+                rngs = ctx.gather_objects(rng_state()) if run_dir is not None else None
+                if run_dir is not None and main:
                     save_checkpoint(run_dir / "checkpoint.pt", {
                         "epoch": epoch, "stage": stage_index, "model": model.state_dict(),
                         "strategy": strategy.state_dict(), "history": history,
-                        "rng": rng_state(), "run_id": meta["run_id"],
-                        "config_digest": meta["config_digest"]})
+                        "rng": rngs[0], "run_id": meta["run_id"],
+                        "config_digest": meta["config_digest"], "world_size": ctx.world,
+                        **({"rng_ranks": rngs} if ctx.active else {})})
                     _write_logs(run_dir, history, log_csv)
                 if writer is not None:
                     _tensorboard(writer, record)
@@ -655,7 +708,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                 bar.close()
             if writer is not None:
                 writer.close()
-        return _finish(cfg, run_dir, space, model, strategy, task, history, bench)
+        return _finish(cfg, run_dir if main else None, space, model, strategy, task, history,
+                       bench)
     finally:
         if lock is not None:
             lock.release()
@@ -694,6 +748,21 @@ def _finished(cfg: SearchConfig, run_dir: Path, ckpt: dict, space) -> SearchResu
     return res
 
 
+def build_task(space, model, data, cfg: SearchConfig, dev, strategy: Strategy):
+    """The task the search loop drives: the space's own (the toy task), language modelling on
+    a text corpus, or image classification; under torchrun, this rank's shard of the batches
+    (the toy task's batches are generated whole on every rank)."""
+    from . import dist
+    if space.own_data:
+        return space.task(model, cfg.batch_size, cfg.seed, dev)
+    if space.modality == "sequence":
+        from .lmtask import LMTask
+        return LMTask(data, cfg.batch_size, cfg.seed, dev, shard=dist.context().shard(),
+                      **space.lm_settings())
+    return ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss, strategy.data_split,
+                     shard=dist.context().shard())
+
+
 def _check_memory(space, data, cfg: SearchConfig, dev) -> None:
     """Refuse a search network that cannot fit (estimated on the meta device)."""
     from .memory import guarded
@@ -704,12 +773,7 @@ def _check_memory(space, data, cfg: SearchConfig, dev) -> None:
                    for g in groups},
                   {g.label: [tuple(k for k, c in enumerate(g.candidates) if not c.zero)]
                    * g.shape[0] for g in groups})
-        if data is not None:
-            shape = (cfg.batch_size, data.in_channels, data.image_size, data.image_size)
-        else:
-            x, _ = space.example_batch(1)
-            shape = (cfg.batch_size, *x.shape[1:])
-        return model(torch.empty(shape, device="meta"), mix)
+        return model(space.meta_input(cfg.batch_size, data), mix)
 
     guarded(space.supernet, run, dev, f"the {cfg.space} search network at batch "
             f"{cfg.batch_size}", "use fewer channels or cells (--channels, --cells) or a "
@@ -803,9 +867,11 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
         final[f"supernet_valid_{k}"] = sup[k]
         final[f"derived_valid_{k}"] = disc[k]
         final[f"derived_valid_{k}_bn"] = disc_bn[k]
+    # the gap is positive when the derived architecture does worse than the supernet
     key = "acc" if "acc" in sup else "loss"
-    final["discretization_gap"] = sup[key] - disc[key]
-    final["discretization_gap_bn"] = sup[key] - disc_bn[key]
+    sign = 1.0 if key == "acc" else -1.0
+    final["discretization_gap"] = sign * (sup[key] - disc[key])
+    final["discretization_gap_bn"] = sign * (sup[key] - disc_bn[key])
     final["gap_metric"] = key
     if bench is not None:
         final["benchmark"] = bench.summary(geno)

@@ -68,11 +68,18 @@ class StepContext:
         return out, self.loss_fn(out, y)
 
 
-def accuracy(out: Tensor, y: Tensor) -> Tensor | None:
+def accuracy(out, y: Tensor) -> Tensor | None:
     """Top-1 accuracy for classification outputs; None for other tasks."""
-    if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+    if isinstance(out, Tensor) and out.dim() == 2 and y.dim() == 1 \
+            and not y.is_floating_point():
         return (out.argmax(-1) == y).float().mean().detach()
     return None
+
+
+def output_metrics(out, prefix: str) -> dict[str, Tensor]:
+    """Figures a task's loss left on its output (a language model's log-likelihood)."""
+    nll = getattr(out, "nll", None)
+    return {f"{prefix}_nll": nll} if nll is not None else {}
 
 
 @dataclass
@@ -148,7 +155,8 @@ class Estimator(nn.Module):
         grads = self.arch_grads(ctx, mix, record, tg, loss)
         sample = self.sample_of(record)
         return ArchStepResult(grads, {"arch_loss": loss.detach(),
-                                      "arch_acc": accuracy(out, ctx.batch[1])},
+                                      "arch_acc": accuracy(out, ctx.batch[1]),
+                                      **output_metrics(out, "arch")},
                               [(sample, -float(loss.detach()))] if sample is not None else [])
 
     def settings(self) -> dict[str, Any]:
@@ -466,8 +474,11 @@ class Strategy(nn.Module):
         return int(round(w * epochs)) if isinstance(w, float) and w < 1 else int(w)
 
     # -- one iteration -------------------------------------------------------------------------
-    def step(self, train_batch, valid_batch, *, loss_fn, epoch, epochs, step, steps_per_epoch
-             ) -> dict[str, Any]:
+    def step(self, train_batch, valid_batch, *, loss_fn, epoch, epochs, step, steps_per_epoch,
+             arch_loss_fn=None) -> dict[str, Any]:
+        """One iteration. ``arch_loss_fn``: the architecture step's loss where it differs from
+        the weights' (DARTS's recurrent search regularises the weights' loss only). A batch may
+        carry ``lr_scale`` (a shorter BPTT window: DARTS scales the learning rate with it)."""
         stages = self.stages_for(epochs)
         si, stage = self.stage_of(epoch, epochs)
         arch_epoch = epoch >= stage.start + stage.warmup
@@ -478,25 +489,45 @@ class Strategy(nn.Module):
         done = sum(max(min(epoch, st.end) - st.start - st.warmup, 0) for st in stages[:si + 1])
         index = done * steps_per_epoch + step
 
-        def ctx(batch):
-            return StepContext(self.model, self.arch, loss_fn, batch, train_batch,
-                               self.weight_params, self.lr, epoch, epochs, step, steps_per_epoch,
+        scale = float(getattr(train_batch[0], "lr_scale", 1.0)) if isinstance(
+            train_batch, (tuple, list)) else 1.0
+        lr = self.lr * scale
+
+        def ctx(batch, fn):
+            return StepContext(self.model, self.arch, fn, batch, train_batch,
+                               self.weight_params, lr, epoch, epochs, step, steps_per_epoch,
                                self.generator, total, index, self.weight_opt, self.weights_cfg)
 
+        afn = arch_loss_fn or loss_fn
         stats: dict[str, Any] = {}
-        if not self.bilevel and arch_on and self.estimator.joint_ok:
-            stats.update(self.joint_step(ctx(train_batch)))
+        if scale != 1.0 and self.weight_opt is not None:
+            for g in self.weight_opt.param_groups:
+                g["lr"] = lr
+        try:
+            if not self.bilevel and arch_on and self.estimator.joint_ok:
+                stats.update(self.joint_step(ctx(train_batch, loss_fn)))
+                return stats
+            arch_batch = valid_batch if self.bilevel and valid_batch is not None \
+                else train_batch
+            if arch_on and self.arch_first:
+                stats.update(self.arch_step(ctx(arch_batch, afn)))
+            stats.update(self.weight_step(ctx(train_batch, loss_fn)))
+            if arch_on and not self.arch_first:
+                stats.update(self.arch_step(ctx(arch_batch, afn)))
             return stats
-        arch_batch = valid_batch if self.bilevel else train_batch
-        if arch_on and self.arch_first:
-            stats.update(self.arch_step(ctx(arch_batch)))
-        stats.update(self.weight_step(ctx(train_batch)))
-        if arch_on and not self.arch_first:
-            stats.update(self.arch_step(ctx(arch_batch)))
-        return stats
+        finally:
+            if scale != 1.0 and self.weight_opt is not None:
+                for g in self.weight_opt.param_groups:
+                    g["lr"] = self.lr
+
+    #: a data-parallel run's context (archgrad.dist), set by the loop: gradients are averaged
+    #: over the ranks before every update; None in one process
+    dist = None
 
     def arch_step(self, ctx: StepContext) -> dict[str, Any]:
         res = self.estimator.arch_step(ctx)
+        if self.dist is not None:
+            res.grads = self.dist.average_grads(res.grads)
         stats = dict(res.stats)
         stats.update(self.update.step(res.grads, ctx))
         self._track(res)
@@ -512,7 +543,7 @@ class Strategy(nn.Module):
         loss.backward()
         norm = self._clip_and_step()
         return {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.train_batch[1]),
-                "_wnorm": norm}
+                "_wnorm": norm, **output_metrics(out, "train")}
 
     def joint_step(self, ctx: StepContext) -> dict[str, Any]:
         """Single level in one backward: weights and architecture from the same loss."""
@@ -524,8 +555,10 @@ class Strategy(nn.Module):
         for p, g in zip(self.weight_params, gs[:n]):
             p.grad = g
         grads = self.estimator.arch_grads(ctx, mix, record, gs[n:], loss)
+        if self.dist is not None:
+            grads = self.dist.average_grads(grads)
         stats = {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.batch[1]),
-                 "_grads": grads}
+                 "_grads": grads, **output_metrics(out, "train")}
         if self.weight_params:
             stats["_wnorm"] = self._clip_and_step()
         stats.update(self.update.step(grads, ctx))
@@ -536,6 +569,9 @@ class Strategy(nn.Module):
     def _clip_and_step(self) -> Tensor:
         """Clip (when set) and step the weights; returns their gradient norm (a tensor: the
         divergence check reads it at the end of the epoch)."""
+        if self.dist is not None:
+            grads = [p.grad for p in self.weight_params if p.grad is not None]
+            self.dist.average_(grads)
         norm = nn.utils.clip_grad_norm_(self.weight_params, self.weights_cfg.grad_clip or
                                         math.inf)
         self.weight_opt.step()
@@ -543,6 +579,9 @@ class Strategy(nn.Module):
 
     # -- derivation ----------------------------------------------------------------------------
     def _track(self, res: ArchStepResult) -> None:
+        if self.dist is not None and res.samples:  # the reward of the whole batch
+            r = self.dist.average_floats({str(i): w for i, (_, w) in enumerate(res.samples)})
+            res.samples = [(s, r[str(i)]) for i, (s, _) in enumerate(res.samples)]
         for sample, reward in res.samples:
             key = _key(sample)
             s = self.seen.get(key)

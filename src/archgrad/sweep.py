@@ -143,6 +143,8 @@ class Sweep:
         if (self.runs_dir / (spec.name + FAILED_SUFFIX)).is_file():
             return "failed"
         if (d / "result.json").is_file():
+            if self.meta.get("retrain") and not (d / "retrain" / "train_result.json").is_file():
+                return "partial"  # searched; the found architecture's training is not done
             return "done"
         if (d / "config.json").is_file():
             return "partial"
@@ -285,10 +287,24 @@ def worker(root: str, name: str, device: str) -> int:
             if device != "cpu":
                 kw["device"] = device
             search(out=d, **kw)
+        if sweep.meta.get("retrain"):
+            retrain(d, spec, dict(sweep.meta["retrain"]), device)
     except ArchgradError as e:
         print(f"archgrad: error: {e}", file=sys.stderr)
         return e.exit_code
     return 0
+
+
+def retrain(run_dir: Path, spec: RunSpec, options: dict, device: str) -> dict:
+    """Train the architecture a search run found from scratch, in ``run_dir/retrain``
+    (resumed where it stopped; a finished one is left as it is)."""
+    from .train import train
+    out = run_dir / "retrain"
+    if (out / "train_config.json").is_file():
+        return train(None, None, resume=out, device=device)
+    cfg = read_json(run_dir / "config.json")["search"]
+    return train(cfg["space"], str(run_dir), cfg["dataset"], seed=spec.seed, device=device,
+                 data_dir=cfg.get("data_dir"), subset=cfg.get("subset"), out=out, **options)
 
 
 def main(argv: list[str]) -> int:  # pragma: no cover - a subprocess entry point

@@ -36,6 +36,13 @@ class Task:
     def evaluate(self, model: nn.Module, mix: Mix | Callable[[], Mix]) -> dict[str, float]:
         raise NotImplementedError
 
+    def batches(self, epoch: int) -> Iterator[tuple[Batch, Batch | None]]:
+        """(weights' batch, architecture's batch) per iteration of an epoch."""
+        return zip(self.weight_batches(epoch), self.arch_batches(epoch))
+
+    def summarize(self, record: dict) -> None:
+        """Derived figures of an epoch's record (a language model's perplexities)."""
+
     def describe(self) -> str:
         return type(self).__name__
 
@@ -48,14 +55,15 @@ class ImageTask(Task):
     data left."""
 
     def __init__(self, data: ImageDataset, batch_size: int, seed: int, device, loss_fn,
-                 split: str = "halves"):
+                 split: str = "halves", shard: tuple[int, int] = (0, 1)):
         kw = dict(mean=data.mean, std=data.std, device=device)
+        skw = dict(kw, shard=shard)  # the training batches: this rank's shard
         self.data, self.split = data, split
         self.loss_fn = loss_fn
         if split == "all":
             xtr, ytr = data.x_train, data.y_train
             self.train = BatchLoader(xtr, ytr, batch_size, shuffle=True, augment=data.augment,
-                                     drop_last=True, seed=seed, **kw)
+                                     drop_last=True, seed=seed, **skw)
             self.arch = None
             if len(data.y_test):
                 xev, yev, self.eval_split = data.x_test, data.y_test, "test"
@@ -66,9 +74,9 @@ class ImageTask(Task):
         else:
             (xtr, ytr), (xev, yev) = data.search_split()
             self.train = BatchLoader(xtr, ytr, batch_size, shuffle=True, augment=data.augment,
-                                     drop_last=True, seed=seed, **kw)
+                                     drop_last=True, seed=seed, **skw)
             self.arch = BatchLoader(xev, yev, batch_size, shuffle=True, augment=data.augment,
-                                    drop_last=True, seed=seed + 1, **kw)
+                                    drop_last=True, seed=seed + 1, **skw)
             self.eval_split = "training data, second half (the architecture's)"
             self.steps_per_epoch = min(len(self.train), len(self.arch))
         self.eval_loader = BatchLoader(xev, yev, max(batch_size, 256), **kw)

@@ -57,8 +57,24 @@ RECIPE_SPECS = {
     "batch_size": Spec("int", lo=1, hi=1_000_000), "epochs": Spec("int", lo=1, hi=100_000),
     "aux_weight": Spec("float", lo=0.0), "drop_path": Spec("float", lo=0.0, hi=0.99),
     "cutout": Spec("int", lo=0, hi=4096),
+    # language models (the recurrent spaces' recipes)
+    "bptt": Spec("int", lo=2, hi=100_000), "variable_length": Spec("bool"),
+    "asgd": Spec("bool"), "nonmono": Spec("int", lo=1, hi=100_000),
+    "tar": Spec("float", lo=0.0), "ar": Spec("float", lo=0.0),
+    "eval_batch_size": Spec("int", lo=1, hi=1_000_000),
+    "test_batch_size": Spec("int", lo=1, hi=1_000_000), "loss_sum_over_time": Spec("bool"),
 }
 RECIPE_KEYS = tuple(RECIPE_SPECS)
+#: recipe keys of one kind of network only
+LM_KEYS = ("bptt", "variable_length", "asgd", "nonmono", "tar", "ar", "eval_batch_size",
+           "test_batch_size", "loss_sum_over_time")
+IMAGE_KEYS = ("aux_weight", "drop_path", "cutout")
+
+
+def recipe_keys(space_cls) -> tuple[str, ...]:
+    """The training options a network of this space takes."""
+    skip = IMAGE_KEYS if space_cls.modality == "sequence" else LM_KEYS
+    return tuple(k for k in RECIPE_KEYS if k not in skip)
 
 
 @dataclass
@@ -161,8 +177,13 @@ def _validate(cfg: TrainConfig) -> None:
         raise ArchgradError(f"space '{cfg.space}' has no training task for a stand-alone "
                             f"network (its weights are fixed); train a genotype of an image "
                             f"space")
-    from .data import DATASETS
-    DATASETS.get(cfg.dataset)
+    from .search import resolve_dataset
+    cfg.dataset = resolve_dataset(space_cls, cfg.dataset)
+    takes = recipe_keys(space_cls)
+    bad = [k for k in cfg.recipe if k not in takes]
+    if bad:
+        raise ArchgradError(f"training option {bad[0]!r} does not apply to space "
+                            f"'{cfg.space}'; it takes {', '.join(takes)}")
     if cfg.subset is not None and (isinstance(cfg.subset, bool) or cfg.subset < 2):
         raise ArchgradError(f"--subset must be an integer of at least 2, got {cfg.subset!r}")
     if isinstance(cfg.eval_every, bool) or cfg.eval_every < 0:
@@ -172,15 +193,21 @@ def _validate(cfg: TrainConfig) -> None:
     resolve_device(cfg.device)
 
 
-def train(space: str, genotype, dataset: str = "digits", *, seed: int = 0, device: str = "auto",
+def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, device: str = "auto",
           data_dir: str | None = None, subset: int | None = None, out: str | Path | None = None,
           resume: str | Path | None = None, eval_every: int = 0, progress: bool = False,
           space_options: dict | None = None, log: Any = None, **options) -> dict[str, Any]:
     """Train ``genotype`` of ``space`` from scratch on ``dataset``; returns metrics (test accuracy,
     parameter count, per-epoch history). Options: the space's (``C``, ``N`` ...) and the
     recipe's (``epochs``, ``batch_size``, ``lr``, ``lr_min``, ``momentum``, ``weight_decay``,
-    ``nesterov``, ``grad_clip``, ``aux_weight``, ``drop_path``, ``cutout``). ``log``: called
-    with each epoch's record."""
+    ``nesterov``, ``grad_clip``; image networks ``aux_weight``, ``drop_path``, ``cutout``;
+    language models ``bptt``, ``variable_length``, ``asgd``, ``nonmono``, ``tar``, ``ar``,
+    ``eval_batch_size``, ``test_batch_size``, ``loss_sum_over_time``). ``dataset``: default
+    digits for image spaces, ptb for recurrent ones. ``log``: called with each epoch's
+    record."""
+    from . import dist
+    dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
+    device = dist.run_device(device)
     if resume is not None:
         run_dir = Path(resume)
         cfg, meta = _read_config(run_dir)
@@ -200,13 +227,13 @@ def train(space: str, genotype, dataset: str = "digits", *, seed: int = 0, devic
     for k, v in options.items():
         if k in space_cls.options:
             sp[k] = v
-        elif k in RECIPE_KEYS:
+        elif k in recipe_keys(space_cls):
             recipe[k] = v
         else:
             raise ArchgradError(
                 f"unknown option {k!r}; space '{space}' accepts "
                 f"{', '.join(sorted(space_cls.options))}; training accepts "
-                f"{', '.join(RECIPE_KEYS)}")
+                f"{', '.join(recipe_keys(space_cls))}")
     geno = genotype_source(str(genotype)) if isinstance(genotype, (str, Path)) \
         else str(genotype)
     src_space = run_space(str(genotype)) if isinstance(genotype, (str, Path)) else None
@@ -235,11 +262,118 @@ def _recipe(space, cfg: TrainConfig) -> dict:
 def _space_for(cfg: TrainConfig, data) -> Any:
     opts = dict(cfg.space_options)
     accepted = SPACES.get(cfg.space).options
-    if "num_classes" in accepted:
-        opts.setdefault("num_classes", data.num_classes)
-    if "in_channels" in accepted:
-        opts.setdefault("in_channels", data.in_channels)
+    for k, v in data.space_options().items():  # classes, channels, a corpus's vocabulary
+        if k in accepted:
+            opts.setdefault(k, v)
     return get_space(cfg.space, **opts)
+
+
+class ImageTrainer:
+    """Epochs of minibatch SGD on an image dataset (cosine schedule, auxiliary head, drop
+    path, cutout on CIFAR-style data); test accuracy at the end."""
+
+    def __init__(self, data, recipe: dict, seed: int, device, shard=(0, 1)):
+        self.data, self.recipe = data, recipe
+        bs = int(recipe["batch_size"])
+        kw = dict(mean=data.mean, std=data.std, device=device)
+        self.dist = None
+        # cutout belongs to the CIFAR recipe: only on datasets augmented the CIFAR way
+        cutout = int(recipe.get("cutout", 0) or 0) if data.augment else 0
+        self.train = BatchLoader(data.x_train, data.y_train, bs, shuffle=True,
+                                 augment=data.augment, drop_last=len(data.y_train) > bs
+                                 or shard[1] > 1, seed=seed, cutout=cutout, shard=shard, **kw)
+        self.test = BatchLoader(data.x_test, data.y_test, max(bs, 256), **kw) \
+            if len(data.y_test) else None
+        self.steps_per_epoch = len(self.train)
+        self.loss_fn = None  # set by the caller: the space's loss
+        self.eval_every = 0
+        self.device = device
+
+    def meta_input(self, batch: int):
+        d = self.data
+        return torch.empty(batch, d.in_channels, d.image_size, d.image_size, device="meta")
+
+    def optimizer(self, model, lr):
+        r = self.recipe
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=r["momentum"],
+                               weight_decay=r["weight_decay"], nesterov=r["nesterov"])
+
+    def train_epoch(self, model, opt, epoch: int, lr: float, bar=None):
+        recipe, dev = self.recipe, self.device
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = float(recipe.get("drop_path", 0.0)) * epoch / \
+                int(recipe["epochs"])
+        aux_w = float(recipe.get("aux_weight", 0.0) or 0.0)
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.float64, device=dev)
+        first_bad = torch.full((), -1, dtype=torch.long, device=dev)
+        n = 0
+        for step, (x, y) in enumerate(self.train.epoch(epoch)):
+            out = model(x)
+            aux = None
+            if isinstance(out, tuple):
+                out, aux = out
+            loss = self.loss_fn(out, y)
+            total = loss + aux_w * self.loss_fn(aux, y) if aux is not None and aux_w else loss
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if self.dist is not None:  # data parallel: the gradient of the whole batch
+                self.dist.average_([p.grad for p in model.parameters() if p.grad is not None])
+            norm = nn.utils.clip_grad_norm_(model.parameters(),
+                                            recipe.get("grad_clip") or float("inf"))
+            bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(norm))
+            first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step),
+                                    first_bad)
+            opt.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (out.argmax(-1) == y).sum()
+            n += len(y)
+            if bar is not None:
+                bar.update(1)
+        return {"train_loss": float(loss_sum) / n, "train_acc": 100.0 * float(correct) / n}, \
+            int(first_bad)
+
+    def end_epoch(self, model, opt, epoch: int, lr: float, rec: dict):
+        epochs = int(self.recipe["epochs"])
+        if self.test is not None and self.eval_every and \
+                ((epoch + 1) % self.eval_every == 0) and epoch + 1 < epochs:
+            ev = evaluate_plain(model, self.test, self.loss_fn)
+            rec.update(test_loss=ev["loss"], test_acc=ev["acc"])
+        return opt
+
+    def final(self, model) -> dict:
+        if self.test is None:
+            return {}
+        ev = evaluate_plain(model, self.test, self.loss_fn)
+        return {"test_loss": ev["loss"], "test_acc": ev["acc"]}
+
+    def example(self):
+        return self.data.x_train[:2].float().to(self.device)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def make_trainer(space, data, recipe: dict, cfg: TrainConfig, dev):
+    """The training loop's data side: language modelling for recurrent spaces, else images;
+    under torchrun, this rank's shard of every batch and gradients averaged over the ranks."""
+    from . import dist
+    ctx = dist.context()
+    dist.check_batch(int(recipe["batch_size"]), "the training batch size")
+    if space.modality == "sequence":
+        from .lmtrain import LMTrainer
+        tr = LMTrainer(data, recipe, cfg.seed, dev, shard=ctx.shard())
+    else:
+        tr = ImageTrainer(data, recipe, cfg.seed, dev, shard=ctx.shard())
+        tr.loss_fn, tr.eval_every = space.loss, cfg.eval_every
+    tr.dist = ctx if ctx.active else None
+    return tr
 
 
 def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: bool,
@@ -252,19 +386,25 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
     space = _space_for(cfg, data)
     recipe = _recipe(space, cfg)
     epochs, bs = int(recipe["epochs"]), int(recipe["batch_size"])
+    trainer = make_trainer(space, data, recipe, cfg, dev)
     from .memory import guarded
-    size = data.image_size
-    guarded(lambda: space.build(cfg.genotype),
-            lambda m: m(torch.empty(bs, data.in_channels, size, size, device="meta")),
+    guarded(lambda: space.build(cfg.genotype), lambda m: m(trainer.meta_input(bs)),
             dev, f"the {cfg.space} network at batch {bs}",
             "use a smaller --batch-size or fewer --channels / --cells", optimizer_copies=1)
+    from . import dist
+    ctx = dist.context()
+    main = ctx.main
+    progress = progress and main
     lock = None
     ck = None
     try:
+        ctx.barrier()
         if run_dir is not None:
-            make_dir(run_dir)
-            lock = RunLock(run_dir).acquire()
-            clean_temporaries(run_dir)
+            if main:
+                make_dir(run_dir)
+                lock = RunLock(run_dir).acquire()
+                clean_temporaries(run_dir)
+            ctx.barrier()
             path = run_dir / "train_checkpoint.pt"
             if resuming and path.exists():
                 ck = load_checkpoint(path, required=("epoch", "model", "optimizer", "history",
@@ -276,6 +416,9 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
                                         f"training started (it no longer matches {path.name})")
                 if not isinstance(ck["epoch"], int) or not -1 <= ck["epoch"] < epochs:
                     raise ArchgradError(f"{path} is damaged (epoch {ck['epoch']!r})")
+                if int(ck.get("world_size", 1)) != ctx.world:
+                    raise ArchgradError(f"{run_dir} was trained by {ck.get('world_size', 1)} "
+                                        f"process(es); resume it with the same number")
                 if ck["epoch"] + 1 >= epochs and (run_dir / "train_result.json").is_file():
                     try:
                         res = read_json(run_dir / "train_result.json")
@@ -286,110 +429,82 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
                     res["already_finished"] = True
                     return res
             if not resuming:
-                meta = {"train": asdict(cfg), "run_id": uuid.uuid4().hex,
+                meta = {"train": asdict(cfg), "run_id": ctx.gather_objects(uuid.uuid4().hex)[0],
                         "config_digest": _digest(cfg)}
         model = space.build(cfg.genotype).to(dev)
+        if ctx.active:
+            with torch.no_grad():
+                for t in list(model.parameters()) + list(model.buffers()):
+                    torch.distributed.broadcast(t.data, 0)
         n_params = count_parameters(model)
-        opt = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
-                              weight_decay=recipe["weight_decay"], nesterov=recipe["nesterov"])
-        kw = dict(mean=data.mean, std=data.std, device=dev)
-        # cutout belongs to the CIFAR recipe: only on datasets augmented the CIFAR way
-        cutout = int(recipe.get("cutout", 0) or 0) if data.augment else 0
-        train_loader = BatchLoader(data.x_train, data.y_train, bs, shuffle=True,
-                                   augment=data.augment, drop_last=len(data.y_train) > bs,
-                                   seed=cfg.seed, cutout=cutout, **kw)
-        test_loader = BatchLoader(data.x_test, data.y_test, max(bs, 256), **kw) \
-            if len(data.y_test) else None
-        loss_fn = space.loss
         history: list[dict] = []
         start = 0
-        if run_dir is not None and not resuming:
+        if run_dir is not None and not resuming and main:
             atomic_write_json(run_dir / "train_config.json", {
                 **meta, "recipe": recipe, "archgrad": __version__, "torch": torch.__version__,
                 "python": platform.python_version(), "device": str(dev), "params": n_params,
-                "dataset": data.describe()})
+                "world_size": ctx.world, "dataset": data.describe()})
         if ck is not None:
             try:
                 model.load_state_dict(ck["model"])
+                trainer.load_state_dict(ck.get("trainer", {}))
+                opt = trainer.optimizer(model, recipe["lr"])
                 opt.load_state_dict(ck["optimizer"])
-                set_rng_state(ck["rng"])
+                ranks = ck.get("rng_ranks")
+                set_rng_state(ranks[ctx.rank] if ranks else ck["rng"])
             except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
                 raise ArchgradError(f"{run_dir / 'train_checkpoint.pt'} does not fit this "
                                     f"network ({str(e).splitlines()[0][:160]})") from None
             history, start = list(ck["history"]), ck["epoch"] + 1
-        if run_dir is not None and resuming:
+        else:
+            opt = trainer.optimizer(model, recipe["lr"])
+        if run_dir is not None and resuming and main:
             _write_logs(run_dir, history)
 
+        steps = trainer.steps_per_epoch
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=epochs * len(train_loader), initial=start * len(train_loader),
-                       unit="step", dynamic_ncols=True, desc=f"train {cfg.space}/{cfg.dataset}")
-        aux_w = float(recipe.get("aux_weight", 0.0) or 0.0)
+            bar = tqdm(total=epochs * steps, initial=start * steps, unit="step",
+                       dynamic_ncols=True, desc=f"train {cfg.space}/{cfg.dataset}")
         try:
             for epoch in range(start, epochs):
                 t0 = time.perf_counter()
                 lr = cosine(recipe["lr"], recipe["lr_min"], epoch, epochs)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                if hasattr(model, "drop_path_prob"):
-                    model.drop_path_prob = float(recipe.get("drop_path", 0.0)) * epoch / epochs
-                model.train()
-                loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-                correct = torch.zeros((), dtype=torch.float64, device=dev)
-                first_bad = torch.full((), -1, dtype=torch.long, device=dev)
-                n = 0
-                for step, (x, y) in enumerate(train_loader.epoch(epoch)):
-                    out = model(x)
-                    aux = None
-                    if isinstance(out, tuple):
-                        out, aux = out
-                    loss = loss_fn(out, y)
-                    total = loss + aux_w * loss_fn(aux, y) if aux is not None and aux_w \
-                        else loss
-                    opt.zero_grad(set_to_none=True)
-                    total.backward()
-                    norm = nn.utils.clip_grad_norm_(model.parameters(),
-                                                    recipe.get("grad_clip") or float("inf"))
-                    bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(norm))
-                    first_bad = torch.where(bad & (first_bad < 0),
-                                            torch.full_like(first_bad, step), first_bad)
-                    opt.step()
-                    loss_sum += loss.detach() * len(y)
-                    correct += (out.argmax(-1) == y).sum()
-                    n += len(y)
-                    if bar is not None:
-                        bar.update(1)
-                if int(first_bad) >= 0 or not all(torch.isfinite(p).all()
-                                                  for p in model.parameters()):
-                    at = int(first_bad) + 1 if int(first_bad) >= 0 else len(train_loader)
+                stats, first_bad = trainer.train_epoch(model, opt, epoch, lr, bar)
+                stats = ctx.average_floats(stats)
+                ctx.broadcast_buffers(model)
+                if ctx.any_true(first_bad >= 0 or not all(torch.isfinite(p).all()
+                                                          for p in model.parameters())):
+                    at = first_bad + 1 if first_bad >= 0 else steps
                     kept = f"the checkpoint of epoch {epoch} is kept" if epoch > 0 and \
                         run_dir is not None else "no checkpoint was written"
                     raise DivergenceError(
                         f"training diverged in epoch {epoch + 1}, step {at}: the loss or its "
                         f"gradient is not finite; {kept}, no result is written; try a smaller "
                         f"learning rate (lr {recipe['lr']:g})")
-                rec = {"epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / n,
-                       "train_acc": 100.0 * float(correct) / n}
-                if test_loader is not None and cfg.eval_every and \
-                        ((epoch + 1) % cfg.eval_every == 0) and epoch + 1 < epochs:
-                    ev = evaluate_plain(model, test_loader, loss_fn)
-                    rec.update(test_loss=ev["loss"], test_acc=ev["acc"])
+                rec = {"epoch": epoch + 1, "lr": lr, **stats}
+                opt = trainer.end_epoch(model, opt, epoch, lr, rec)
                 rec["time_s"] = round(time.perf_counter() - t0, 3)
                 history.append(rec)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{rec['train_loss']:.3f}",
-                                    acc=f"{rec['train_acc']:.1f}")
+                    post = {k: f"{rec[k]:.3f}" if "loss" in k else f"{rec[k]:.1f}"
+                            for k in ("train_loss", "train_acc", "train_ppl", "valid_ppl")
+                            if k in rec}
+                    bar.set_postfix(post)
                     if "test_acc" in rec:
                         bar.write(f"epoch {rec['epoch']}/{epochs}  train_loss "
                                   f"{rec['train_loss']:.3f}  train_acc {rec['train_acc']:.1f}%  "
                                   f"test_acc {rec['test_acc']:.2f}%")
                 if log is not None:
                     log(rec)
-                if run_dir is not None:
+                rngs = ctx.gather_objects(rng_state()) if run_dir is not None else None
+                if run_dir is not None and main:
                     save_checkpoint(run_dir / "train_checkpoint.pt", {
                         "epoch": epoch, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "history": history, "rng": rng_state(),
+                        "optimizer": opt.state_dict(), "trainer": trainer.state_dict(),
+                        "history": history, "rng": rngs[0], "world_size": ctx.world,
+                        **({"rng_ranks": rngs} if ctx.active else {}),
                         "run_id": meta["run_id"], "config_digest": meta["config_digest"]})
                     _write_logs(run_dir, history)
         finally:
@@ -399,17 +514,17 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
         result = {"space": cfg.space, "genotype": cfg.genotype, "dataset": cfg.dataset,
                   "params": n_params, "epochs": epochs, "history": history,
                   "train_time_s": round(sum(r["time_s"] for r in history), 2)}
-        if test_loader is not None:
-            ev = evaluate_plain(model, test_loader, loss_fn)
-            result.update(test_loss=ev["loss"], test_acc=ev["acc"])
-        if run_dir is not None:
+        result.update(trainer.final(model))
+        if run_dir is not None and main:
             save_model(model, space, cfg.genotype, run_dir / "model.pt")
-            try:
-                x = data.x_train[:2].float().to(dev)
-                export_program(model, x, run_dir / "model.pt2")
-                result["exported"] = "model.pt2"
-            except Exception as e:  # an export failure must never cost the result
-                atomic_write_text(run_dir / "export.error.txt", f"{type(e).__name__}: {e}\n")
+            example = trainer.example()
+            if example is not None:
+                try:
+                    export_program(model, example, run_dir / "model.pt2")
+                    result["exported"] = "model.pt2"
+                except Exception as e:  # an export failure must never cost the result
+                    atomic_write_text(run_dir / "export.error.txt",
+                                      f"{type(e).__name__}: {e}\n")
             atomic_write_json(run_dir / "train_result.json",
                               {k: v for k, v in result.items() if k != "history"})
         return result
@@ -422,8 +537,9 @@ def _write_logs(run_dir: Path, history: list[dict]) -> None:
     import csv
     import io
     write_jsonl(run_dir / "train_metrics.jsonl", history)
-    cols = [c for c in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
-                        "time_s") if any(c in r for r in history)]
+    cols = [c for c in ("epoch", "lr", "train_loss", "train_acc", "train_ppl", "valid_loss",
+                        "valid_ppl", "test_loss", "test_acc", "asgd", "time_s")
+            if any(c in r for r in history)]
     buf = io.StringIO()
     w = csv.DictWriter(buf, cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import ArchgradError
 from ..registry import Registry
-from . import readers
+from . import readers, text
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class DatasetInfo:
     #: settings (SNAS's 150 epochs, PC-DARTS's batch 256 would leave 2 steps per epoch)
     search_epochs: int | None = None
     search_batch_size: int | None = None
+    #: "image" (N, C, H, W arrays) or "text" (a token corpus)
+    modality: str = "image"
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -43,6 +45,9 @@ DATASETS.register("cifar100", DatasetInfo(readers.read_cifar100, True,
                   "CIFAR-100, cifar-100-python/"))
 DATASETS.register("imagefolder", DatasetInfo(readers.read_imagefolder, True,
                   "your own images: DIR/<class>/<images> (or DIR/train, DIR/test)"))
+DATASETS.register("ptb", DatasetInfo(text.read_ptb, False,
+                  "Penn Treebank, word level: ptb.{train,valid,test}.txt (or penn/*.txt)",
+                  modality="text"))
 DATASETS.register("synthetic", DatasetInfo(readers.read_synthetic, False,
                   "random class templates + noise, 3x8x8, for tests", search_epochs=2,
                   search_batch_size=64))
@@ -64,6 +69,10 @@ class ImageDataset:
         x = self.x_train.float() / 255.0
         self.mean = x.mean(dim=(0, 2, 3))
         self.std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+
+    def space_options(self) -> dict:
+        """The options a space takes from this dataset."""
+        return {"num_classes": self.num_classes, "in_channels": self.in_channels}
 
     @property
     def in_channels(self) -> int:
@@ -92,6 +101,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, subset: int | No
     info = DATASETS.get(name)
     if subset is not None and (not isinstance(subset, int) or subset < 2):
         raise ArchgradError(f"--subset must be an integer of at least 2, got {subset!r}")
+    if info.modality == "text":
+        return info.reader(Path(data_dir) if data_dir else None, subset=subset)
     xtr, ytr, xte, yte = info.reader(Path(data_dir) if data_dir else None, **reader_options)
     g = torch.Generator().manual_seed(0)
     ptr = torch.randperm(len(ytr), generator=g)
@@ -108,7 +119,7 @@ class BatchLoader:
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, *, mean: Tensor, std: Tensor,
                  shuffle: bool = False, augment: bool = False, drop_last: bool = False,
                  device: torch.device | str = "cpu", pad: int = 4, seed: int = 0,
-                 cutout: int = 0):
+                 cutout: int = 0, shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise ArchgradError(f"batch size must be a positive integer, got {batch_size}")
         if len(y) == 0:
@@ -118,6 +129,9 @@ class BatchLoader:
         self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
         self.device = torch.device(device)
         self.pad, self.seed, self.cutout = pad, seed, cutout
+        # (rank, world): every rank walks the same permutation and takes its slice of each
+        # batch (a data-parallel run's shard; the batch size is that of all ranks together)
+        self.rank, self.world = shard
         self.mean = mean.view(1, -1, 1, 1).to(self.device)
         self.std = std.view(1, -1, 1, 1).to(self.device)
 
@@ -135,11 +149,18 @@ class BatchLoader:
             x = self.x[idx]
             if self.augment:
                 x = random_crop_flip(x, self.pad, g)
+            mask = cutout_mask(x.shape, self.cutout, g) if self.cutout else None
+            y = self.y[idx]
+            if self.world > 1:  # the random draws above cover the whole batch on every rank
+                per = len(idx) // self.world
+                part = slice(self.rank * per, (self.rank + 1) * per)
+                x, y = x[part], y[part]
+                mask = mask[part] if mask is not None else None
             x = x.to(self.device, non_blocking=True).float().div_(255.0)
             x = (x - self.mean) / self.std
-            if self.cutout:
-                x = x * cutout_mask(x.shape, self.cutout, g).to(x.device)
-            yield x, self.y[idx].to(self.device, non_blocking=True)
+            if mask is not None:
+                x = x * mask.to(x.device)
+            yield x, y.to(self.device, non_blocking=True)
 
     def __iter__(self):
         return self.epoch(0)

@@ -86,7 +86,7 @@ class Protocol:
                                 f"{', '.join(['full'] + sorted(self.scale))}")
         out = copy.deepcopy(self)
         over = self.scale[scale]
-        for part in ("search", "space", "options"):
+        for part in ("search", "space", "options", "retrain"):
             getattr(out, part).update(over.get(part, {}))
         for name, sub in over.get("strategy", {}).items():
             _merge(out.strategy.setdefault(name, {}), sub)
@@ -127,6 +127,12 @@ class Protocol:
         s["space_options"] = space_opts
         s["strategy_options"] = opts
         return s
+
+
+    def retrain_kwargs(self) -> dict:
+        """The ``[retrain]`` table: options of :func:`archgrad.train` for every found
+        architecture (a recipe's and the evaluation network's); empty: no retraining."""
+        return dict(self.retrain)
 
 
 def _merge(into: dict, over: dict) -> None:
@@ -172,9 +178,9 @@ def _check(path: str, data: dict) -> None:
             fail(f"scale.{name}", "must be a table")
         for k, v in sc.items():
             if k not in ("note", "search", "space", "options", "strategy", "seeds",
-                         "strategies"):
+                         "strategies", "retrain"):
                 fail(f"scale.{name}.{k}", "is not a scale setting (note, search, space, "
-                                         "options, strategy, seeds, strategies)")
+                                         "options, strategy, seeds, strategies, retrain)")
         search_table(f"scale.{name}.search", sc.get("search", {}))
     for k in ("seeds",):
         for s in data.get(k, []):
@@ -208,8 +214,15 @@ def _check_names(p: Protocol) -> None:
     except ArchgradError as e:
         raise ArchgradError(f"{p.path}: {e}") from None
     from ..search import check_search_kwargs
+    from ..train import recipe_keys
     for scale in ["full"] + sorted(p.scale):
         q = p.at_scale(scale)
+        takes = set(recipe_keys(space)) | set(space.options)
+        for k in q.retrain:
+            if k not in takes:
+                where = f"{p.path}" + (f" (scale {scale})" if scale != "full" else "")
+                raise ArchgradError(f"{where}: retrain.{k} is not a training option of space "
+                                    f"'{space.name}' ({', '.join(sorted(takes))})")
         for s in (q.strategies or [None]):
             try:
                 check_search_kwargs(**q.search_kwargs(s))

@@ -5,12 +5,15 @@ from ..registry import Registry
 from .base import Genotype, SearchSpace, Supernet
 from .darts import DartsGenotype, DartsSpace, register_genotype
 from .nb201 import NB201Genotype, NB201Space
+from .rnn import AdvantageRNNSpace, DartsRNNSpace, EdgeGenotype, RNNGenotype
 from .toy import ToyGenotype, ToySpace
 
 SPACES: Registry[type[SearchSpace]] = Registry("space")
 SPACES.register("nb201", NB201Space)
 SPACES.register("toy", ToySpace)
 SPACES.register("darts", DartsSpace)
+SPACES.register("darts-rnn", DartsRNNSpace)
+SPACES.register("advantagenas-rnn", AdvantageRNNSpace)
 
 
 def get_space(name: str, **options) -> SearchSpace:
@@ -20,4 +23,5 @@ def get_space(name: str, **options) -> SearchSpace:
 
 __all__ = ["SPACES", "get_space", "Genotype", "SearchSpace", "Supernet", "NB201Space",
            "NB201Genotype", "ToySpace", "ToyGenotype", "DartsSpace", "DartsGenotype",
-           "register_genotype"]
+           "register_genotype", "DartsRNNSpace", "AdvantageRNNSpace", "RNNGenotype",
+           "EdgeGenotype"]

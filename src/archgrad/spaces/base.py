@@ -56,6 +56,10 @@ class SearchSpace(ABC):
     own_data: ClassVar[str | None] = None
     own_data_epochs: ClassVar[int | None] = None
     default_batch_size: ClassVar[int] = 64
+    #: the search's epochs and batch size in this space's own recipe (the recurrent cells:
+    #: their papers'), ahead of a strategy's (which come from image searches)
+    search_epochs: ClassVar[int | None] = None
+    search_batch_size: ClassVar[int | None] = None
     #: architecture-optimizer defaults this space's experiments use, applied to strategies that
     #: step with Adam where the user sets none (the toy task: AdvantageNAS's Adam 1e-3)
     arch_defaults: ClassVar[dict[str, Any]] = {}
@@ -66,8 +70,9 @@ class SearchSpace(ABC):
     #: the option that sets the supernet's depth, and P-DARTS's stage depths for it
     depth_option: ClassVar[str | None] = None
     progressive_depths: ClassVar[tuple[int, ...] | None] = None
-    search_flags: ClassVar[dict[str, str]] = {"channels": "C", "cells": "N"}
-    build_flags: ClassVar[dict[str, str]] = {"channels": "C", "cells": "N"}
+    #: the options --channels and --cells set (an option name, or a tuple of names)
+    search_flags: ClassVar[dict[str, Any]] = {"channels": "C", "cells": "N"}
+    build_flags: ClassVar[dict[str, Any]] = {"channels": "C", "cells": "N"}
 
     def __init__(self, **options):
         from ..options import check_options
@@ -143,6 +148,14 @@ class SearchSpace(ABC):
         c = self.config
         x = torch.randn(batch_size, c.get("in_channels", 3), size, size, generator=g)
         return x, torch.randint(0, c.get("num_classes", 10), (batch_size,), generator=g)
+
+    def meta_input(self, batch: int, data=None):
+        """An input batch on the meta device (shapes only), for the memory estimate."""
+        if data is not None and hasattr(data, "image_size"):
+            return torch.empty(batch, data.in_channels, data.image_size, data.image_size,
+                               device="meta")
+        x, _ = self.example_batch(1)
+        return torch.empty(batch, *x.shape[1:], device="meta")
 
     def train_recipe(self) -> dict[str, Any]:
         """Default recipe for training a derived architecture from scratch."""

@@ -1,0 +1,178 @@
+"""Data-parallel search and training under ``torchrun`` (``torch.distributed``).
+
+Distribution is a property of the run, not of a strategy or a space: the loop sets it up, the
+data is sharded, and two reductions keep the ranks together:
+
+* every global batch (``--batch-size``: the batch of all processes together) is cut into
+  ``world_size`` equal shards, rank r taking the r-th; every rank walks the same permutation of
+  the data (seeded per epoch), so the union of the shards is exactly the one-process batch;
+* the weights' gradients and the architecture's gradients are averaged over the ranks (one
+  all-reduce each, before clipping and before the update rule), so every rank applies the same
+  update to the same parameters and the architecture parameters stay bit-identical;
+* sampling strategies draw from one generator seeded the same on every rank: every rank
+  computes the same sampled architecture at a step, on its own shard (the averaged estimate is
+  that of the whole batch);
+* batch norm uses each shard's statistics while training (as DistributedDataParallel does); the
+  running statistics of rank 0 are broadcast before every evaluation and checkpoint;
+* the epoch's figures are averaged over the ranks; rank 0 alone writes the run directory and
+  draws the progress display.
+
+Backends: NCCL for CUDA devices, gloo on CPU. ``world_size`` is recorded in config.json and in
+the checkpoint; a resume must use the same number of processes (anything else is refused).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import ArchgradError
+
+
+@dataclass
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    # -- collectives (no-ops in one process) ---------------------------------------------------
+    def barrier(self) -> None:
+        if self.active:
+            torch.distributed.barrier()
+
+    def average_(self, tensors: list[Tensor]) -> None:
+        """Average tensors over the ranks in place (one flat all-reduce)."""
+        if not self.active or not tensors:
+            return
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        torch.distributed.all_reduce(flat)
+        flat.div_(self.world)
+        i = 0
+        for t in tensors:
+            n = t.numel()
+            t.copy_(flat[i:i + n].view_as(t))
+            i += n
+
+    def average_grads(self, grads: dict[str, Tensor]) -> dict[str, Tensor]:
+        """An architecture gradient (label -> tensor), averaged over the ranks."""
+        if not self.active or not grads:
+            return grads
+        out = {k: v.detach().clone() for k, v in grads.items()}
+        keys = sorted(out)
+        self.average_([out[k] for k in keys])
+        return out
+
+    def average_floats(self, values: dict[str, float]) -> dict[str, float]:
+        """An epoch's figures averaged over the ranks (the same keys on every rank)."""
+        if not self.active or not values:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    def any_true(self, flag: bool) -> bool:
+        if not self.active:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (batch norm's running statistics) on every rank."""
+        if not self.active:
+            return
+        for b in module.buffers():
+            if b.is_floating_point() or b.dtype in (torch.int64, torch.int32):
+                torch.distributed.broadcast(b, 0)
+
+    def gather_objects(self, obj) -> list:
+        if not self.active:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def shard(self) -> tuple[int, int]:
+        return self.rank, self.world
+
+
+_CTX = Context()
+
+
+def context() -> Context:
+    """This process's place in the run (rank 0 of 1 outside torchrun)."""
+    return _CTX
+
+
+def launched() -> bool:
+    """Started by torchrun (its environment variables are set)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def setup(device: str | None) -> Context:
+    """Join the process group torchrun describes (once); check the set-up. ``device``: the
+    run's device (auto, cpu, cuda): NCCL and one GPU per local rank on CUDA, gloo on CPU."""
+    global _CTX
+    if not launched():
+        return _CTX
+    if _CTX.active:
+        return _CTX
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    want = (device or "auto").split(":")[0]
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ArchgradError("--device cuda under torchrun, but this machine has no CUDA GPU; "
+                            "use --device cpu (gloo)")
+    use_cuda = want == "cuda" or (want == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        n = torch.cuda.device_count()
+        if n < local_world:
+            raise ArchgradError(f"torchrun starts {local_world} processes on this machine but "
+                                f"it has {n} GPU{'s' if n != 1 else ''}; use "
+                                f"--nproc_per_node={n} (one process per GPU)")
+        torch.cuda.set_device(local)
+    backend = "nccl" if use_cuda else "gloo"
+    if not torch.distributed.is_available():
+        raise ArchgradError("this PyTorch build has no torch.distributed")
+    torch.distributed.init_process_group(backend)
+    _CTX = Context(rank, world, local, backend)
+    return _CTX
+
+
+def run_device(device: str | None) -> str:
+    """The device of this rank: its own GPU under torchrun with CUDA."""
+    ctx = context()
+    if ctx.active and ctx.backend == "nccl":
+        return f"cuda:{ctx.local_rank}"
+    return device or "auto"
+
+
+def check_batch(batch_size: int, what: str = "--batch-size") -> None:
+    ctx = context()
+    if ctx.active and batch_size % ctx.world:
+        raise ArchgradError(f"{what} {batch_size} is the batch of all {ctx.world} processes "
+                            f"together and must be divisible by their number; use a multiple "
+                            f"of {ctx.world}")
+
+
+def teardown() -> None:
+    global _CTX
+    if _CTX.active and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _CTX = Context()
+
+
+__all__ = ["Context", "context", "setup", "launched", "run_device", "check_batch", "teardown"]

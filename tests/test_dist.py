@@ -1,0 +1,87 @@
+"""Data-parallel search under torchrun on CPU (gloo), two processes: the architecture
+parameters and the weights bit-identical on every rank after every epoch, for a dense and a
+sampling strategy; one run directory; an interrupted run resumed under torchrun ends with the
+same result; bad set-ups refused in one line."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def torchrun(*args, env=None, n=2):
+    e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    e["PYTHONPATH"] = os.pathsep.join([str(HERE), e.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={n}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=300)
+
+
+def _result(run):
+    r = json.loads((run / "result.json").read_text())
+    return {k: v for k, v in r.items() if k not in ("search_time_s", "peak_rss_mb")}
+
+
+@pytest.mark.parametrize("strategy,space", [("darts", "nb201"), ("gdas", "nb201"),
+                                            ("reinforce", "nb201"), ("darts", "darts-rnn")])
+def test_two_processes_hold_identical_parameters(tmp_path, strategy, space, ptb_dir):
+    run = tmp_path / "run"
+    p = torchrun(str(HERE / "dist_worker.py"), str(run), strategy, space, "0",
+                 env={"PTB_DIR": str(ptb_dir)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    rep = json.loads((tmp_path / "dist_report.json").read_text())
+    assert rep["world"] == 2 and rep["equal"] == [True, True, True]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["backend"] == "gloo"
+    assert (run / "result.json").is_file() and (run / "genotype.txt").is_file()
+    assert not list(run.glob("*.tmp")) and not list(tmp_path.glob("run?*"))
+
+
+def test_resume_under_torchrun_is_exact(tmp_path):
+    full, cut = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    full.parent.mkdir()
+    cut.parent.mkdir()
+    p = torchrun(str(HERE / "dist_worker.py"), str(full), "gdas", "nb201", "0")
+    assert p.returncode == 0, p.stderr[-2000:]
+    p = torchrun(str(HERE / "dist_worker.py"), str(cut), "gdas", "nb201", "1")
+    assert p.returncode != 0 and not (cut / "result.json").exists()
+    p = torchrun(str(HERE / "dist_worker.py"), str(cut), "gdas", "nb201", "0", "resume")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert _result(full) == _result(cut)
+    # the metrics apart from the timings
+    strip = lambda path: [{k: v for k, v in json.loads(x).items() if k != "time_s"}  # noqa
+                          for x in (path / "metrics.jsonl").read_text().splitlines()]
+    assert strip(full) == strip(cut)
+
+
+def test_bad_setups_are_refused_in_one_line(tmp_path):
+    from archgrad.cli import main  # noqa: F401 (the CLI is importable)
+    # a batch the processes do not divide
+    p = torchrun("-m", "archgrad", "search", "--dataset", "synthetic", "--epochs", "1",
+                 "--channels", "4", "--cells", "1", "--batch-size", "15", "--device", "cpu",
+                 "--out", str(tmp_path / "r"), "--quiet")
+    assert p.returncode != 0
+    assert "must be divisible by their number" in p.stderr
+    assert not (tmp_path / "r").exists()
+    # resuming with another number of processes
+    one = tmp_path / "one"
+    subprocess.run([sys.executable, "-m", "archgrad", "search", "--dataset", "synthetic",
+                    "--epochs", "2", "--channels", "4", "--cells", "1", "--batch-size", "16",
+                    "--device", "cpu", "--out", str(one), "--quiet"], check=True,
+                   capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    (one / "result.json").unlink()
+    p = torchrun("-m", "archgrad", "search", "--resume", str(one), "--quiet")
+    assert p.returncode != 0 and "resume it with 1" in p.stderr
+    if not _has_cuda():
+        p = torchrun("-m", "archgrad", "search", "--dataset", "synthetic", "--epochs", "1",
+                     "--device", "cuda", "--out", str(tmp_path / "c"), "--quiet")
+        assert p.returncode != 0 and "has no CUDA GPU" in p.stderr
+
+
+def _has_cuda():
+    import torch
+    return torch.cuda.is_available()
