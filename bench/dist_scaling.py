@@ -7,7 +7,8 @@ The same search (``--batch-size`` is the batch of all processes together) runs u
 first of (epoch time / steps) from metrics.jsonl. Efficiency = t(1) / (K * t(K)) in throughput
 terms: 1.0 means K processes are K times as fast.
 
-    python bench/dist_scaling.py [--procs 1 2] [--epochs 3] [--batch 64] [--write]
+    python bench/dist_scaling.py [--procs 1 2] [--epochs 3] [--batch 64] [--dataset cifar10
+        --data-dir DIR --subset 5000] [--write]
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def run(k: int, args) -> dict:
            "--channels", str(args.channels), "--cells", str(args.cells), "--batch-size",
            str(args.batch), "--device", "cpu", "--eval-every", "0", "--out", str(out),
            "--quiet"]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    if args.subset:
+        cmd += ["--subset", str(args.subset)]
     env = dict(os.environ, OMP_NUM_THREADS="1", ARCHGRAD_THREADS="1")
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -47,6 +52,8 @@ def main():
     ap.add_argument("--cells", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--subset", type=int, default=None)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     rows = [run(k, args) for k in args.procs]
@@ -57,10 +64,11 @@ def main():
               f"efficiency {r['efficiency']:.2f}", flush=True)
     if args.write:
         sys.path.insert(0, str(Path(__file__).parent))
-        from _results import write_block
         import torch
+        from _results import write_block
         lines = [f"`{args.strategy}` on `{args.space}` C={args.channels}, N={args.cells}, "
-                 f"{args.dataset}, batch {args.batch} in all (split over the processes), gloo, "
+                 f"{args.dataset}" + (f" (subset {args.subset})" if args.subset else "")
+                 + f", batch {args.batch} in all (split over the processes), gloo, "
                  f"one thread per process, CPU ({platform.processor() or platform.machine()}, "
                  f"{os.cpu_count()} cores), torch {torch.__version__}; mean step time over "
                  f"epochs 2..{args.epochs}. Measured {time.strftime('%Y-%m-%d')} by "

@@ -85,3 +85,48 @@ def test_bad_setups_are_refused_in_one_line(tmp_path):
 def _has_cuda():
     import torch
     return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("amp,dtype", [("bf16", "torch.bfloat16"), ("fp16", "torch.float16")])
+def test_mixed_precision_runs_the_forward_low_and_keeps_parameters_fp32(tmp_path, amp, dtype):
+    import torch
+
+    import archgrad
+    seen = set()
+
+    def watch(record, live):
+        model, strat = live["model"], live["strategy"]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(p.dtype == torch.float32 for p in strat.arch.parameters())
+        assert (strat.scaler is not None) == (amp == "fp16")
+
+    def hook(mod, inp, out):
+        seen.add(str(out.dtype))
+
+    from archgrad.spaces import get_space as real
+
+    def spying(*a, **k):
+        sp = real(*a, **k)
+        make = sp.supernet
+
+        def supernet():
+            net = make()
+            for m in net.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    m.register_forward_hook(hook)
+            return net
+        sp.supernet = supernet
+        return sp
+
+    import importlib
+    S = importlib.import_module("archgrad.search")
+    old = S.get_space
+    S.get_space = spying
+    try:
+        res = archgrad.search(dataset="synthetic", C=4, N=1, batch_size=32, epochs=2,
+                              device="cpu", amp=amp, out=tmp_path / "r", callbacks=[watch])
+    finally:
+        S.get_space = old
+    assert dtype in seen  # the convolutions ran in low precision
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["search"]["amp"] == amp
+    assert res.final["supernet_valid_acc"] >= 0

@@ -14,7 +14,7 @@ def test_readme_has_the_two_setup_commands():
     cmds = _commands()
     assert len(cmds) == 2
     main_job, tests = cmds
-    assert main_job.endswith("archgrad search")
+    assert main_job.endswith("archgrad search --config quickstart")
     assert "pytest" in tests
 
 

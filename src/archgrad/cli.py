@@ -159,6 +159,9 @@ def _common(p: argparse.ArgumentParser, *, epochs_help: str):
                    help="any space or strategy option, e.g. --set arch_lr=1e-3 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                   help="mixed precision: the forward pass in bf16 or fp16 (fp16 with a loss "
+                        "scaler); parameters, architecture and optimizers stay fp32")
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard "
                    "(needs the tensorboard package)")
 
@@ -439,6 +442,8 @@ def _search_kwargs(args) -> dict:
             kw[key] = v
         elif key in base:
             kw[key] = base[key]
+    if getattr(args, "amp", None):
+        kw["amp"] = args.amp
     kw["device"] = args.device if args.device != "auto" else base.get("device", "auto")
     for k in ("space_options", "strategy_options"):
         if base.get(k):
@@ -496,7 +501,7 @@ def cmd_train(args) -> int:
         if args.data_dir is None and data_dir_cfg:
             args.data_dir = data_dir_cfg
         for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-                          ("weight_decay", "weight_decay")):
+                          ("weight_decay", "weight_decay"), ("amp", "amp")):
             if getattr(args, flag) is not None:
                 if key in opts and opts[key] != getattr(args, flag):
                     raise ArchgradError(f"{key} is given twice: --set {key}={opts[key]!r} and "

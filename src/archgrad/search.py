@@ -74,6 +74,11 @@ class SearchConfig:
     eval_every: int = 1
     space_options: dict = field(default_factory=dict)
     strategy_options: dict = field(default_factory=dict)
+    #: mixed precision: None (fp32), "bf16" or "fp16" (with a loss scaler)
+    amp: str | None = None
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -249,13 +254,16 @@ def _probs_lists(arch) -> dict[str, list[list[float]]]:
 _CONFIG_TYPES = {"space": str, "strategy": str, "dataset": (str, type(None)), "epochs": int,
                  "batch_size": int, "seed": int, "device": str,
                  "data_dir": (str, type(None)), "subset": (int, type(None)), "eval_every": int,
-                 "space_options": dict, "strategy_options": dict}
+                 "space_options": dict, "strategy_options": dict, "amp": (str, type(None))}
+#: settings older run directories may lack (their default applies)
+_OPTIONAL = {"amp": None}
 #: settings a resumed run may change: where the data and the computation are
 _RUN_LOCAL = ("device", "data_dir")
 
 
 def _digest(cfg: SearchConfig) -> str:
-    return config_digest({k: v for k, v in asdict(cfg).items() if k not in _RUN_LOCAL})
+    return config_digest({k: v for k, v in asdict(cfg).items() if k not in _RUN_LOCAL
+                          and not (k in _OPTIONAL and v == _OPTIONAL[k])})
 
 
 def read_run_config(run_dir: Path) -> tuple[SearchConfig, dict]:
@@ -279,6 +287,8 @@ def read_run_config(run_dir: Path) -> tuple[SearchConfig, dict]:
         if k not in _CONFIG_TYPES:
             raise ArchgradError(f"{path}: unknown setting search.{k}")
     for k, t in _CONFIG_TYPES.items():
+        if k not in fields and k in _OPTIONAL:
+            continue
         if k not in fields:
             raise ArchgradError(f"{path}: setting search.{k} is missing")
         v = fields[k]
@@ -318,6 +328,9 @@ def _check_config(cfg: SearchConfig) -> Strategy:
                             f"architecture steps in a search of {cfg.epochs} epochs; give a "
                             f"smaller warmup_epochs (or a fraction below 1) or more epochs")
     resolve_device(cfg.device)
+    if cfg.amp is not None and cfg.amp not in AMP_DTYPES:
+        raise ArchgradError(f"--amp must be one of {', '.join(AMP_DTYPES)} (or absent for "
+                            f"fp32), got {cfg.amp!r}")
     return strat
 
 
@@ -328,7 +341,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
            eval_every: int = 1, space_options: dict | None = None,
            strategy_options: dict | None = None, progress: bool = False,
            callbacks: Sequence[Callable[[dict, dict], None]] = (), log_csv: bool = True,
-           tensorboard: bool = False, **options) -> SearchResult:
+           tensorboard: bool = False, amp: str | None = None, **options) -> SearchResult:
     """Search ``space`` with ``strategy`` on ``dataset``; returns the final genotype and the
     per-epoch history.
 
@@ -337,7 +350,10 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
     write; ``resume`` continues one (from its checkpoint, or from its config.json when it was
     stopped before the first; a finished run is returned as it is). ``callbacks`` are called
     after every epoch with the epoch's record and a dict of live objects (``model``,
-    ``strategy``, ``space``). Everything is validated before the run directory is created.
+    ``strategy``, ``space``). ``amp``: mixed precision, "bf16" or "fp16" (the weights' loss
+    scaled; the architecture parameters and their optimizer stay fp32). Under ``torchrun`` the
+    search runs data-parallel (``archgrad.dist``). Everything is validated before the run
+    directory is created.
     """
     from . import dist
     dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
@@ -373,7 +389,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
         return _run(cfg, run_dir, True, progress, callbacks, meta, saved_digest,
                     log_csv=log_csv, tensorboard=tensorboard)
     cfg = _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,
-                      subset, eval_every, space_options, strategy_options, options)
+                      subset, eval_every, space_options, strategy_options, options, amp)
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
         check_out_dir(run_dir)
@@ -385,7 +401,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
 
 
 def _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir, subset,
-                eval_every, space_options, strategy_options, options) -> SearchConfig:
+                eval_every, space_options, strategy_options, options, amp=None) -> SearchConfig:
     """The configuration of a new search from ``search``'s arguments, checked."""
     seed = check_seed(seed)
     space_cls = SPACES.get(space)
@@ -414,7 +430,7 @@ def _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data
             (DATASETS.get(dataset).search_batch_size or space_cls.search_batch_size
              or strat.default_batch_size or space_cls.default_batch_size)
     cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
-                       str(data_dir) if data_dir else None, subset, eval_every, sp, st)
+                       str(data_dir) if data_dir else None, subset, eval_every, sp, st, amp)
     _check_config(cfg)
     return cfg
 
@@ -422,11 +438,12 @@ def _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data
 def check_search_kwargs(space: str = "nb201", strategy: str = "darts",
                         dataset: str | None = None, *, epochs=None, batch_size=None, seed=0,
                         device="auto", data_dir=None, subset=None, eval_every=1,
-                        space_options=None, strategy_options=None, **options) -> SearchConfig:
+                        space_options=None, strategy_options=None, amp=None,
+                        **options) -> SearchConfig:
     """Check ``search``'s keyword arguments without running anything (a sweep checks every
     run before it starts one)."""
     return _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,
-                       subset, eval_every, space_options, strategy_options, options)
+                       subset, eval_every, space_options, strategy_options, options, amp)
 
 
 class DivergenceMonitor:
@@ -567,6 +584,12 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
         task = build_task(space, model, data, cfg, dev, strategy)
         costs = space.op_costs() if strategy.needs_costs else None
         strategy.setup(space.choices(), model, cfg.seed, dev, costs=costs)
+        if cfg.amp is not None:
+            strategy.amp = AMP_DTYPES[cfg.amp]
+            if cfg.amp == "fp16":
+                strategy.scaler = torch.amp.GradScaler(dev.type)
+            if dev.type == "cuda":
+                torch.backends.cudnn.benchmark = True
         if ctx.active:
             strategy.dist = ctx
             ctx.broadcast_buffers(model)

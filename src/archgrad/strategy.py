@@ -50,6 +50,9 @@ class StepContext:
     #: the weight optimizer and its settings (DARTS's unrolled step reads the momentum)
     weight_opt: torch.optim.Optimizer | None = None
     weights_cfg: WeightOptim | None = None
+    #: mixed precision: the forward pass under autocast to this dtype (bf16 / fp16); the
+    #: parameters, the architecture and their optimizers stay fp32
+    amp: torch.dtype | None = None
 
     @property
     def arch_epoch(self) -> tuple[int, int]:
@@ -64,8 +67,13 @@ class StepContext:
 
     def forward(self, mix: Mix, batch: tuple[Tensor, Tensor] | None = None):
         x, y = batch if batch is not None else self.batch
-        out = self.model(x, mix)
-        return out, self.loss_fn(out, y)
+        if self.amp is None:
+            out = self.model(x, mix)
+            return out, self.loss_fn(out, y)
+        with torch.autocast(x.device.type, dtype=self.amp):
+            out = self.model(x, mix)
+            loss = self.loss_fn(out, y)
+        return out, loss.float()
 
 
 def accuracy(out, y: Tensor) -> Tensor | None:
@@ -496,7 +504,8 @@ class Strategy(nn.Module):
         def ctx(batch, fn):
             return StepContext(self.model, self.arch, fn, batch, train_batch,
                                self.weight_params, lr, epoch, epochs, step, steps_per_epoch,
-                               self.generator, total, index, self.weight_opt, self.weights_cfg)
+                               self.generator, total, index, self.weight_opt, self.weights_cfg,
+                               amp=self.amp)
 
         afn = arch_loss_fn or loss_fn
         stats: dict[str, Any] = {}
@@ -523,6 +532,10 @@ class Strategy(nn.Module):
     #: a data-parallel run's context (archgrad.dist), set by the loop: gradients are averaged
     #: over the ranks before every update; None in one process
     dist = None
+    #: mixed precision, set by the loop (--amp): the autocast dtype and, for fp16, the loss
+    #: scaler of the weights' loss
+    amp = None
+    scaler = None
 
     def arch_step(self, ctx: StepContext) -> dict[str, Any]:
         res = self.estimator.arch_step(ctx)
@@ -540,7 +553,7 @@ class Strategy(nn.Module):
         mix = self.estimator.weight_mix(ctx)
         out, loss = ctx.forward(mix, ctx.train_batch)
         self.weight_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         norm = self._clip_and_step()
         return {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.train_batch[1]),
                 "_wnorm": norm, **output_metrics(out, "train")}
@@ -569,11 +582,17 @@ class Strategy(nn.Module):
     def _clip_and_step(self) -> Tensor:
         """Clip (when set) and step the weights; returns their gradient norm (a tensor: the
         divergence check reads it at the end of the epoch)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.weight_opt)
         if self.dist is not None:
             grads = [p.grad for p in self.weight_params if p.grad is not None]
             self.dist.average_(grads)
         norm = nn.utils.clip_grad_norm_(self.weight_params, self.weights_cfg.grad_clip or
                                         math.inf)
+        if self.scaler is not None:  # fp16: a step with an overflow is skipped and the
+            self.scaler.step(self.weight_opt)  # scale lowered, as GradScaler does; not a
+            self.scaler.update()  # divergence
+            return torch.where(torch.isfinite(norm), norm, torch.zeros_like(norm)).detach()
         self.weight_opt.step()
         return norm.detach()
 
@@ -622,7 +641,8 @@ class Strategy(nn.Module):
         return {"generator": self.generator.get_state(), "seen": self.seen,
                 "update": self.update.state_dict(),
                 "weight_opt": self.weight_opt.state_dict() if getattr(self, "weight_opt", None)
-                else None}
+                else None,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def set_extra_state(self, state):
         self.generator.set_state(state["generator"])
@@ -630,6 +650,8 @@ class Strategy(nn.Module):
         self.update.load_state_dict(state["update"])
         if state.get("weight_opt") is not None:
             self.weight_opt.load_state_dict(state["weight_opt"])
+        if state.get("scaler") is not None and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
 
     def describe(self) -> dict:
         return {"name": self.name, "estimator": type(self.estimator).__name__,

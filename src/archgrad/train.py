@@ -63,12 +63,15 @@ RECIPE_SPECS = {
     "tar": Spec("float", lo=0.0), "ar": Spec("float", lo=0.0),
     "eval_batch_size": Spec("int", lo=1, hi=1_000_000),
     "test_batch_size": Spec("int", lo=1, hi=1_000_000), "loss_sum_over_time": Spec("bool"),
+    # mixed precision (--amp): the forward pass under autocast, fp16 with a loss scaler
+    "amp": Spec("str", choices=("bf16", "fp16"), none=True),
 }
 RECIPE_KEYS = tuple(RECIPE_SPECS)
+AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: recipe keys of one kind of network only
 LM_KEYS = ("bptt", "variable_length", "asgd", "nonmono", "tar", "ar", "eval_batch_size",
            "test_batch_size", "loss_sum_over_time")
-IMAGE_KEYS = ("aux_weight", "drop_path", "cutout")
+IMAGE_KEYS = ("aux_weight", "drop_path", "cutout", "amp")  # amp: image networks for now
 
 
 def recipe_keys(space_cls) -> tuple[str, ...]:
@@ -288,6 +291,8 @@ class ImageTrainer:
         self.loss_fn = None  # set by the caller: the space's loss
         self.eval_every = 0
         self.device = device
+        self.scaler = torch.amp.GradScaler(torch.device(device).type) \
+            if recipe.get("amp") == "fp16" else None
 
     def meta_input(self, batch: int):
         d = self.data
@@ -311,23 +316,35 @@ class ImageTrainer:
         correct = torch.zeros((), dtype=torch.float64, device=dev)
         first_bad = torch.full((), -1, dtype=torch.long, device=dev)
         n = 0
+        amp = AMP.get(recipe.get("amp"))
+        scaler = self.scaler
         for step, (x, y) in enumerate(self.train.epoch(epoch)):
-            out = model(x)
-            aux = None
-            if isinstance(out, tuple):
-                out, aux = out
-            loss = self.loss_fn(out, y)
-            total = loss + aux_w * self.loss_fn(aux, y) if aux is not None and aux_w else loss
+            with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+                out = model(x)
+                aux = None
+                if isinstance(out, tuple):
+                    out, aux = out
+                loss = self.loss_fn(out, y).float()
+                total = loss + aux_w * self.loss_fn(aux, y).float() if aux is not None \
+                    and aux_w else loss
             opt.zero_grad(set_to_none=True)
-            total.backward()
+            (scaler.scale(total) if scaler is not None else total).backward()
+            if scaler is not None:
+                scaler.unscale_(opt)
             if self.dist is not None:  # data parallel: the gradient of the whole batch
                 self.dist.average_([p.grad for p in model.parameters() if p.grad is not None])
             norm = nn.utils.clip_grad_norm_(model.parameters(),
                                             recipe.get("grad_clip") or float("inf"))
+            if scaler is not None:  # an overflow skips the step and lowers the scale
+                norm = torch.where(torch.isfinite(norm), norm, torch.zeros_like(norm))
             bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(norm))
             first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step),
                                     first_bad)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             loss_sum += loss.detach() * len(y)
             correct += (out.argmax(-1) == y).sum()
             n += len(y)
@@ -354,10 +371,11 @@ class ImageTrainer:
         return self.data.x_train[:2].float().to(self.device)
 
     def state_dict(self) -> dict:
-        return {}
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def make_trainer(space, data, recipe: dict, cfg: TrainConfig, dev):
