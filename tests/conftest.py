@@ -1,3 +1,6 @@
+import contextlib
+import importlib
+
 import pytest
 import torch
 
@@ -46,3 +49,34 @@ def write_tiny_corpus(root, words=40, tokens=(3000, 600, 600), seed=0, layout="p
 @pytest.fixture(scope="session")
 def ptb_dir(tmp_path_factory):
     return write_tiny_corpus(tmp_path_factory.mktemp("ptb"))
+
+
+def run_cli(capsys, *argv):
+    """archgrad's command line in this process: (exit status, stdout, stderr)."""
+    from archgrad.cli import main
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@contextlib.contextmanager
+def interrupt_training_after(checkpoints: int):
+    """archgrad.train interrupted (KeyboardInterrupt) right after its N-th checkpoint."""
+    T = importlib.import_module("archgrad.train")
+    real = T.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_stop(path, state):
+        real(path, state)
+        calls["n"] += 1
+        if calls["n"] == checkpoints:
+            raise KeyboardInterrupt
+
+    T.save_checkpoint = save_then_stop
+    try:
+        yield
+    finally:
+        T.save_checkpoint = real

@@ -8,19 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as run
 
 import archgrad
 from archgrad.cli import main
 from archgrad.protocols import SCALES, load, names
-
-
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---- protocols ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import write_tiny_corpus
+from conftest import interrupt_training_after, write_tiny_corpus
 
 import archgrad
 from archgrad.arch import Mix
@@ -252,23 +252,8 @@ def test_train_reports_perplexities_and_resumes_exactly(ptb_dir, tmp_path):
     assert full["test_ppl"] == pytest.approx(math.exp(full["test_loss"])) and full["test_ppl"] > 1
     assert all("valid_ppl" in r and "train_ppl" in r for r in full["history"])
 
-    import importlib
-    T = importlib.import_module("archgrad.train")
-    real = T.save_checkpoint
-    calls = {"n": 0}
-
-    def save_then_stop(path, state):
-        real(path, state)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    T.save_checkpoint = save_then_stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            archgrad.train("darts-rnn", "DARTS_V2", out=tmp_path / "b", **kw)
-    finally:
-        T.save_checkpoint = real
+    with interrupt_training_after(2), pytest.raises(KeyboardInterrupt):
+        archgrad.train("darts-rnn", "DARTS_V2", out=tmp_path / "b", **kw)
     resumed = archgrad.train(None, None, resume=tmp_path / "b")
     assert resumed["test_ppl"] == full["test_ppl"]
     assert resumed["valid_ppl"] == full["valid_ppl"]

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import interrupt_training_after
 
 import archgrad
 from archgrad.rundir import load_checkpoint
@@ -27,26 +28,8 @@ def test_train_learns_digits():
 def test_train_resume_equals_uninterrupted(tmp_path):
     full = archgrad.train("nb201", BEST, "synthetic", epochs=3, out=tmp_path / "a", **TINY)
 
-    class Stop(Exception):
-        pass
-
-    import importlib
-    T = importlib.import_module("archgrad.train")
-    real = T.save_checkpoint
-    calls = {"n": 0}
-
-    def save_then_stop(path, state):
-        real(path, state)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    T.save_checkpoint = save_then_stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            archgrad.train("nb201", BEST, "synthetic", epochs=3, out=tmp_path / "b", **TINY)
-    finally:
-        T.save_checkpoint = real
+    with interrupt_training_after(2), pytest.raises(KeyboardInterrupt):
+        archgrad.train("nb201", BEST, "synthetic", epochs=3, out=tmp_path / "b", **TINY)
     resumed = archgrad.train(None, None, resume=tmp_path / "b")
     assert resumed["test_acc"] == full["test_acc"]
     a = load_checkpoint(tmp_path / "a/train_checkpoint.pt")["model"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli as run
 
 import archgrad
-from archgrad.cli import main
 from archgrad.errors import ArchgradError
 from archgrad.rundir import RunLock, load_checkpoint
 
@@ -26,13 +26,6 @@ V2_BAD_INPUT = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 5)], nor
                 "reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])")
 
 
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---- bad input: one line, exit 2, nothing created ---------------------------------------------
