@@ -143,7 +143,8 @@ def _strip(history):
 
 
 def _files(run_dir: Path) -> dict[str, bytes]:
-    """Every file of a run directory, with the times taken out of the JSON ones."""
+    """Every file of a run directory, with the times and the process's peak memory (machine
+    measurements, not results) taken out of the JSON ones."""
     out = {}
     for p in sorted(run_dir.iterdir()):
         if p.name in (".lock",) or p.is_dir():
@@ -153,7 +154,7 @@ def _files(run_dir: Path) -> dict[str, bytes]:
             rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()] \
                 if p.suffix == ".jsonl" else [json.loads(data)]
             for r in rows:  # times, and the run's identity (two runs never share it)
-                for k in ("time_s", "search_time_s", "run_id"):
+                for k in ("time_s", "search_time_s", "peak_rss_mb", "run_id"):
                     r.pop(k, None)
             data = json.dumps(rows, sort_keys=True).encode()
         elif p.suffix == ".csv":
