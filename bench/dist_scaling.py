@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 
 
-def run(k: int, args) -> dict:
+def run(k: int, args, sync_bn: bool = False) -> dict:
     out = Path(tempfile.mkdtemp()) / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={k}", "-m", "archgrad", "search", "--space", args.space,
            "--strategy", args.strategy, "--dataset", args.dataset, "--epochs", str(args.epochs),
            "--channels", str(args.channels), "--cells", str(args.cells), "--batch-size",
            str(args.batch), "--device", "cpu", "--eval-every", "0", "--out", str(out),
-           "--quiet"]
+           "--quiet"] + (["--sync-bn"] if sync_bn else [])
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     if args.subset:
@@ -39,7 +39,8 @@ def run(k: int, args) -> dict:
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     per = [r["time_s"] / r["steps"] for r in recs[1:]]  # the first epoch warms up
-    return {"procs": k, "step_s": sum(per) / len(per), "steps": recs[0]["steps"]}
+    return {"procs": k, "step_s": sum(per) / len(per), "steps": recs[0]["steps"],
+            "sync_bn": sync_bn}
 
 
 def main():
@@ -54,13 +55,18 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--subset", type=int, default=None)
+    ap.add_argument("--sync-bn", action="store_true",
+                    help="also measure every K > 1 with --sync-bn (SyncBN)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     rows = [run(k, args) for k in args.procs]
+    if args.sync_bn:
+        rows += [run(k, args, sync_bn=True) for k in args.procs if k > 1]
     base = rows[0]["step_s"] * rows[0]["procs"]
     for r in rows:
         r["efficiency"] = base / (r["procs"] * r["step_s"])
-        print(f"{r['procs']} process(es): {r['step_s']:.4f} s/step ({r['steps']} steps/epoch), "
+        print(f"{r['procs']} process(es){' SyncBN' if r['sync_bn'] else ''}: "
+              f"{r['step_s']:.4f} s/step ({r['steps']} steps/epoch), "
               f"efficiency {r['efficiency']:.2f}", flush=True)
     if args.write:
         sys.path.insert(0, str(Path(__file__).parent))
@@ -76,7 +82,8 @@ def main():
                  "| processes | s/step | throughput vs 1 process | efficiency |",
                  "| ---: | ---: | ---: | ---: |"]
         for r in rows:
-            lines.append(f"| {r['procs']} | {r['step_s']:.4f} | "
+            lines.append(f"| {r['procs']}{' (SyncBN)' if r['sync_bn'] else ''} | "
+                         f"{r['step_s']:.4f} | "
                          f"{rows[0]['step_s'] / r['step_s']:.2f}x | {r['efficiency']:.2f} |")
         write_block("dist_scaling", "Data-parallel search on CPU (torchrun, gloo)",
                     "\n".join(lines))

@@ -125,3 +125,26 @@ def test_random_crop_flip_is_a_shifted_window():
         for r in y[n, 0].tolist():
             ok = any(r == row[j:j + 6] or r[::-1] == row[j:j + 6] for row in rows for j in range(5))
             assert ok
+
+
+@pytest.mark.parametrize("kw", [dict(shuffle=True, augment=True, cutout=3),
+                                dict(shuffle=True, augment=True, pad=0),
+                                dict(shuffle=False),
+                                dict(shuffle=True, augment=True, cutout=4, shard=(1, 2))])
+def test_a_dataset_kept_on_the_device_gives_the_same_batches(kw):
+    """The resident path (an epoch's draws made up front and copied once) draws the same crops,
+    flips and cutouts in the same order as batch by batch."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (50,), generator=g)
+    mean, std = torch.rand(3), torch.rand(3) + 0.5
+    for seed in (0, 5):
+        a = BatchLoader(x, y, 16, mean=mean, std=std, seed=seed, **kw)
+        b = BatchLoader(x, y, 16, mean=mean, std=std, seed=seed, **kw)
+        assert not b.resident  # only on an accelerator
+        b.resident = True
+        for e in range(3):
+            pairs = list(zip(a.epoch(e), b.epoch(e)))
+            assert len(pairs) == len(a)
+            for (xa, ya), (xb, yb) in pairs:
+                assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -130,3 +130,39 @@ def test_mixed_precision_runs_the_forward_low_and_keeps_parameters_fp32(tmp_path
     assert dtype in seen  # the convolutions ran in low precision
     assert json.loads((tmp_path / "r" / "config.json").read_text())["search"]["amp"] == amp
     assert res.final["supernet_valid_acc"] >= 0
+
+
+def test_sync_batch_norm_equals_one_process_on_the_whole_batch(tmp_path):
+    out = tmp_path / "syncbn.json"
+    p = torchrun(str(HERE / "syncbn_worker.py"), str(out))
+    assert p.returncode == 0, p.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    assert rep["world"] == 2 and rep["no_grad_local"]
+    assert rep["worst"] < 1e-12
+
+
+def test_sync_bn_search_on_two_processes_is_the_one_process_search(tmp_path):
+    """Two steps of a dense search: with --sync-bn the weights end where one process's search
+    of the same global batches ends (up to float rounding); with each shard's statistics they
+    do not."""
+    import torch
+    args = ["--space", "nb201", "--strategy", "darts", "--dataset", "digits", "--epochs", "1",
+            "--subset", "64", "--channels", "4", "--cells", "1", "--batch-size", "16",
+            "--device", "cpu", "--quiet"]
+    one = subprocess.run([sys.executable, "-m", "archgrad", "search", *args, "--out",
+                          str(tmp_path / "one")], capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    for name, extra in (("sync", ["--sync-bn"]), ("shard", [])):
+        p = torchrun("-m", "archgrad", "search", *args, *extra, "--out", str(tmp_path / name))
+        assert p.returncode == 0, p.stderr[-2000:]
+    cfg = json.loads((tmp_path / "sync" / "config.json").read_text())
+    assert cfg["search"]["sync_bn"] is True
+
+    def weights(name):
+        m = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"]
+        return torch.cat([v.double().reshape(-1) for k, v in sorted(m.items())
+                          if v.is_floating_point()])
+    w1 = weights("one")
+    assert (weights("sync") - w1).abs().max() < 1e-5
+    assert (weights("shard") - w1).abs().max() > 1e-3

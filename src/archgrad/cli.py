@@ -162,6 +162,9 @@ def _common(p: argparse.ArgumentParser, *, epochs_help: str):
     p.add_argument("--amp", choices=("bf16", "fp16"), default=None,
                    help="mixed precision: the forward pass in bf16 or fp16 (fp16 with a loss "
                         "scaler); parameters, architecture and optimizers stay fp32")
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under torchrun: batch norm with the statistics of the whole global "
+                        "batch (SyncBN; default: each process's shard, as DDP has it)")
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard "
                    "(needs the tensorboard package)")
 
@@ -444,6 +447,8 @@ def _search_kwargs(args) -> dict:
             kw[key] = base[key]
     if getattr(args, "amp", None):
         kw["amp"] = args.amp
+    if getattr(args, "sync_bn", None):
+        kw["sync_bn"] = True
     kw["device"] = args.device if args.device != "auto" else base.get("device", "auto")
     for k in ("space_options", "strategy_options"):
         if base.get(k):
@@ -501,7 +506,8 @@ def cmd_train(args) -> int:
         if args.data_dir is None and data_dir_cfg:
             args.data_dir = data_dir_cfg
         for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-                          ("weight_decay", "weight_decay"), ("amp", "amp")):
+                          ("weight_decay", "weight_decay"), ("amp", "amp"),
+                          ("sync_bn", "sync_bn")):
             if getattr(args, flag) is not None:
                 if key in opts and opts[key] != getattr(args, flag):
                     raise ArchgradError(f"{key} is given twice: --set {key}={opts[key]!r} and "

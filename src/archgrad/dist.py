@@ -13,7 +13,10 @@ data is sharded, and two reductions keep the ranks together:
   computes the same sampled architecture at a step, on its own shard (the averaged estimate is
   that of the whole batch);
 * batch norm uses each shard's statistics while training (as DistributedDataParallel does); the
-  running statistics of rank 0 are broadcast before every evaluation and checkpoint;
+  running statistics of rank 0 are broadcast before every evaluation and checkpoint. With
+  ``--sync-bn`` (``Context.synchronised_batch_norm``) the statistics of a training step are those
+  of the whole global batch instead (SyncBN), for every batch norm of any space (modules and
+  functional ones alike), on CPU (gloo) as on GPUs;
 * the epoch's figures are averaged over the ranks; rank 0 alone writes the run directory and
   draws the progress display.
 
@@ -23,10 +26,13 @@ the checkpoint; a resume must use the same number of processes (anything else is
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 from .errors import ArchgradError
 
@@ -37,6 +43,8 @@ class Context:
     world: int = 1
     local_rank: int = 0
     backend: str | None = None
+    #: where this rank's collectives of Python numbers run (NCCL reduces GPU tensors only)
+    device: str = "cpu"
 
     @property
     def active(self) -> bool:
@@ -78,14 +86,15 @@ class Context:
         if not self.active or not values:
             return values
         keys = sorted(values)
-        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                         device=self.device)
         torch.distributed.all_reduce(t)
         return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
 
     def any_true(self, flag: bool) -> bool:
         if not self.active:
             return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=self.device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return bool(t.item())
 
@@ -106,6 +115,88 @@ class Context:
 
     def shard(self) -> tuple[int, int]:
         return self.rank, self.world
+
+    def synchronised_batch_norm(self, on: bool = True):
+        """A context in which training-mode batch norms that compute gradients normalise with
+        the statistics of all ranks' shards together (SyncBN); a no-op in one process."""
+        return _SyncBatchNorm() if on and self.active else nullcontext()
+
+
+def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+                    weight: Tensor | None, bias: Tensor | None, momentum: float,
+                    eps: float) -> Tensor:
+    """Training-mode batch norm over the union of every rank's batch (Ioffe & Szegedy 2015,
+    Alg. 1, with the mean and the biased variance of the global batch): two differentiable
+    all-reduces (the sums, then the squared deviations from the global mean, which is
+    numerically as stable as one process's two-pass variance). Backward, the all-reduce sums
+    the gradients of the statistics over the ranks, so once the parameters' gradients are
+    averaged every rank holds the one-process gradient of the global batch. The running
+    statistics take the unbiased variance, as torch's batch norm does."""
+    C = x.shape[1]
+    dims = [0, *range(2, x.dim())]
+    shape = [1, C] + [1] * (x.dim() - 2)
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()  # fp32 under amp
+    sums = all_reduce(torch.cat([xf.sum(dims), xf.new_tensor([x.numel() // C])]))
+    n = sums[-1]
+    mean = sums[:-1] / n
+    xc = xf - mean.view(shape)
+    var = all_reduce(xc.pow(2).sum(dims)) / n
+    y = xc * torch.rsqrt(var + eps).view(shape)
+    if weight is not None:
+        y = y * weight.to(y.dtype).view(shape)
+    if bias is not None:
+        y = y + bias.to(y.dtype).view(shape)
+    if running_mean is not None and running_var is not None:
+        with torch.no_grad():
+            m = float(momentum)
+            running_mean.mul_(1 - m).add_(mean.detach().to(running_mean.dtype), alpha=m)
+            unbiased = var.detach() * (n / (n - 1).clamp_min(1))
+            running_var.mul_(1 - m).add_(unbiased.to(running_var.dtype), alpha=m)
+    return y.to(x.dtype)
+
+
+class _AllReduce(torch.autograd.Function):
+    """A sum over the ranks whose backward is the sum of the gradients over the ranks."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        t = t.clone()
+        torch.distributed.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+def all_reduce(t: Tensor) -> Tensor:
+    """Differentiable all-reduce (sum)."""
+    return _AllReduce.apply(t)
+
+
+class _SyncBatchNorm(TorchFunctionMode):
+    """Routes ``F.batch_norm`` (which torch's BatchNorm modules and the fused ops call) in
+    training mode with gradients enabled to ``sync_batch_norm``. Evaluation, BN recalibration
+    and other no-grad passes keep each rank's own statistics (they issue no collectives, so
+    ranks need not make them in step)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm and torch.is_grad_enabled():
+            a = _batch_norm_args(*args, **kwargs)
+            if a["training"]:
+                return sync_batch_norm(a["input"], a["running_mean"], a["running_var"],
+                                       a["weight"], a["bias"], a["momentum"], a["eps"])
+        return func(*args, **kwargs)
+
+
+def _batch_norm_args(input, running_mean, running_var, weight=None, bias=None, training=False,
+                     momentum=0.1, eps=1e-5):
+    return {"input": input, "running_mean": running_mean, "running_var": running_var,
+            "weight": weight, "bias": bias, "training": training, "momentum": momentum,
+            "eps": eps}
 
 
 _CTX = Context()
@@ -148,7 +239,7 @@ def setup(device: str | None) -> Context:
     if not torch.distributed.is_available():
         raise ArchgradError("this PyTorch build has no torch.distributed")
     torch.distributed.init_process_group(backend)
-    _CTX = Context(rank, world, local, backend)
+    _CTX = Context(rank, world, local, backend, f"cuda:{local}" if use_cuda else "cpu")
     return _CTX
 
 
@@ -175,4 +266,5 @@ def teardown() -> None:
     _CTX = Context()
 
 
-__all__ = ["Context", "context", "setup", "launched", "run_device", "check_batch", "teardown"]
+__all__ = ["Context", "sync_batch_norm", "all_reduce", "context", "setup", "launched",
+           "run_device", "check_batch", "teardown"]

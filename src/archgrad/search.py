@@ -76,6 +76,8 @@ class SearchConfig:
     strategy_options: dict = field(default_factory=dict)
     #: mixed precision: None (fp32), "bf16" or "fp16" (with a loss scaler)
     amp: str | None = None
+    #: under torchrun: batch norm with the statistics of the whole global batch (SyncBN)
+    sync_bn: bool = False
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -254,9 +256,10 @@ def _probs_lists(arch) -> dict[str, list[list[float]]]:
 _CONFIG_TYPES = {"space": str, "strategy": str, "dataset": (str, type(None)), "epochs": int,
                  "batch_size": int, "seed": int, "device": str,
                  "data_dir": (str, type(None)), "subset": (int, type(None)), "eval_every": int,
-                 "space_options": dict, "strategy_options": dict, "amp": (str, type(None))}
+                 "space_options": dict, "strategy_options": dict, "amp": (str, type(None)),
+                 "sync_bn": bool}
 #: settings older run directories may lack (their default applies)
-_OPTIONAL = {"amp": None}
+_OPTIONAL = {"amp": None, "sync_bn": False}
 #: settings a resumed run may change: where the data and the computation are
 _RUN_LOCAL = ("device", "data_dir")
 
@@ -331,6 +334,8 @@ def _check_config(cfg: SearchConfig) -> Strategy:
     if cfg.amp is not None and cfg.amp not in AMP_DTYPES:
         raise ArchgradError(f"--amp must be one of {', '.join(AMP_DTYPES)} (or absent for "
                             f"fp32), got {cfg.amp!r}")
+    if not isinstance(cfg.sync_bn, bool):
+        raise ArchgradError(f"sync_bn must be true or false, got {cfg.sync_bn!r}")
     return strat
 
 
@@ -341,7 +346,8 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
            eval_every: int = 1, space_options: dict | None = None,
            strategy_options: dict | None = None, progress: bool = False,
            callbacks: Sequence[Callable[[dict, dict], None]] = (), log_csv: bool = True,
-           tensorboard: bool = False, amp: str | None = None, **options) -> SearchResult:
+           tensorboard: bool = False, amp: str | None = None, sync_bn: bool = False,
+           **options) -> SearchResult:
     """Search ``space`` with ``strategy`` on ``dataset``; returns the final genotype and the
     per-epoch history.
 
@@ -352,8 +358,9 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
     after every epoch with the epoch's record and a dict of live objects (``model``,
     ``strategy``, ``space``). ``amp``: mixed precision, "bf16" or "fp16" (the weights' loss
     scaled; the architecture parameters and their optimizer stay fp32). Under ``torchrun`` the
-    search runs data-parallel (``archgrad.dist``). Everything is validated before the run
-    directory is created.
+    search runs data-parallel (``archgrad.dist``); ``sync_bn`` then normalises with the
+    statistics of the whole global batch (a no-op in one process). Everything is validated
+    before the run directory is created.
     """
     from . import dist
     dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
@@ -389,7 +396,8 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
         return _run(cfg, run_dir, True, progress, callbacks, meta, saved_digest,
                     log_csv=log_csv, tensorboard=tensorboard)
     cfg = _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,
-                      subset, eval_every, space_options, strategy_options, options, amp)
+                      subset, eval_every, space_options, strategy_options, options, amp,
+                      sync_bn)
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
         check_out_dir(run_dir)
@@ -401,7 +409,8 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
 
 
 def _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir, subset,
-                eval_every, space_options, strategy_options, options, amp=None) -> SearchConfig:
+                eval_every, space_options, strategy_options, options, amp=None,
+                sync_bn=False) -> SearchConfig:
     """The configuration of a new search from ``search``'s arguments, checked."""
     seed = check_seed(seed)
     space_cls = SPACES.get(space)
@@ -430,7 +439,8 @@ def _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data
             (DATASETS.get(dataset).search_batch_size or space_cls.search_batch_size
              or strat.default_batch_size or space_cls.default_batch_size)
     cfg = SearchConfig(space, strategy, dataset, epochs, batch_size, seed, str(device),
-                       str(data_dir) if data_dir else None, subset, eval_every, sp, st, amp)
+                       str(data_dir) if data_dir else None, subset, eval_every, sp, st, amp,
+                       sync_bn)
     _check_config(cfg)
     return cfg
 
@@ -439,11 +449,12 @@ def check_search_kwargs(space: str = "nb201", strategy: str = "darts",
                         dataset: str | None = None, *, epochs=None, batch_size=None, seed=0,
                         device="auto", data_dir=None, subset=None, eval_every=1,
                         space_options=None, strategy_options=None, amp=None,
-                        **options) -> SearchConfig:
+                        sync_bn=False, **options) -> SearchConfig:
     """Check ``search``'s keyword arguments without running anything (a sweep checks every
     run before it starts one)."""
     return _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,
-                       subset, eval_every, space_options, strategy_options, options, amp)
+                       subset, eval_every, space_options, strategy_options, options, amp,
+                       sync_bn)
 
 
 class DivergenceMonitor:
@@ -588,8 +599,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
             strategy.amp = AMP_DTYPES[cfg.amp]
             if cfg.amp == "fp16":
                 strategy.scaler = torch.amp.GradScaler(dev.type)
-            if dev.type == "cuda":
-                torch.backends.cudnn.benchmark = True
+        if dev.type == "cuda":  # fixed shapes within a step: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
         if ctx.active:
             strategy.dist = ctx
             ctx.broadcast_buffers(model)
@@ -651,16 +662,22 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                 monitor = DivergenceMonitor()
                 arch_loss_fn = getattr(task, "arch_loss_fn", None)
                 done_steps = 0
+                shown = -math.inf
                 for step, (bt, bv) in enumerate(task.batches(epoch)):
-                    stats = strategy.step(bt, bv, loss_fn=loss_fn, epoch=epoch,
-                                          epochs=cfg.epochs, step=step, steps_per_epoch=steps,
-                                          arch_loss_fn=arch_loss_fn)
+                    with ctx.synchronised_batch_norm(cfg.sync_bn):
+                        stats = strategy.step(bt, bv, loss_fn=loss_fn, epoch=epoch,
+                                              epochs=cfg.epochs, step=step,
+                                              steps_per_epoch=steps, arch_loss_fn=arch_loss_fn)
                     done_steps += 1
                     monitor.add(stats, step)
                     acc.add(stats)
                     if bar is not None:
                         bar.update(1)
-                        if step % 5 == 0 or step == steps - 1:
+                        # the running figures read tensors back (a host synchronisation on a
+                        # GPU): at most every 2 seconds, and at the epoch's end
+                        now = time.monotonic()
+                        if now - shown >= 2.0 or step == steps - 1:
+                            shown = now
                             m = acc.means()
                             post = {k: f"{m[k]:.3g}" for k in
                                     ("train_loss", "train_acc", "arch_acc") if k in m}

@@ -165,7 +165,7 @@ class Estimator(nn.Module):
         return ArchStepResult(grads, {"arch_loss": loss.detach(),
                                       "arch_acc": accuracy(out, ctx.batch[1]),
                                       **output_metrics(out, "arch")},
-                              [(sample, -float(loss.detach()))] if sample is not None else [])
+                              [(sample, -loss.detach())] if sample is not None else [])
 
     def settings(self) -> dict[str, Any]:
         """The estimator's hyperparameters (for the table of defaults)."""
@@ -400,7 +400,10 @@ class Strategy(nn.Module):
         self.description = description
         self.generator = torch.Generator()
         #: genotype key -> [reward sum, count, best reward] of the sampled architectures
-        self.seen: dict[str, list[float]] = {}
+        self._seen: dict[str, list[float]] = {}
+        #: (sample, reward) of the steps since ``seen`` was last read: rewards stay tensors
+        #: until the epoch's end (no host synchronisation inside a step)
+        self._pending: list = []
         self.arch: ArchParams | None = None
 
     # -- set-up ------------------------------------------------------------------------------
@@ -576,7 +579,7 @@ class Strategy(nn.Module):
             stats["_wnorm"] = self._clip_and_step()
         stats.update(self.update.step(grads, ctx))
         sample = self.estimator.sample_of(record)
-        self._track(ArchStepResult(grads, {}, [(sample, -float(loss.detach()))] if sample else []))
+        self._track(ArchStepResult(grads, {}, [(sample, -loss.detach())] if sample else []))
         return stats
 
     def _clip_and_step(self) -> Tensor:
@@ -598,14 +601,31 @@ class Strategy(nn.Module):
 
     # -- derivation ----------------------------------------------------------------------------
     def _track(self, res: ArchStepResult) -> None:
-        if self.dist is not None and res.samples:  # the reward of the whole batch
-            r = self.dist.average_floats({str(i): w for i, (_, w) in enumerate(res.samples)})
-            res.samples = [(s, r[str(i)]) for i, (s, _) in enumerate(res.samples)]
-        for sample, reward in res.samples:
-            key = _key(sample)
-            s = self.seen.get(key)
+        self._pending.extend(res.samples)
+
+    @property
+    def seen(self) -> dict[str, list[float]]:
+        """Genotype key -> [reward sum, count, best reward] of the sampled architectures
+        (reading it turns the pending rewards into numbers; under torchrun every rank must read
+        it at the same point, as the loop's derivation at every epoch's end does)."""
+        self._flush()
+        return self._seen
+
+    def _flush(self, collective: bool = True) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        r = torch.stack([w.detach().double().reshape(()).cpu() if torch.is_tensor(w)
+                         else torch.tensor(float(w), dtype=torch.float64)
+                         for _, w in pending])
+        if self.dist is not None and collective:  # the reward of the whole batch
+            r = r.to(self.dist.device)
+            self.dist.average_([r])
+        for (sample, _), reward in zip(pending, r.tolist()):
+            key = _key({k: v.tolist() if torch.is_tensor(v) else v for k, v in sample.items()})
+            s = self._seen.get(key)
             if s is None:
-                self.seen[key] = [reward, 1, reward]
+                self._seen[key] = [reward, 1, reward]
             else:
                 s[0] += reward
                 s[1] += 1
@@ -616,6 +636,7 @@ class Strategy(nn.Module):
         """The space's derivation of the current distribution (with edge weights if any), with
         this strategy's derivation options where the space's rule takes them."""
         import inspect
+        self._flush()  # every rank derives at every epoch's end: the rewards' one reduction
         accepted = inspect.signature(space.derive).parameters
         opts = {k: v for k, v in self.derive_options.items() if k in accepted}
         if self.arch.has_edge_weights:
@@ -638,7 +659,8 @@ class Strategy(nn.Module):
 
     # -- state ---------------------------------------------------------------------------------
     def get_extra_state(self):
-        return {"generator": self.generator.get_state(), "seen": self.seen,
+        self._flush(collective=False)  # empty here: the epoch's derivation has read them
+        return {"generator": self.generator.get_state(), "seen": self._seen,
                 "update": self.update.state_dict(),
                 "weight_opt": self.weight_opt.state_dict() if getattr(self, "weight_opt", None)
                 else None,
@@ -646,7 +668,8 @@ class Strategy(nn.Module):
 
     def set_extra_state(self, state):
         self.generator.set_state(state["generator"])
-        self.seen = {k: list(v) for k, v in state["seen"].items()}
+        self._seen = {k: list(v) for k, v in state["seen"].items()}
+        self._pending = []
         self.update.load_state_dict(state["update"])
         if state.get("weight_opt") is not None:
             self.weight_opt.load_state_dict(state["weight_opt"])

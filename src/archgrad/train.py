@@ -14,6 +14,7 @@ import json
 import platform
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,16 @@ RECIPE_SPECS = {
     "test_batch_size": Spec("int", lo=1, hi=1_000_000), "loss_sum_over_time": Spec("bool"),
     # mixed precision (--amp): the forward pass under autocast, fp16 with a loss scaler
     "amp": Spec("str", choices=("bf16", "fp16"), none=True),
+    # under torchrun: batch norm with the statistics of the whole global batch (SyncBN)
+    "sync_bn": Spec("bool"),
 }
 RECIPE_KEYS = tuple(RECIPE_SPECS)
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: recipe keys of one kind of network only
 LM_KEYS = ("bptt", "variable_length", "asgd", "nonmono", "tar", "ar", "eval_batch_size",
            "test_batch_size", "loss_sum_over_time")
-IMAGE_KEYS = ("aux_weight", "drop_path", "cutout", "amp")  # amp: image networks for now
+# amp: image networks for now; sync_bn: the recurrent evaluation networks have no batch norm
+IMAGE_KEYS = ("aux_weight", "drop_path", "cutout", "amp", "sync_bn")
 
 
 def recipe_keys(space_cls) -> tuple[str, ...]:
@@ -318,8 +322,10 @@ class ImageTrainer:
         n = 0
         amp = AMP.get(recipe.get("amp"))
         scaler = self.scaler
+        sync = self.dist.synchronised_batch_norm(bool(recipe.get("sync_bn"))) \
+            if self.dist is not None else nullcontext()
         for step, (x, y) in enumerate(self.train.epoch(epoch)):
-            with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+            with sync, torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
                 out = model(x)
                 aux = None
                 if isinstance(out, tuple):

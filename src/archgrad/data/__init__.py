@@ -113,8 +113,18 @@ def load_dataset(name: str, data_dir: str | Path | None = None, subset: int | No
     return ImageDataset(name, xtr[ptr], ytr[ptr], xte[pte], yte[pte], num_classes, info.augment)
 
 
+#: a dataset at most this large is copied to an accelerator once and batched there (no
+#: host-to-device copy per step); larger ones are copied batch by batch
+RESIDENT_BYTES = 2 << 30
+
+
 class BatchLoader:
-    """Batches of (normalised float images, labels) from uint8 tensors held in memory."""
+    """Batches of (normalised float images, labels) from uint8 tensors held in memory.
+
+    On an accelerator, a dataset of at most ``RESIDENT_BYTES`` is kept on the device and every
+    epoch's indices and augmentation draws are made on the CPU (the same draws, in the same
+    order, as batch by batch) and copied once per epoch: a step then makes no host-to-device
+    copy and no host synchronisation."""
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, *, mean: Tensor, std: Tensor,
                  shuffle: bool = False, augment: bool = False, drop_last: bool = False,
@@ -124,10 +134,14 @@ class BatchLoader:
             raise ArchgradError(f"batch size must be a positive integer, got {batch_size}")
         if len(y) == 0:
             raise ArchgradError("a data split is empty; use a larger --subset")
+        self.device = torch.device(device)
+        self.resident = self.device.type != "cpu" and \
+            x.numel() * x.element_size() + y.numel() * y.element_size() <= RESIDENT_BYTES
+        if self.resident:
+            x, y = x.to(self.device), y.to(self.device)
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
-        self.device = torch.device(device)
         self.pad, self.seed, self.cutout = pad, seed, cutout
         # (rank, world): every rank walks the same permutation and takes its slice of each
         # batch (a data-parallel run's shard; the batch size is that of all ranks together)
@@ -140,17 +154,27 @@ class BatchLoader:
         return n // self.batch_size if self.drop_last and n >= self.batch_size \
             else math.ceil(n / self.batch_size)
 
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    def _plan(self, epoch: int) -> Iterator[tuple[Tensor, tuple | None, Tensor | None]]:
+        """Per batch, on the CPU: the example indices, the crop offsets and flips, the cutout
+        mask (each drawn from the epoch's generator in this order)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         n = len(self.y)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        _, _, h, w = self.x.shape
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x = self.x[idx]
-            if self.augment:
-                x = random_crop_flip(x, self.pad, g)
-            mask = cutout_mask(x.shape, self.cutout, g) if self.cutout else None
-            y = self.y[idx]
+            crop = crop_flip_draws(len(idx), self.pad, g) if self.augment else None
+            mask = cutout_mask((len(idx), 1, h, w), self.cutout, g) if self.cutout else None
+            yield idx, crop, mask
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        plan = self._plan(epoch)
+        if self.resident:  # the epoch's draws in one copy, then sliced per batch
+            plan = _on_device(list(plan), self.device)
+        for idx, crop, mask in plan:
+            x, y = self.x[idx], self.y[idx]
+            if crop is not None:
+                x = apply_crop_flip(x, self.pad, *crop)
             if self.world > 1:  # the random draws above cover the whole batch on every rank
                 per = len(idx) // self.world
                 part = slice(self.rank * per, (self.rank + 1) * per)
@@ -159,11 +183,29 @@ class BatchLoader:
             x = x.to(self.device, non_blocking=True).float().div_(255.0)
             x = (x - self.mean) / self.std
             if mask is not None:
-                x = x * mask.to(x.device)
+                x = x * mask.to(x.device, non_blocking=True)
             yield x, y.to(self.device, non_blocking=True)
 
     def __iter__(self):
         return self.epoch(0)
+
+
+def _on_device(plan: list, device: torch.device) -> list:
+    """A list of per-batch (idx, crop, mask) with every tensor on ``device``, copied in one
+    transfer per kind."""
+    if not plan:
+        return plan
+    sizes = [len(p[0]) for p in plan]
+
+    def move(parts):
+        return list(torch.cat(parts).to(device, non_blocking=True).split(sizes))
+    idx = move([p[0] for p in plan])
+    crops = [None] * len(plan)
+    if plan[0][1] is not None:
+        cols = [move([p[1][i] for p in plan]) for i in range(3)]
+        crops = list(zip(*cols))
+    masks = move([p[2] for p in plan]) if plan[0][2] is not None else [None] * len(plan)
+    return list(zip(idx, crops, masks))
 
 
 def cutout_mask(shape, length: int, g: torch.Generator) -> Tensor:
@@ -182,19 +224,36 @@ def cutout_mask(shape, length: int, g: torch.Generator) -> Tensor:
     return (~hole).float()[:, None]
 
 
-def random_crop_flip(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
-    """Pad with zeros by ``pad``, take a random crop of the original size, flip half."""
-    n, c, h, w = x.shape
+def crop_flip_draws(n: int, pad: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """The random draws of ``random_crop_flip`` for ``n`` images: row and column offsets into
+    the padded image and which images are flipped."""
     if pad > 0:
-        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
         oy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
         ox = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-        rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
-        cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
-        x = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
-               rows, cols]
+    else:
+        oy = ox = torch.zeros(n, dtype=torch.long)
     flip = torch.rand(n, generator=g) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return oy, ox, flip
+
+
+def apply_crop_flip(x: Tensor, pad: int, oy: Tensor, ox: Tensor, flip: Tensor) -> Tensor:
+    """Pad with zeros by ``pad``, crop at offsets (oy, ox) to the original size, flip where
+    ``flip``; on the device of ``x`` (the draws are moved there)."""
+    n, c, h, w = x.shape
+    dev = x.device
+    if pad > 0:
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        rows = (oy.to(dev)[:, None] + ar_h)[:, None, :, None]
+        cols = (ox.to(dev)[:, None] + ar_w)[:, None, None, :]
+        x = xp[torch.arange(n, device=dev)[:, None, None, None],
+               torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+    return torch.where(flip.to(dev)[:, None, None, None], x.flip(-1), x)
+
+
+def random_crop_flip(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
+    """Pad with zeros by ``pad``, take a random crop of the original size, flip half."""
+    return apply_crop_flip(x, pad, *crop_flip_draws(len(x), pad, g))
 
 
 __all__ = ["DATASETS", "DatasetInfo", "ImageDataset", "BatchLoader", "load_dataset",

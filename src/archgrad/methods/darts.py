@@ -86,7 +86,8 @@ class SecondOrder(Estimator):
             out, l_val = ctx.forward(Mix(arch.probs(), arch.dense_active(), arch.edge_weights()))
             gs = torch.autograd.grad(l_val, thetas + W)
             d_alpha, v = list(gs[:len(thetas)]), gs[len(thetas):]
-            eps = self.eps_scale / torch.sqrt(sum((g.double() ** 2).sum() for g in v)).item()
+            # a tensor: no host synchronisation
+            eps = (self.eps_scale / torch.sqrt(sum((g.double() ** 2).sum() for g in v))).float()
 
             def grad_alpha_train_at(sign: float):
                 with torch.no_grad():

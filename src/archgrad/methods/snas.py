@@ -94,7 +94,8 @@ class GumbelSoftmax(Estimator):
             g = gumbel(lp.shape, ctx.generator).to(lp.device, lp.dtype)
             logits = (lp + g) / lam
             z[k] = torch.softmax(logits, dim=-1)
-            idx[k] = logits.argmax(-1).tolist()  # an exact sample from p (Gumbel-max)
+            # an exact sample from p (Gumbel-max), kept on the device (read at the epoch's end)
+            idx[k] = logits.detach().argmax(-1)
         return z, idx
 
     def weight_mix(self, ctx):
@@ -109,8 +110,9 @@ class GumbelSoftmax(Estimator):
         grads = super().arch_grads(ctx, mix, record, target_grads, loss)
         if self.resource_weight > 0:
             # eq. 11 by policy gradient: eta * C_e(k_e) * grad log p_e(k_e) per edge
-            coef = {k: self.resource_weight * self.costs[k][torch.arange(len(v)), torch.tensor(v)]
-                    for k, v in record.items()}
+            coef = {k: self.resource_weight * self.costs[k][
+                torch.arange(len(v), device=self.costs[k].device), v.to(self.costs[k].device)]
+                for k, v in record.items()}
             for k, g in score_grads(ctx.arch, record, coef).items():
                 grads[k] = grads[k] + g
         return grads
