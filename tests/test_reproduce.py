@@ -248,3 +248,22 @@ def test_the_ptb_protocols_search_retrain_and_report_perplexities(capsys, tmp_pa
         label = p.labels.get(s, s)
         pv, pt = p.published["valid"][s], p.published["test"][s]
         assert f"| {label} | 1 |" in md and f"{pv:.2f} / {pt:.2f}" in md
+
+
+def test_the_argmax_row_of_a_ranking_strategy_is_its_own_derivation(capsys, tmp_path):
+    """RSPS has no distribution (it stays uniform, whose argmax is the first op everywhere):
+    the report's argmax row takes the cell its ranking chose."""
+    import csv
+
+    from archgrad.benchmarks.nb201 import NB201Benchmark
+    out = tmp_path / "fam"
+    code, o, err = run(capsys, "reproduce", "nb201-darts-family", "--scale", "tiny", "--seeds",
+                       "0", "--strategies", "random-ws", "--out", str(out), "--quiet")
+    assert code == 0, err
+    result = json.loads(next((out / "runs").glob("random-ws*/result.json")).read_text())
+    assert result["derive"] == "rank-random"
+    assert result["genotype"] != result["argmax_genotype"]
+    row = next(csv.DictReader((out / "report.csv").open()))
+    want = NB201Benchmark.load().query(result["genotype"], "cifar10", "test")
+    assert float(row["argmax_cifar10"]) == pytest.approx(want)
+    assert "own derivation" in (out / "report.md").read_text()

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
 
 from .errors import ArchgradError
 
@@ -176,20 +175,31 @@ def all_reduce(t: Tensor) -> Tensor:
     return _AllReduce.apply(t)
 
 
-class _SyncBatchNorm(TorchFunctionMode):
-    """Routes ``F.batch_norm`` (which torch's BatchNorm modules and the fused ops call) in
-    training mode with gradients enabled to ``sync_batch_norm``. Evaluation, BN recalibration
-    and other no-grad passes keep each rank's own statistics (they issue no collectives, so
-    ranks need not make them in step)."""
+class _SyncBatchNorm:
+    """Within the block, ``torch.nn.functional.batch_norm`` (which torch's BatchNorm modules and
+    the fused ops call) runs ``sync_batch_norm`` in training mode with gradients enabled.
+    Evaluation, BN recalibration and other no-grad passes keep each rank's own statistics (they
+    issue no collectives, so ranks need not make them in step). The function is swapped for the
+    block rather than intercepted with a torch function mode, which would run Python for every
+    other op of the step too (no cost measured on CPU, where the collectives dominate; on a GPU
+    a kernel launch costs microseconds). Not thread-safe: one search per process."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.batch_norm and torch.is_grad_enabled():
-            a = _batch_norm_args(*args, **kwargs)
-            if a["training"]:
-                return sync_batch_norm(a["input"], a["running_mean"], a["running_var"],
-                                       a["weight"], a["bias"], a["momentum"], a["eps"])
-        return func(*args, **kwargs)
+    def __enter__(self):
+        self._orig = orig = F.batch_norm
+
+        def batch_norm(input, running_mean, running_var, weight=None, bias=None,
+                       training=False, momentum=0.1, eps=1e-5):
+            if training and torch.is_grad_enabled():
+                return sync_batch_norm(input, running_mean, running_var, weight, bias,
+                                       momentum, eps)
+            return orig(input, running_mean, running_var, weight, bias, training, momentum,
+                        eps)
+        F.batch_norm = batch_norm
+        return self
+
+    def __exit__(self, *exc):
+        F.batch_norm = self._orig
+        return False
 
 
 def _batch_norm_args(input, running_mean, running_var, weight=None, bias=None, training=False,

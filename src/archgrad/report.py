@@ -271,6 +271,7 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
         lines += _retrain_section(sweep, by_group, labels, published)
     if bench is not None:
         for mode in derives:
+            ranked: set[str] = set()
             key = "argmax_genotype" if mode == "argmax" else \
                 mode.replace("-", "_") + "_genotype"
             pub = published.get(mode, {})
@@ -283,7 +284,12 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
             for group, items in by_group.items():
                 vals = {ds: [] for ds in BENCH_DATASETS}
                 for rec, final, _ in items:
-                    g = (final or {}).get(key)
+                    # a strategy that derives without a distribution (RSPS ranks random
+                    # cells) has no argmax: its row is its own derivation
+                    own = mode == "argmax" and (final or {}).get("derive") == "rank-random"
+                    g = (final or {}).get("genotype" if own else key)
+                    if own:
+                        ranked.add(labels.get(group, group))
                     if g:
                         for ds in BENCH_DATASETS:
                             acc = bench.query(g, ds, "test")
@@ -299,6 +305,10 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
                     line += " |"
                 lines.append(line)
             lines.append("")
+            if ranked:
+                lines += [f"{', '.join(sorted(ranked))}: no distribution to take the argmax "
+                          f"of; the row is the strategy's own derivation, the best of its "
+                          f"random cells ranked by shared-weight validation accuracy.", ""]
             if pub and published.get("source"):
                 lines += [f"Published: {published['source']}.", ""]
     elif space == "toy":
