@@ -396,9 +396,11 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8))
     for ax, (key, title) in zip(axes, panels):
-        for group, items in by_group.items():
+        for gi, (group, items) in enumerate(by_group.items()):
             curves = []
-            for _, _, h in items:
+            for _, final, h in items:
+                if key == "benchmark" and (final or {}).get("derive") == "rank-random":
+                    continue  # no argmax cell to follow: its cell is chosen at the end
                 ys = []
                 for r in h:
                     v = r.get(key)
@@ -411,16 +413,16 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
                 continue
             n = min(len(c) for c in curves)
             med = [statistics.median(c[i] for c in curves) for i in range(n)]
-            ax.plot(range(1, n + 1), med, label=labels.get(group, group), lw=1.4)
+            ax.plot(range(1, n + 1), med, label=labels.get(group, group), lw=1.4,
+                    color=f"C{gi % 10}")  # a strategy's colour is the same in every panel
             series = True
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=9)
         if toy and key == "derived_loss":
             ax.set_yscale("symlog", linthresh=1e-4)
-    for ax in axes:  # one legend, on the first panel with lines
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-            break
+    best = max(axes, key=lambda ax: len(ax.get_legend_handles_labels()[0]))
+    if best.get_legend_handles_labels()[0]:  # one legend, on the panel with the most lines
+        best.legend(fontsize=7)
     fig.tight_layout()
     if not series:
         plt.close(fig)
