@@ -374,7 +374,7 @@ def cmd_search(args) -> int:
     if args.resume:
         clashes = [f"--{k.replace('_', '-')}" for k in
                    ("space", "strategy", "dataset", "batch_size", "channels", "cells",
-                    "subset", "seed", "out", "set", "eval_every", "config")
+                    "subset", "seed", "out", "set", "eval_every", "config", "amp", "sync_bn")
                    if getattr(args, k, None) not in (None, False, [])]
         if args.exclude_none:
             clashes.append("--exclude-none")
@@ -463,8 +463,8 @@ def cmd_train(args) -> int:
     if args.resume:
         clashes = [f"--{k.replace('_', '-')}" for k in
                    ("genotype", "dataset", "epochs", "batch_size", "channels", "cells", "subset",
-                    "seed", "out", "set", "lr", "weight_decay")
-                   if getattr(args, k) not in (None, False, [])]
+                    "seed", "out", "set", "lr", "weight_decay", "amp", "sync_bn")
+                   if getattr(args, k, None) not in (None, False, [])]
         if clashes:
             raise ArchgradError(f"--resume takes the configuration from RUN_DIR; drop "
                                 f"{', '.join(clashes)}")

@@ -370,6 +370,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
                                        dataset=dataset is not None,
                                        batch_size=batch_size is not None, seed=seed != 0,
                                        subset=subset is not None, out=out is not None,
+                                       amp=amp is not None, sync_bn=bool(sync_bn),
                                        options=bool(options or space_options
                                                     or strategy_options)).items() if v}
         if given:
