@@ -635,14 +635,21 @@ def cmd_info(args) -> int:
             "use a smaller --image-size or fewer --channels / --cells", backward=False)
     info = {"space": space_name, "genotype": str(g)}
     info.update(describe(sp.build(g), (c_in, size, size)))
+    return _show_info(args, info, [
+        f"FLOPs (multiply-accumulates) for a {c_in}x{size}x{size} input: "
+        f"{info['flops'] / 1e6:.2f} M",
+        f"memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M"])
+
+
+def _show_info(args, info: dict, lines: list[str]) -> int:
+    """``info`` as JSON, or the network's name, genotype, parameters and ``lines``."""
     if args.json:
         _print_json(info)
         return 0
-    print(f"{space_name} {info['genotype']}")
+    print(f"{info['space']} {info['genotype']}")
     print(f"  parameters: {info['params']:,} ({info['params'] / 1e6:.3f} M)")
-    print(f"  FLOPs (multiply-accumulates) for a {c_in}x{size}x{size} input: "
-          f"{info['flops'] / 1e6:.2f} M")
-    print(f"  memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M")
+    for line in lines:
+        print(f"  {line}")
     return 0
 
 
@@ -660,14 +667,9 @@ def _info_language_model(args, space_name, sp, g) -> int:
     info = {"space": space_name, "genotype": str(g), "params": count_parameters(net),
             "macs_per_token": int(fc.get_total_flops() // 2),
             "vocab_size": sp.config.get("vocab_size")}
-    if args.json:
-        _print_json(info)
-        return 0
-    print(f"{space_name} {info['genotype']}")
-    print(f"  parameters: {info['params']:,} ({info['params'] / 1e6:.3f} M)")
-    print(f"  multiply-accumulates per token (cell and decoder, {info['vocab_size']:,} words): "
-          f"{info['macs_per_token'] / 1e6:.2f} M")
-    return 0
+    return _show_info(args, info, [
+        f"multiply-accumulates per token (cell and decoder, {info['vocab_size']:,} words): "
+        f"{info['macs_per_token'] / 1e6:.2f} M"])
 
 
 def cmd_export(args) -> int:

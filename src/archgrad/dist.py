@@ -202,13 +202,6 @@ class _SyncBatchNorm:
         return False
 
 
-def _batch_norm_args(input, running_mean, running_var, weight=None, bias=None, training=False,
-                     momentum=0.1, eps=1e-5):
-    return {"input": input, "running_mean": running_mean, "running_var": running_var,
-            "weight": weight, "bias": bias, "training": training, "momentum": momentum,
-            "eps": eps}
-
-
 _CTX = Context()
 
 
