@@ -4,10 +4,9 @@ retrained, and DARTS_V2 retrained at the same budget beside it; validation / tes
 
     python bench/ptb_proxy.py --data-dir ../shared/data/ptb [--out /tmp/ptb-proxy] [--write]
 
-Runs `archgrad reproduce darts-rnn --scale proxy --strategies darts --seeds 0` (search with
-embedding and hidden size 64 on the first 100,000 tokens of each split, 10 epochs; the found
-cell trained 10 epochs at 128/128) and `archgrad train --space darts-rnn --genotype DARTS_V2`
-with the same training settings. About 15 minutes on 2 cores.
+Runs `archgrad reproduce darts-rnn --scale proxy --strategies darts --seeds 0` (the search and
+the retraining of the found cell with the protocol's proxy settings) and `archgrad train --space
+darts-rnn --genotype DARTS_V2` with the same training settings. About 40 minutes on 2 cores.
 """
 from __future__ import annotations
 
@@ -26,6 +25,9 @@ def main():
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
+    from archgrad import protocols
+    proto = protocols.load("darts-rnn").at_scale("proxy")
+    subset, retrain = proto.search["subset"], proto.retrain_kwargs()
     exe = [sys.executable, "-m", "archgrad"]
     subprocess.run(exe + ["reproduce", "darts-rnn", "--scale", "proxy", "--strategies", "darts",
                           "--seeds", "0", "--data-dir", args.data_dir, "--out",
@@ -36,8 +38,8 @@ def main():
     v2_dir = out / "darts-v2"
     if not (v2_dir / "train_result.json").is_file():
         cmd = exe + ["train", "--space", "darts-rnn", "--genotype", "DARTS_V2", "--dataset",
-                     "ptb", "--data-dir", args.data_dir, "--subset", "100000", "--epochs", "10",
-                     "--set", "eval_ninp=128", "--set", "eval_nhid=128", "--json"]
+                     "ptb", "--data-dir", args.data_dir, "--subset", str(subset), "--json"]
+        cmd += [a for k, v in retrain.items() for a in ("--set", f"{k}={v}")]
         cmd += ["--resume", str(v2_dir)] if (v2_dir / "train_config.json").is_file() else \
             ["--out", str(v2_dir)]
         subprocess.run(cmd, check=True, capture_output=True)
@@ -50,16 +52,20 @@ def main():
         sys.path.insert(0, str(Path(__file__).parent))
         from _results import write_block
         last = search[-1]
+        sp = proto.space
+        per_epoch = round(sum(r['steps'] for r in search) / len(search))
         lines = [f"`python bench/ptb_proxy.py --data-dir ../shared/data/ptb --write` "
                  f"({time.strftime('%Y-%m-%d')}, 2 CPU cores): DARTS (first order) searched "
-                 f"the darts-rnn cell with embedding / hidden size 64 on the first 100,000 "
-                 f"tokens of PTB's training split, 10 epochs of {last['steps']} steps (batch "
-                 f"256, windows of 35); search {sum(r['time_s'] for r in search):.0f} s, final "
-                 f"supernet validation perplexity {last['valid_ppl']:.0f}, largest "
-                 f"probability per edge {last['max_prob']:.3f} (uniform 0.2). Each cell then "
-                 f"trained 10 epochs at 128/128, batch 64, SGD lr 20 (DARTS's recipe, ASGD "
-                 f"switch enabled), validation at batch 10 and test at batch 1 on the whole "
-                 f"splits.", "",
+                 f"the darts-rnn cell with embedding / hidden size {sp['ninp']} / {sp['nhid']} "
+                 f"on the first {subset:,} tokens of PTB's training split, {len(search)} "
+                 f"epochs of about {per_epoch} steps (batch "
+                 f"{proto.search['batch_size']}, windows of about 35); search "
+                 f"{sum(r['time_s'] for r in search):.0f} s, final supernet validation "
+                 f"perplexity {last['valid_ppl']:.0f}, largest probability per edge "
+                 f"{last['max_prob']:.3f} (uniform 0.2). Each cell then trained with DARTS's "
+                 f"evaluation recipe (batch 64, SGD lr 20, ASGD switch enabled) changed by "
+                 f"{', '.join(f'{k}={v}' for k, v in retrain.items())}; validation at batch 10 "
+                 f"and test at batch 1 on the whole splits.", "",
                  "| cell | parameters | valid ppl | test ppl | training s |",
                  "| --- | ---: | ---: | ---: | ---: |"]
         for name, r in rows:

@@ -76,6 +76,11 @@ LM_KEYS = ("bptt", "variable_length", "asgd", "nonmono", "tar", "ar", "eval_batc
            "test_batch_size", "loss_sum_over_time")
 # amp: image networks for now; sync_bn: the recurrent evaluation networks have no batch norm
 IMAGE_KEYS = ("aux_weight", "drop_path", "cutout", "amp", "sync_bn")
+_IMAGE_ONLY = {"aux_weight": "the auxiliary head sits on a convolutional cell",
+               "drop_path": "it drops the paths of a convolutional cell",
+               "cutout": "it masks image patches",
+               "amp": "mixed precision is offered for convolutional networks",
+               "sync_bn": "the recurrent evaluation networks have no batch norm"}
 
 
 def recipe_keys(space_cls) -> tuple[str, ...]:
@@ -236,6 +241,12 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
             sp[k] = v
         elif k in recipe_keys(space_cls):
             recipe[k] = v
+        elif k in IMAGE_KEYS and space_cls.modality == "sequence":
+            raise ArchgradError(f"{k} applies to image networks only: {_IMAGE_ONLY[k]}; "
+                                f"space '{space}' is a recurrent network")
+        elif k in LM_KEYS and space_cls.modality != "sequence":
+            raise ArchgradError(f"{k} applies to the recurrent language models only; "
+                                f"space '{space}' is an image network")
         else:
             raise ArchgradError(
                 f"unknown option {k!r}; space '{space}' accepts "
