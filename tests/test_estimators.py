@@ -285,3 +285,64 @@ def test_uniform_mix_helpers_are_normalised():
     assert torch.allclose(p, torch.full((6, 5), 0.2))
     assert math.isclose(float(Mix.onehot({"cell": [1] * 6}, {"cell": sp.choices()[0]})
                               .weights["cell"].sum()), 6.0)
+
+
+
+def _amp_run(name, seed, scale):
+    """A few iterations of ``name`` after its warm-up, in fp32 (``scale`` None) or under fp16
+    autocast with the weights' loss scaler starting at ``scale`` (as the loop sets them); the
+    weights' and the architecture's changes."""
+    sp, model, st, tb, vb = _setup(name, seed=seed)
+    if scale is not None:
+        st.amp, st.scaler = torch.float16, torch.amp.GradScaler("cpu", init_scale=scale)
+    w0 = [p.detach().clone() for p in st.weight_params]
+    a0 = [p.detach().clone() for p in st.arch.parameters()]
+    epochs = 10
+    epoch = min(st.warmup(epochs), epochs - 1)
+    for i in range(st.arch_every):
+        st.step(tb, vb, loss_fn=sp.loss, epoch=epoch, epochs=epochs, step=i, steps_per_epoch=10)
+    dw = torch.cat([(p.detach() - q).flatten() for p, q in zip(st.weight_params, w0)])
+    da = torch.cat([(p.detach() - q).flatten() for p, q in zip(st.arch.parameters(), a0)]) \
+        if a0 else torch.zeros(0)
+    return dw, da
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_fp16_steps_do_not_depend_on_the_loss_scale(name, seed):
+    # a power-of-two loss scale is exact in floating point: unscaled properly, the step is the
+    # same at any scale; a gradient left scaled, or unscaled without having been scaled, moves
+    # by the ratio of the scales (16 here); underflow at the smaller scale leaves a trace
+    dw_a, da_a = _amp_run(name, seed, 2.0 ** 9)
+    dw_b, da_b = _amp_run(name, seed, 2.0 ** 13)
+    dw32, _ = _amp_run(name, seed, None)
+    assert dw_a.norm() > 0
+    assert (dw_a - dw_b).norm() <= 1e-2 * dw_a.norm(), name
+    assert (da_a - da_b).norm() <= 1e-2 * max(float(da_a.norm()), 1e-12), name
+    # and it is fp32's step up to fp16's rounding (a loose check: a few steps of a tiny net)
+    assert torch.nn.functional.cosine_similarity(dw_a, dw32, dim=0) > 0.9, name
+
+
+def test_the_step_context_takes_fp16_gradients_of_the_scaled_loss():
+    import dataclasses
+    sp, model, st, tb, vb = _setup("darts")
+    ctx = _ctx(sp, model, st, vb, tb)
+    w = torch.ones(3, requires_grad=True)
+
+    def loss():  # d loss / d w = 1e-4 * 1e-4 = 1e-8: below fp16's smallest subnormal (6e-8)
+        a = torch.tensor(1e-4, dtype=torch.float16)
+        return ((w.half() * a) * a).float().sum()
+
+    assert ctx.grad(loss(), [w])[0].abs().max() == 0  # unscaled: underflows to zero
+    scaled = dataclasses.replace(ctx, scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 12))
+    g = scaled.grad(loss(), [w])[0]
+    assert torch.allclose(g, torch.full((3,), 1e-8), rtol=1e-2)
+    # the first `scaled` inputs keep the scale (the weights': the scaler unscales them)
+    v = torch.ones(3, requires_grad=True)
+    gv, gw = scaled.grad(((v.half() * 1e-2).float() + (w.half() * 1e-2).float()).sum(), [v, w],
+                         scaled=1)
+    assert torch.allclose(gv, torch.full((3,), 1e-2 * 2.0 ** 12), rtol=1e-2)
+    assert torch.allclose(gw, torch.full((3,), 1e-2), rtol=1e-2)
+    # an overflow leaves zeros, not infinities (GradScaler skips the weights' step)
+    big = torch.tensor(6e4, dtype=torch.float16)
+    assert scaled.grad((w.half() * big).float().sum(), [w])[0].abs().max() == 0

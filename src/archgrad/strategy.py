@@ -53,6 +53,27 @@ class StepContext:
     #: mixed precision: the forward pass under autocast to this dtype (bf16 / fp16); the
     #: parameters, the architecture and their optimizers stay fp32
     amp: torch.dtype | None = None
+    #: fp16: the weights' loss scaler (torch.amp.GradScaler); architecture gradients are taken
+    #: of the scaled loss too, so that they do not underflow in fp16, and unscaled (:meth:`grad`)
+    scaler: Any = None
+
+    def grad(self, loss: Tensor, inputs: Sequence[Tensor], scaled: int = 0
+             ) -> list[Tensor | None]:
+        """``torch.autograd.grad(loss, inputs)``; under fp16 of the scaled loss, the gradients of
+        ``inputs[scaled:]`` unscaled (those of the first ``scaled`` inputs, the weights', stay
+        scaled for the scaler's own unscale and overflow check). An unscaled gradient that
+        overflowed is zero: GradScaler skips that step's weights, the architecture takes no
+        gradient from it (a true divergence shows in the loss, which is not scaled)."""
+        if self.scaler is None:
+            return list(torch.autograd.grad(loss, inputs, allow_unused=True))
+        gs = list(torch.autograd.grad(self.scaler.scale(loss), inputs, allow_unused=True))
+        # the scale as a tensor on the loss's device (no host synchronisation)
+        inv = self.scaler.scale(torch.ones((), device=loss.device)).double().reciprocal()
+        for i in range(scaled, len(gs)):
+            if gs[i] is not None:
+                g = (gs[i].double() * inv).to(gs[i].dtype)
+                gs[i] = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
+        return gs
 
     @property
     def arch_epoch(self) -> tuple[int, int]:
@@ -159,7 +180,7 @@ class Estimator(nn.Module):
         mix, record = self.arch_mix(ctx)
         out, loss = ctx.forward(mix)
         targets = self.grad_targets(ctx, mix, record)
-        tg = torch.autograd.grad(loss, targets, allow_unused=True) if targets else []
+        tg = ctx.grad(loss, targets) if targets else []
         grads = self.arch_grads(ctx, mix, record, tg, loss)
         sample = self.sample_of(record)
         return ArchStepResult(grads, {"arch_loss": loss.detach(),
@@ -508,7 +529,7 @@ class Strategy(nn.Module):
             return StepContext(self.model, self.arch, fn, batch, train_batch,
                                self.weight_params, lr, epoch, epochs, step, steps_per_epoch,
                                self.generator, total, index, self.weight_opt, self.weights_cfg,
-                               amp=self.amp)
+                               amp=self.amp, scaler=self.scaler)
 
         afn = arch_loss_fn or loss_fn
         stats: dict[str, Any] = {}
@@ -567,7 +588,8 @@ class Strategy(nn.Module):
         out, loss = ctx.forward(mix)
         targets = self.estimator.grad_targets(ctx, mix, record)
         n = len(self.weight_params)
-        gs = torch.autograd.grad(loss, self.weight_params + targets, allow_unused=True)
+        # fp16: the weights' gradients stay scaled (_clip_and_step unscales them)
+        gs = ctx.grad(loss, self.weight_params + targets, scaled=n)
         for p, g in zip(self.weight_params, gs[:n]):
             p.grad = g
         grads = self.estimator.arch_grads(ctx, mix, record, gs[n:], loss)

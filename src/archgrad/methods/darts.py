@@ -78,13 +78,13 @@ class SecondOrder(Estimator):
         try:
             # w' = w - xi (mu m + grad_w L_train(w, a) + lambda w)
             _, l_train = ctx.forward(mix_fixed, ctx.train_batch)
-            g_train = torch.autograd.grad(l_train, W)
+            g_train = ctx.grad(l_train, W)  # fp16: of the scaled loss, unscaled
             with torch.no_grad():
                 for w, dw in zip(W, self.unrolled_step(ctx, W, g_train, xi, self.unroll)):
                     w.add_(dw)
             # grad_a L_val(w', a) and v = grad_w' L_val(w', a)
             out, l_val = ctx.forward(Mix(arch.probs(), arch.dense_active(), arch.edge_weights()))
-            gs = torch.autograd.grad(l_val, thetas + W)
+            gs = ctx.grad(l_val, thetas + W)
             d_alpha, v = list(gs[:len(thetas)]), gs[len(thetas):]
             # a tensor: no host synchronisation
             eps = (self.eps_scale / torch.sqrt(sum((g.double() ** 2).sum() for g in v))).float()
@@ -95,7 +95,7 @@ class SecondOrder(Estimator):
                         w.copy_(w_init + sign * eps * vi)
                 _, loss = ctx.forward(Mix(arch.probs(), arch.dense_active(),
                                           arch.edge_weights()), ctx.train_batch)
-                return torch.autograd.grad(loss, thetas)
+                return ctx.grad(loss, thetas)
 
             g_plus = grad_alpha_train_at(+1.0)
             g_minus = grad_alpha_train_at(-1.0)
