@@ -29,3 +29,30 @@ def test_final_result_reports_both_gaps():
     f = res.final
     assert f["discretization_gap"] == f["supernet_valid_acc"] - f["derived_valid_acc"]
     assert f["discretization_gap_bn"] == f["supernet_valid_acc"] - f["derived_valid_acc_bn"]
+
+
+def test_a_sampling_strategys_supernet_is_evaluated_one_network_per_training_batch():
+    from archgrad.data import load_dataset
+    from archgrad.task import ImageTask
+    sp = get_space("nb201", C=4, N=1)
+    model = sp.supernet()
+    data = load_dataset("synthetic")
+    task = ImageTask(data, 32, 0, torch.device("cpu"), sp.loss)
+    lens = [len(y) for _, y in task.eval_loader.epoch(0)]
+    n = sum(lens)
+    fixed = sp.discrete_mix("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|"
+                            "skip_connect~1|skip_connect~2|")
+    sizes = []
+
+    def draw():  # a "sampled" network: here always the same one, so the figure must not move
+        sizes.append(None)
+        return fixed
+
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, a: seen.append(len(a[0])))
+    a = task.evaluate(model, draw)
+    handle.remove()
+    assert len(sizes) == sum(-(-k // 32) for k in lens) > len(lens)  # a draw per 32 examples
+    assert max(seen) == 32 and sum(seen) == n
+    b = task.evaluate(model, fixed)  # one mix: whole evaluation batches
+    assert abs(a["acc"] - b["acc"]) < 1e-9 and abs(a["loss"] - b["loss"]) < 1e-5

@@ -80,6 +80,10 @@ class ImageTask(Task):
             self.eval_split = "training data, second half (the architecture's)"
             self.steps_per_epoch = min(len(self.train), len(self.arch))
         self.eval_loader = BatchLoader(xev, yev, max(batch_size, 256), **kw)
+        #: a sampling strategy's supernet is evaluated one sampled network per this many
+        #: examples, the training batch size: as it trains (and its batch statistics), and
+        #: over many networks rather than one per evaluation batch (3 on digits)
+        self.sample_batch = batch_size
 
     def weight_batches(self, epoch):
         return self.train.epoch(epoch)
@@ -93,21 +97,25 @@ class ImageTask(Task):
     def evaluate(self, model, mix, limit: int | None = None,
                  bn: str = "running") -> dict[str, float]:
         """Loss and accuracy (%) under ``mix`` in eval mode (at most ``limit`` examples).
-        ``mix`` may be a function that draws a mix per batch (a sampling strategy's network);
-        ``bn="batch"``: batch norm with each batch's statistics, as in training."""
+        ``mix`` may be a function that draws a mix (a sampling strategy's network) per
+        ``sample_batch`` examples; ``bn="batch"``: batch norm with each batch's statistics, as
+        in training."""
         from .bn import batch_statistics
         was = model.training
         model.eval()
         n, loss_sum, correct = 0, 0.0, 0.0
         ctx = batch_statistics(model) if bn == "batch" else contextlib.nullcontext()
         with ctx:
-            for x, y in self.eval_loader.epoch(0):
+            for xb, yb in self.eval_loader.epoch(0):
                 if limit is not None and n >= limit:
                     break
-                out = model(x, mix() if callable(mix) else mix)
-                loss_sum += float(self.loss_fn(out, y)) * len(y)
-                correct += float((out.argmax(-1) == y).sum())
-                n += len(y)
+                step = self.sample_batch if callable(mix) else len(yb)
+                for i in range(0, len(yb), step):
+                    x, y = xb[i:i + step], yb[i:i + step]
+                    out = model(x, mix() if callable(mix) else mix)
+                    loss_sum += float(self.loss_fn(out, y)) * len(y)
+                    correct += float((out.argmax(-1) == y).sum())
+                    n += len(y)
         model.train(was)
         return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1)}
 
