@@ -508,3 +508,19 @@ def test_export_any_genotype(capsys, tmp_path):
     net = archgrad.load_model(tmp_path / "v2.pt")
     assert sum(p.numel() for p in net.parameters()) > 0
     assert (tmp_path / "v2.pt2").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("out", ["new/nested/run", "somedir"])
+def test_a_set_up_refused_after_the_checks_leaves_no_directory_or_lock(capsys, tmp_path,
+                                                                       monkeypatch, ptb_dir, out):
+    # a corpus too short for the batch is found when the task is built, after the run
+    # directory and its lock exist: they go again
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "somedir").mkdir()
+    for cmd in (["search", "--space", "darts-rnn", "--strategy", "darts"],
+                ["train", "--space", "darts-rnn", "--genotype", "DARTS_V2"]):
+        code, _, err = run(capsys, *cmd, "--dataset", "ptb", "--data-dir", str(ptb_dir),
+                           "--subset", "10", "--out", out)
+        assert code == 2 and "too short for batches" in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["somedir"]
+        assert not list((tmp_path / "somedir").iterdir())

@@ -181,6 +181,27 @@ def make_dir(path: Path) -> None:
             from None
 
 
+def missing_dirs(path: Path) -> list[Path]:
+    """The directories creating ``path`` would make, deepest first."""
+    path = Path(path).absolute()
+    return [p for p in (path, *path.parents) if not p.exists()]
+
+
+def undo_set_up(run_dir: Path, made: list[Path], lock: "RunLock") -> None:
+    """What a run refused during its set-up made, removed while it still holds ``lock``: the
+    lock file and, where empty, the directories it created (``made``, from
+    :func:`missing_dirs`); a refused run leaves nothing behind."""
+    try:
+        lock.path.unlink(missing_ok=True)
+    except OSError:
+        return
+    for d in made:
+        try:
+            d.rmdir()
+        except OSError:  # not empty, or not ours to remove
+            return
+
+
 def clean_temporaries(run_dir: Path) -> list[str]:
     """Remove the temporary files interrupted atomic writes left (``.NAME.*.tmp``)."""
     removed = []

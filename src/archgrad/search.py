@@ -45,11 +45,13 @@ from .rundir import (
     config_digest,
     load_checkpoint,
     make_dir,
+    missing_dirs,
     read_json,
     rng_state,
     save_checkpoint,
     seed_everything,
     set_rng_state,
+    undo_set_up,
     write_jsonl,
 )
 from .spaces import SPACES, Genotype, get_space
@@ -556,6 +558,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                                 "tensorboard") from None
 
     lock = None
+    made = None  # a new run's directories: removed if its set-up fails before config.json
     ckpt = None
     history: list[dict] = []
     start = 0
@@ -564,6 +567,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
         ctx.barrier()  # every rank has checked the set-up before rank 0 writes anything
         if run_dir is not None:
             if main:
+                made = None if resuming else missing_dirs(run_dir)
                 make_dir(run_dir)
                 lock = RunLock(run_dir).acquire()
                 clean_temporaries(run_dir)
@@ -753,6 +757,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                        bench)
     finally:
         if lock is not None:
+            if made is not None and not (run_dir / "config.json").exists():
+                undo_set_up(run_dir, made, lock)  # the set-up failed: leave nothing
             lock.release()
 
 

@@ -38,11 +38,13 @@ from .rundir import (
     config_digest,
     load_checkpoint,
     make_dir,
+    missing_dirs,
     read_json,
     rng_state,
     save_checkpoint,
     seed_everything,
     set_rng_state,
+    undo_set_up,
     write_jsonl,
 )
 from .runtime import keep_freed_memory
@@ -431,11 +433,13 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
     main = ctx.main
     progress = progress and main
     lock = None
+    made = None  # a new run's directories: removed if its set-up fails before its config
     ck = None
     try:
         ctx.barrier()
         if run_dir is not None:
             if main:
+                made = None if resuming else missing_dirs(run_dir)
                 make_dir(run_dir)
                 lock = RunLock(run_dir).acquire()
                 clean_temporaries(run_dir)
@@ -565,6 +569,8 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
         return result
     finally:
         if lock is not None:
+            if made is not None and not (run_dir / "train_config.json").exists():
+                undo_set_up(run_dir, made, lock)  # the set-up failed: leave nothing
             lock.release()
 
 
