@@ -116,6 +116,12 @@ def _number(lo: float | None = None, lo_open: bool = False):
     return parse
 
 
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -147,7 +153,7 @@ def _common(p: argparse.ArgumentParser, *, epochs_help: str):
     p.add_argument("--cells", type=_positive, default=None,
                    help="depth, per space: nb201 N = cells per stage (3 stages); darts = cells "
                         "in all (layers; reductions at 1/3 and 2/3, at least 3); toy = edges")
-    p.add_argument("--data-dir", default=None, help="directory holding the dataset "
+    p.add_argument("--data-dir", type=_path, default=None, help="directory holding the dataset "
                    "(default: $ARCHGRAD_DATA, then ./data)")
     p.add_argument("--subset", type=_positive, default=None,
                    help="use at most this many examples of each split (cheap proxies)")
@@ -186,14 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s, epochs_help="search epochs (default: 50, DARTS's budget; 10 on digits)")
     s.add_argument("--exclude-none", action="store_true",
                    help="remove the 'none' op from the candidates (AdvantageNAS's setting)")
-    s.add_argument("--out", default=None, metavar="RUN_DIR",
+    s.add_argument("--out", type=_path, default=None, metavar="RUN_DIR",
                    help="run directory (default: a new directory under runs/)")
-    s.add_argument("--resume", default=None, metavar="RUN_DIR",
+    s.add_argument("--resume", type=_path, default=None, metavar="RUN_DIR",
                    help="continue an interrupted search from its last checkpoint")
     s.add_argument("--eval-every", type=_nonneg, default=None,
                    help="evaluate the supernet on the validation half every N epochs "
                         "(default 1; 0: only at the end)")
-    s.add_argument("--config", default=None, metavar="FILE|PROTOCOL",
+    s.add_argument("--config", type=_path, default=None, metavar="FILE|PROTOCOL",
                    help="settings from a TOML file or a shipped protocol (`archgrad reproduce "
                         "--list`); with a protocol, --strategy picks its strategy's settings; "
                         "flags given beside it win")
@@ -211,12 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_number(0.0, lo_open=True), default=None,
                    help="initial learning rate")
     t.add_argument("--weight-decay", type=_number(0.0), default=None, help="weight decay")
-    t.add_argument("--out", default=None, metavar="RUN_DIR", help="directory for checkpoints "
-                   "and metrics (default: a new directory under runs/)")
-    t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a training run")
+    t.add_argument("--out", type=_path, default=None, metavar="RUN_DIR",
+                   help="directory for checkpoints and metrics (default: a new directory "
+                   "under runs/)")
+    t.add_argument("--resume", type=_path, default=None, metavar="RUN_DIR",
+                   help="continue a training run")
     t.add_argument("--eval-every", type=_nonneg, default=0,
                    help="also report test accuracy every N epochs (default: only at the end)")
-    t.add_argument("--config", default=None, metavar="FILE",
+    t.add_argument("--config", type=_path, default=None, metavar="FILE",
                    help="a TOML file whose [train] table gives the space, genotype, dataset "
                         "and recipe (and [space] its options); flags given beside it win")
     t.set_defaults(func=cmd_train)
@@ -261,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--cells", type=_positive, default=None, help="N")
     ex.add_argument("--image-size", type=_positive, default=None, help="input size (32)")
     ex.add_argument("--set", action="append", metavar="KEY=VALUE", help="space options")
-    ex.add_argument("--out", default="model", help="output path without suffix")
+    ex.add_argument("--out", type=_path, default="model", help="output path without suffix")
     ex.set_defaults(func=cmd_export)
 
     dr = sub.add_parser("draw", help="draw a genotype's cells (PNG and SVG)",
@@ -270,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "search run directory")
     dr.add_argument("--space", default=None, help="space of the genotype (default: the run's, "
                     "else nb201)")
-    dr.add_argument("--out", default="cell", help="output path without suffix (default: cell)")
+    dr.add_argument("--out", type=_path, default="cell",
+                    help="output path without suffix (default: cell)")
     dr.set_defaults(func=cmd_draw)
 
     cp = sub.add_parser("compare", help="compare search runs: a table and per-epoch plots",
@@ -278,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(validation accuracy, training loss, entropy and, on nb201, the "
                         "benchmark accuracy of the derived cell, per epoch).")
     cp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="search run directories")
-    cp.add_argument("--out", default="compare", help="output path without suffix")
+    cp.add_argument("--out", type=_path, default="compare", help="output path without suffix")
     cp.add_argument("--json", action="store_true", help="print JSON")
     cp.set_defaults(func=cmd_compare)
 
@@ -295,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an option and the values to try (repeatable)")
     sw.add_argument("--space", default=None, help="search space (default: nb201)")
     _common(sw, epochs_help="search epochs")
-    sw.add_argument("--config", default=None, metavar="FILE|PROTOCOL",
+    sw.add_argument("--config", type=_path, default=None, metavar="FILE|PROTOCOL",
                     help="settings from a TOML file or protocol")
     _sweep_flags(sw, quiet=False)
     sw.set_defaults(func=cmd_sweep)
@@ -313,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seeds (default: the protocol's)")
     rp.add_argument("--strategies", nargs="+", default=None, metavar="NAME",
                     help="a subset of the protocol's strategies")
-    rp.add_argument("--data-dir", default=None, help="directory holding the dataset")
+    rp.add_argument("--data-dir", type=_path, default=None, help="directory holding the dataset")
     rp.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     rp.add_argument("--json", action="store_true", help="print JSON")
     _sweep_flags(rp)
@@ -323,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write SWEEP_DIR/report.md, report.csv and report.png from "
                         "the runs finished so far.")
     rr.add_argument("sweep", metavar="SWEEP_DIR")
-    rr.add_argument("--out", default=None, help="directory for the report (default: the "
-                    "sweep's)")
+    rr.add_argument("--out", type=_path, default=None,
+                    help="directory for the report (default: the sweep's)")
     rr.add_argument("--json", action="store_true", help="print JSON")
     rr.set_defaults(func=cmd_report)
 
@@ -735,8 +744,8 @@ def cmd_compare(args) -> int:
 
 
 def _sweep_flags(p, quiet: bool = True) -> None:
-    p.add_argument("--out", default=None, metavar="DIR", help="sweep directory (default: a new "
-                   "directory under runs/)")
+    p.add_argument("--out", type=_path, default=None, metavar="DIR",
+                   help="sweep directory (default: a new directory under runs/)")
     p.add_argument("--workers", type=_positive, default=1,
                    help="searches at once, each in its own process (the CPU cores are split "
                         "between them; GPUs are shared)")
@@ -786,11 +795,12 @@ def cmd_sweep(args) -> int:
             raise ArchgradError(f"--grid {k} has no values")
         values[k.strip().replace("-", "_")] = vals
     runs = grid(base, strategies, list(args.seeds), values)
+    devices = _devices(args)  # checked before the sweep directory is made
     out = Path(args.out) if args.out else new_run_dir("runs", "sweep")
     args.out = str(out)
     sweep = Sweep.open(out, runs, {"space": base.get("space", "nb201"),
                                    "config": args.config})
-    summary = sweep.run(args.workers, _devices(args), progress=not args.quiet,
+    summary = sweep.run(args.workers, devices, progress=not args.quiet,
                         retry_failed=args.retry_failed)
     return _print_sweep(args, summary, sweep_report(out))
 
@@ -832,6 +842,7 @@ def cmd_reproduce(args) -> int:
             kw["data_dir"] = args.data_dir
         per[s] = kw
     runs = grid({}, strategies, seeds, None, per)
+    devices = _devices(args)  # checked before the sweep directory is made
     out = Path(args.out) if args.out else new_run_dir("runs", "reproduce", proto.name,
                                                       args.scale)
     args.out = str(out)
@@ -840,7 +851,7 @@ def cmd_reproduce(args) -> int:
     if proto.retrain:  # every found architecture is trained from scratch after its search
         meta["retrain"] = proto.retrain_kwargs()
     sweep = Sweep.open(out, runs, meta)
-    summary = sweep.run(args.workers, _devices(args), progress=not args.quiet,
+    summary = sweep.run(args.workers, devices, progress=not args.quiet,
                         retry_failed=args.retry_failed)
     return _print_sweep(args, summary, sweep_report(out))
 

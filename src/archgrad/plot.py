@@ -219,9 +219,7 @@ def draw(genotype, path: str | Path | None = None, title: str | None = None):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save(fig, path)
+        save(fig, Path(path))  # (its parent directory made as the files are written)
         plt.close(fig)
     return fig
 

@@ -168,7 +168,6 @@ def compare(run_dirs, out: str | Path) -> dict:
         raise ArchgradError("archgrad compare needs at least one search run directory"
                             + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     md = "# Search runs compared\n\n" + table(runs) + f"\n\n![per-epoch records]({out.name}.png)\n"
     atomic_write_text(out.with_suffix(".md"), md)
     plot(runs, out)
@@ -364,8 +363,6 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     failed = [r["run"] for r, _, _ in rows if r["state"] == "failed"]
     if failed:
         lines += ["Failed runs: " + ", ".join(failed) + " (see runs/NAME.failed.txt).", ""]
-    make_parent = out
-    make_parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.md", "\n".join(lines))
     cols = []
     for r, _, _ in rows:
