@@ -67,11 +67,12 @@ class StepContext:
         if self.scaler is None:
             return list(torch.autograd.grad(loss, inputs, allow_unused=True))
         gs = list(torch.autograd.grad(self.scaler.scale(loss), inputs, allow_unused=True))
-        # the scale as a tensor on the loss's device (no host synchronisation)
-        inv = self.scaler.scale(torch.ones((), device=loss.device)).double().reciprocal()
+        # the scale as a tensor on the loss's device (no host synchronisation); a power of
+        # two, so unscaling in the gradients' own dtype is exact
+        inv = self.scaler.scale(torch.ones((), device=loss.device)).reciprocal()
         for i in range(scaled, len(gs)):
             if gs[i] is not None:
-                g = (gs[i].double() * inv).to(gs[i].dtype)
+                g = gs[i] * inv.to(gs[i].dtype)
                 gs[i] = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
         return gs
 
