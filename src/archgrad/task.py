@@ -103,7 +103,7 @@ class ImageTask(Task):
         from .bn import batch_statistics
         was = model.training
         model.eval()
-        n, loss_sum, correct = 0, 0.0, 0.0
+        n, loss_sum, correct = 0, 0.0, 0.0  # sums stay tensors: one read at the end
         ctx = batch_statistics(model) if bn == "batch" else contextlib.nullcontext()
         with ctx:
             for xb, yb in self.eval_loader.epoch(0):
@@ -113,11 +113,11 @@ class ImageTask(Task):
                 for i in range(0, len(yb), step):
                     x, y = xb[i:i + step], yb[i:i + step]
                     out = model(x, mix() if callable(mix) else mix)
-                    loss_sum += float(self.loss_fn(out, y)) * len(y)
-                    correct += float((out.argmax(-1) == y).sum())
+                    loss_sum = loss_sum + self.loss_fn(out, y).detach().float() * len(y)
+                    correct = correct + (out.argmax(-1) == y).sum()
                     n += len(y)
         model.train(was)
-        return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1)}
+        return {"loss": float(loss_sum) / max(n, 1), "acc": 100.0 * float(correct) / max(n, 1)}
 
     def describe(self):
         return self.data.describe()
