@@ -308,7 +308,7 @@ def test_averaged_weights_are_swapped_in_and_out():
 
 
 def test_image_options_are_refused_for_language_models(ptb_dir):
-    with pytest.raises(ArchgradError, match="training accepts"):
+    with pytest.raises(ArchgradError, match="cutout applies to image networks only"):
         archgrad.train("darts-rnn", "DARTS_V2", dataset="ptb", data_dir=ptb_dir, cutout=16)
     with pytest.raises(ArchgradError, match="takes a text corpus"):
         archgrad.search(space="darts-rnn", dataset="digits", epochs=1)
