@@ -248,6 +248,13 @@ def test_the_ptb_protocols_search_retrain_and_report_perplexities(capsys, tmp_pa
         label = p.labels.get(s, s)
         pv, pt = p.published["valid"][s], p.published["test"][s]
         assert f"| {label} | 1 |" in md and f"{pv:.2f} / {pt:.2f}" in md
+    # the figure follows the supernet's perplexity (there is no accuracy to follow)
+    from archgrad.report import _progress_panel
+    hist = [json.loads(x) for x in (out / "runs" / f"{strategies[0]}-seed0" / "metrics.jsonl")
+            .read_text().splitlines()]
+    key = _progress_panel(hist, False, False)[0]
+    assert key == "valid_ppl" and all(r[key] > 1 for r in hist if key in r)
+    assert (out / "report.png").is_file()
 
 
 def test_the_argmax_row_of_a_ranking_strategy_is_its_own_derivation(capsys, tmp_path):

@@ -379,14 +379,24 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
             "figure": str(figure) if figure else None, "runs": len(rows), "finished": n_done}
 
 
+def _progress_panel(records: list[dict], nb201: bool, toy: bool) -> tuple[str, str]:
+    """The figure of search progress beside the entropy: (record key, title)."""
+    if nb201:
+        return "benchmark", "NAS-Bench-201 CIFAR-10 accuracy of the argmax cell (%)"
+    if toy:
+        return "derived_loss", "test loss of the argmax architecture"
+    if any("valid_acc" in r for r in records):
+        return "valid_acc", "supernet validation accuracy (%)"
+    return "valid_ppl", "supernet validation perplexity"  # a language model
+
+
 def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
     """Median over seeds, per strategy, of the derived cell's NB201 CIFAR-10 accuracy and of
     the entropy over the search (AdvantageNAS Figure 2); the toy task: the test loss."""
     import statistics
-    panels = ([("benchmark", "NAS-Bench-201 CIFAR-10 accuracy of the argmax cell (%)")]
-              if nb201 else [("derived_loss", "test loss of the argmax architecture")]
-              if toy else [("valid_acc", "supernet validation accuracy (%)")])
-    panels.append(("entropy", "architecture entropy (nats), median over seeds"))
+    records = [r for items in by_group.values() for _, _, h in items for r in h]
+    panels = [_progress_panel(records, nb201, toy),
+              ("entropy", "architecture entropy (nats), median over seeds")]
     series = False
     import matplotlib
     matplotlib.use("Agg")
@@ -403,14 +413,19 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
                     v = r.get(key)
                     if key == "benchmark":
                         v = (v or {}).get("cifar10")
-                    ys.append(v)
-                if ys and all(isinstance(y, (int, float)) for y in ys):
+                    ys.append(v if isinstance(v, (int, float)) else None)
+                if any(y is not None for y in ys):
                     curves.append(ys)
             if not curves:
                 continue
+            # the epochs every seed has a figure for (evaluated every N epochs: those)
             n = min(len(c) for c in curves)
-            med = [statistics.median(c[i] for c in curves) for i in range(n)]
-            ax.plot(range(1, n + 1), med, label=labels.get(group, group), lw=1.4,
+            xs = [i for i in range(n) if all(c[i] is not None for c in curves)]
+            if not xs:
+                continue
+            med = [statistics.median(c[i] for c in curves) for i in xs]
+            ax.plot([i + 1 for i in xs], med, label=labels.get(group, group), lw=1.4,
+                    marker="o" if len(xs) < n / 2 else None, ms=3,
                     color=f"C{gi % 10}")  # a strategy's colour is the same in every panel
             series = True
         ax.set_xlabel("epoch")
