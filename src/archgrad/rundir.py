@@ -23,25 +23,22 @@ from .errors import ArchgradError
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``path`` whole or not at all (a temporary file renamed over it); a place that
-    cannot be written is one line (ArchgradError), not a traceback."""
+    cannot be written (a full disk, a file or directory in the way) is one line
+    (ArchgradError), not a traceback."""
     path = Path(path)
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ArchgradError(f"cannot write {path} ({e.strerror or e})") from None
-    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):  # a full disk, a directory in the way
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
             raise ArchgradError(f"cannot write {path} ({e.strerror or e})") from None
         raise
 
