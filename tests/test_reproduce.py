@@ -199,7 +199,15 @@ def test_a_grid_over_option_values_and_a_partial_report(capsys, tmp_path):
     (out / "runs" / runs[0] / "result.json").unlink()
     code, o, err = run(capsys, "report", str(out))
     assert code == 0 and "(1 of 2 runs finished)" in o, err
-    assert "a partial report" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "a partial report" in text
+    assert f"Not finished: {runs[0]} (interrupted)" in text
+    # a damaged result is named and left out, not read as a finished run
+    (out / "runs" / runs[1] / "result.json").write_text("{}")
+    code, o, err = run(capsys, "report", str(out))
+    assert code == 0 and "(0 of 2 runs finished)" in o, err
+    assert f"Damaged runs (result.json unreadable; left out): {runs[1]}" in \
+        (out / "report.md").read_text()
 
 
 def test_bad_sweeps_are_refused_before_anything_runs(capsys, tmp_path):

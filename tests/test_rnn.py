@@ -314,6 +314,13 @@ def test_image_options_are_refused_for_language_models(ptb_dir):
         archgrad.search(space="darts-rnn", dataset="digits", epochs=1)
 
 
+def test_a_batch_of_one_is_refused_for_the_batch_normed_search_cell(ptb_dir, tmp_path):
+    with pytest.raises(ArchgradError, match="batch norm needs a batch of at least 2"):
+        archgrad.search(space="darts-rnn", dataset="ptb", data_dir=ptb_dir, batch_size=1,
+                        epochs=1, ninp=8, nhid=8, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_train_json_prints_perplexities(ptb_dir, tmp_path, capsys):
     from archgrad.cli import main
     rc = main(["train", "--space", "darts-rnn", "--genotype", "DARTS_V2", "--dataset", "ptb",

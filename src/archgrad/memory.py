@@ -112,6 +112,8 @@ def guarded(build: Callable[[], nn.Module], run: Callable[[nn.Module], Tensor], 
         raise
     except (RuntimeError, ValueError, IndexError) as e:
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        if "more than 1 value per channel" in msg:   # batch norm in training mode on one row
+            hint = "batch norm needs a batch of at least 2; use a larger --batch-size"
         raise ArchgradError(f"{what} cannot run with this configuration ({msg}); {hint}") \
             from None
     need = est.training_bytes(optimizer_copies) if backward else est.inference_bytes()

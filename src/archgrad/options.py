@@ -113,6 +113,9 @@ KNOWN: dict[str, Spec] = {
     "auxiliary": Spec("bool"), "edges": Spec("int", lo=1, hi=10_000),
     "kernel": Spec("int", lo=1, hi=64), "stride": Spec("int", lo=1, hi=64),
     "image_size": Spec("int", lo=1, hi=4096), "head_kernel": Spec("int", none=True, lo=1),
+    "vocab_size": Spec("int", lo=2, hi=10_000_000), "nodes": Spec("int", lo=1, hi=32),
+    "ninp": Spec("int", lo=1, hi=1_000_000), "nhid": Spec("int", lo=1, hi=1_000_000),
+    "eval_ninp": Spec("int", lo=1, hi=1_000_000), "eval_nhid": Spec("int", lo=1, hi=1_000_000),
     "steps_per_epoch": Spec("int", lo=1, hi=10_000_000), "test_size": Spec("int", lo=1,
                                                                            hi=10_000_000),
 }

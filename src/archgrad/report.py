@@ -228,7 +228,9 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
             try:
                 final = read_json(d / "result.json")
             except (OSError, ValueError):
-                state = "damaged"
+                final = None
+            if not isinstance(final, dict) or "genotype" not in final:
+                final, state = None, "damaged"
         history = []
         if (d / "metrics.jsonl").is_file():
             try:
@@ -352,10 +354,11 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
         t = [r["search_time_s"] for r, f, _ in items if f and r.get("search_time_s")]
         st = [r["steps"] for r, f, _ in items if f]
         mem = [r["peak_rss_mb"] for r, f, _ in items if f and r.get("peak_rss_mb")]
-        lines.append(f"| {labels.get(group, group)} | {len(t)} | "
-                     f"{statistics.fmean(t) if t else float('nan'):.0f} | "
-                     f"{int(statistics.fmean(st)) if st else 0} | "
-                     f"{max(mem) if mem else float('nan'):.0f} |")
+        mean_t = statistics.fmean(t) if t else None
+        lines.append(f"| {labels.get(group, group)} | {len(st)} | "
+                     + ("–" if mean_t is None else f"{mean_t:.{0 if mean_t >= 10 else 1}f}")
+                     + f" | {int(statistics.fmean(st)) if st else '–'} | "
+                     + (f"{max(mem):.0f}" if mem else "–") + " |")
     lines.append("")
     figure = _sweep_figure(by_group, labels, out / "report", bench is not None, space == "toy")
     if figure:
@@ -363,6 +366,15 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     failed = [r["run"] for r, _, _ in rows if r["state"] == "failed"]
     if failed:
         lines += ["Failed runs: " + ", ".join(failed) + " (see runs/NAME.failed.txt).", ""]
+    damaged = [r["run"] for r, _, _ in rows if r["state"] == "damaged"]
+    if damaged:
+        lines += ["Damaged runs (result.json unreadable; left out): " + ", ".join(damaged)
+                  + ". Delete a run's result.json and run the sweep again to re-derive it.", ""]
+    waiting = [f"{r['run']} ({'not started' if r['state'] == 'new' else 'interrupted'})"
+               for r, _, _ in rows if r["state"] in ("new", "partial")]
+    if waiting:
+        lines += ["Not finished: " + ", ".join(waiting) + "; run the same command again to "
+                  "finish them.", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     cols = []
     for r, _, _ in rows:
