@@ -450,6 +450,21 @@ def test_compare_skips_what_is_not_a_search_run(capsys, tmp_path):
                          str(tmp_path / "junk"), "--out", str(tmp_path / "cmp"))
     assert code == 0, err
     assert "skipped" in out and "(a training run)" in out and "(1 run)" in out
+    # damaged runs in the glob are skipped, each named with the damaged file
+    import shutil
+    for name in ("bad_result", "bad_config", "bad_metrics"):
+        shutil.copytree(tmp_path / "s", tmp_path / name)
+    (tmp_path / "bad_result" / "result.json").write_text("garbage")
+    (tmp_path / "bad_config" / "config.json").write_text('{"search":')
+    with open(tmp_path / "bad_metrics" / "metrics.jsonl", "a") as f:
+        f.write("garbage\n")
+    code, out, err = run(capsys, "compare", *(str(tmp_path / n) for n in
+                                              ("s", "bad_result", "bad_config", "bad_metrics")),
+                         "--out", str(tmp_path / "cmp2"))
+    assert code == 0 and "(1 run)" in out, err
+    for name, damaged in (("bad_result", "result.json"), ("bad_config", "config.json"),
+                          ("bad_metrics", "metrics.jsonl")):
+        assert f"skipped {tmp_path / name} ({damaged} is damaged)" in out
 
 
 def test_cell_diagrams_are_reproducible(tmp_path):

@@ -12,18 +12,21 @@ def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ArchgradError(f"{run_dir} is not a search run directory (no config.json)")
+    name = "config.json"
     try:
-        cfg = read_json(run_dir / "config.json")["search"]
-        metrics = run_dir / "metrics.jsonl"
+        cfg = read_json(run_dir / name)["search"]
+        name = "metrics.jsonl"
+        metrics = run_dir / name
         history = [json.loads(line) for line in metrics.read_text().splitlines()
                    if line.strip()] if metrics.is_file() else []
-        final = read_json(run_dir / "result.json") if (run_dir / "result.json").is_file() \
-            else None
+        name = "result.json"
+        final = read_json(run_dir / name) if (run_dir / name).is_file() else None
+        label = f"{cfg['strategy']} ({run_dir.name})"
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise ArchgradError(f"{run_dir}: a run file is damaged ({type(e).__name__}: "
+        raise ArchgradError(f"{run_dir}: {name} is damaged ({type(e).__name__}: "
                             f"{str(e)[:120]})") from None
     return {"dir": run_dir, "config": cfg, "history": history, "final": final,
-            "label": f"{cfg['strategy']} ({run_dir.name})"}
+            "label": label}
 
 
 def _retrain_section(sweep, by_group: dict, labels: dict, published: dict) -> list[str]:
@@ -150,6 +153,16 @@ def is_search_run(path: str | Path) -> bool:
         return False
 
 
+def _unreadable(path: Path) -> bool:
+    try:
+        read_json(path)
+        return False
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return path.is_file()
+
+
 def compare(run_dirs, out: str | Path) -> dict:
     """Write ``out.md`` (a table of the runs' final results) and ``out.png`` / ``out.svg``
     (their per-epoch records). Directories that are not search runs (training runs, anything
@@ -157,7 +170,12 @@ def compare(run_dirs, out: str | Path) -> dict:
     runs, skipped = [], []
     for d in run_dirs:
         if is_search_run(d):
-            runs.append(load_run(d))
+            try:
+                runs.append(load_run(d))
+            except ArchgradError as e:     # one damaged run in a glob does not stop the rest
+                skipped.append(f"{d} ({str(e).removeprefix(f'{d}: ').split(' (')[0]})")
+        elif _unreadable(Path(d) / "config.json"):
+            skipped.append(f"{d} (config.json is damaged)")
         elif Path(d).is_dir() and (Path(d) / "train_config.json").is_file():
             skipped.append(f"{d} (a training run)")
         elif Path(d).exists():
