@@ -467,6 +467,19 @@ def test_compare_skips_what_is_not_a_search_run(capsys, tmp_path):
         assert f"skipped {tmp_path / name} ({damaged} is damaged)" in out
 
 
+def test_a_damaged_genotype_file_is_named_by_every_command_that_reads_it(capsys, tmp_path):
+    assert run(capsys, "search", *TINY, "--out", str(tmp_path / "s"))[0] == 0
+    (tmp_path / "s" / "genotype.txt").write_text("garbage\n")
+    g = str(tmp_path / "s")
+    for argv in (["lookup", g], ["info", g], ["draw", g, "--out", str(tmp_path / "d")],
+                 ["export", g, "--out", str(tmp_path / "m")],
+                 ["train", "--genotype", g, *TINY, "--out", str(tmp_path / "t")]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1, (argv, err)
+        assert f"{tmp_path / 's' / 'genotype.txt'} is damaged (malformed" in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
 def test_cell_diagrams_are_reproducible(tmp_path):
     from archgrad.plot import draw
     from archgrad.spaces.darts import named_genotype

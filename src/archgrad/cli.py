@@ -575,7 +575,10 @@ def _nb201_genotype_arg(value: str) -> str:
     if src is not None and src != "nb201":
         raise ArchgradError(f"{value} is a search of the '{src}' space, which has no benchmark "
                             f"table; lookup answers for NAS-Bench-201 (nb201) cells only")
-    return genotype_source(value)
+    if src is None:
+        return genotype_source(value)
+    from .spaces import get_space
+    return genotype_source(value, lambda text: str(get_space("nb201").genotype(text)))
 
 
 def cmd_lookup(args) -> int:
@@ -633,7 +636,7 @@ def cmd_info(args) -> int:
     from .train import genotype_source
     space_name = _space_of(args)
     sp = _build_space(args, space_name)
-    g = sp.genotype(genotype_source(args.genotype))
+    g = genotype_source(args.genotype, sp.genotype)
     if sp.modality == "sequence":
         return _info_language_model(args, space_name, sp, g)
     size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
@@ -697,7 +700,7 @@ def cmd_export(args) -> int:
     else:
         space_name = _space_of(args)
         sp = _build_space(args, space_name)
-        g = str(sp.genotype(genotype_source(args.genotype)))
+        g = str(genotype_source(args.genotype, sp.genotype))
         net = sp.build(g)
     size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
     c_in = sp.config.get("in_channels", 3)
@@ -717,14 +720,10 @@ def cmd_export(args) -> int:
 
 def cmd_draw(args) -> int:
     from .plot import draw
-    from .rundir import read_json
     from .spaces import get_space
-    from .train import genotype_source
-    space = args.space
-    p = Path(args.genotype)
-    if space is None and p.is_dir() and (p / "config.json").is_file():
-        space = read_json(p / "config.json")["search"]["space"]
-    g = get_space(space or "nb201").genotype(genotype_source(args.genotype))
+    from .train import genotype_source, run_space
+    space = args.space or run_space(args.genotype)
+    g = genotype_source(args.genotype, get_space(space or "nb201").genotype)
     draw(g, args.out, str(args.genotype) if len(str(args.genotype)) < 40 else None)
     print(f"wrote {args.out}.png and {args.out}.svg")
     return 0

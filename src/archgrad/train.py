@@ -24,7 +24,7 @@ from torch import nn
 
 from . import __version__
 from .data import BatchLoader, load_dataset
-from .errors import ArchgradError, DivergenceError
+from .errors import ArchgradError, DivergenceError, GenotypeError
 from .ops import count_parameters
 from .options import Spec, check_options
 from .rundir import (
@@ -110,21 +110,26 @@ _TYPES = {"space": str, "genotype": str, "dataset": str, "seed": int, "device": 
           "space_options": dict, "recipe": dict}
 
 
-def genotype_source(value: str) -> str:
-    """A genotype string, or the final genotype of a search run directory."""
+def genotype_source(value: str, parse=None):
+    """A genotype string, or the final genotype of a search run directory; with ``parse`` (a
+    space's ``genotype``), the parsed genotype, an error in a run's file naming the file."""
     if not isinstance(value, str) or not value.strip():
         raise ArchgradError("the genotype is empty; give a genotype string, a named genotype "
                             "(DARTS_V2, ...) or a search run directory")
     p = Path(value)
     if p.is_dir():
         if (p / "genotype.txt").is_file():
-            return (p / "genotype.txt").read_text().strip()
+            try:
+                text = (p / "genotype.txt").read_text().strip()
+                return parse(text) if parse else text
+            except (OSError, UnicodeDecodeError, GenotypeError) as e:
+                raise GenotypeError(f"{p / 'genotype.txt'} is damaged ({e})") from None
         if (p / "config.json").is_file():
             raise ArchgradError(f"{p} has no genotype.txt (the search has not finished; resume "
                                 f"it with archgrad search --resume {p})")
         raise ArchgradError(f"{p} is a directory but not a search run directory (no "
                             f"config.json or genotype.txt)")
-    return value
+    return parse(value) if parse else value
 
 
 def run_space(value: str) -> str | None:
@@ -254,8 +259,11 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
                 f"unknown option {k!r}; space '{space}' accepts "
                 f"{', '.join(sorted(space_cls.options))}; training accepts "
                 f"{', '.join(recipe_keys(space_cls))}")
-    geno = genotype_source(str(genotype)) if isinstance(genotype, (str, Path)) \
-        else str(genotype)
+    if isinstance(genotype, (str, Path)) and Path(genotype).is_dir():
+        geno = genotype_source(str(genotype), get_space(space, **sp).genotype)
+    else:
+        geno = genotype_source(str(genotype)) if isinstance(genotype, (str, Path)) \
+            else str(genotype)
     src_space = run_space(str(genotype)) if isinstance(genotype, (str, Path)) else None
     if src_space is not None and src_space != space:
         raise ArchgradError(f"{genotype} is a search of the '{src_space}' space; train it with "
