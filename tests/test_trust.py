@@ -125,6 +125,30 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(capsys, tmp_path, monk
     assert not list((tmp_path / "somedir").iterdir())
 
 
+API_BAD = [
+    (lambda: archgrad.search(out=5), "out must be a path"),
+    (lambda: archgrad.search(resume=[1]), "resume must be a path"),
+    (lambda: archgrad.train("nb201", BEST, out=3.5), "out must be a path"),
+    (lambda: archgrad.search(epochs="3"), "epochs must be a positive integer"),
+    (lambda: archgrad.search(seed="a"), "seed must be an integer"),
+    (lambda: archgrad.search(dataset=5), "unknown dataset '5'"),
+    (lambda: archgrad.build("nb201", None), "expected a NAS-Bench-201 genotype"),
+    (lambda: archgrad.build("darts", "DARTS_V9"), "malformed DARTS genotype"),
+    (lambda: archgrad.supernet("nb201", C=-1), "option C must be an integer >= 1"),
+    (lambda: archgrad.get_strategy("darts-2nd", xi=-1), "option xi must be a number >= 0"),
+    (lambda: archgrad.lookup(None), "malformed NAS-Bench-201 genotype"),
+]
+
+
+@pytest.mark.parametrize("call,needle", API_BAD, ids=[n for _, n in API_BAD])
+def test_the_python_api_refuses_bad_input_with_an_archgrad_error(tmp_path, monkeypatch, call,
+                                                                  needle):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArchgradError, match=needle):
+        call()
+    assert not list(tmp_path.iterdir())
+
+
 def test_ambiguous_option_is_routed_or_explained(capsys, tmp_path):
     # partial_channels: PC-DARTS passes it to the space, so it is not ambiguous
     code, _, err = run(capsys, "search", *TINY, "--channels", "8", "--strategy", "pcdarts",

@@ -162,6 +162,13 @@ def new_run_dir(root: str | Path, *parts: str) -> Path:
     return path
 
 
+def as_path(value, what: str) -> Path:
+    """``value`` as a path, or one line saying what is accepted (the Python API's out=, ...)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ArchgradError(f"{what} must be a path (a str or a pathlib.Path), got {value!r}")
+    return Path(value)
+
+
 def check_out_dir(path: Path, what: str = "--out") -> None:
     """Refuse a run directory that cannot be one, before anything is created."""
     path = Path(path)

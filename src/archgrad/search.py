@@ -37,6 +37,7 @@ from .errors import ArchgradError, DivergenceError
 from .methods import STRATEGIES, accepted_options, make_strategy
 from .rundir import (
     RunLock,
+    as_path,
     atomic_write_json,
     atomic_write_text,
     check_out_dir,
@@ -379,7 +380,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
             raise ArchgradError(
                 f"--resume takes the configuration from RUN_DIR/config.json; drop "
                 f"{', '.join('--' + k.replace('_', '-') for k in given)}")
-        run_dir = Path(resume)
+        run_dir = as_path(resume, "resume")
         cfg, meta = read_run_config(run_dir)
         if epochs is not None and epochs != cfg.epochs:
             raise ArchgradError(
@@ -401,7 +402,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
     cfg = _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,
                       subset, eval_every, space_options, strategy_options, options, amp,
                       sync_bn)
-    run_dir = Path(out) if out is not None else None
+    run_dir = as_path(out, "out") if out is not None else None
     if run_dir is not None:
         check_out_dir(run_dir)
         if (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists():

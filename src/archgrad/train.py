@@ -29,6 +29,7 @@ from .ops import count_parameters
 from .options import Spec, check_options
 from .rundir import (
     RunLock,
+    as_path,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
@@ -228,7 +229,7 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
     dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
     device = dist.run_device(device)
     if resume is not None:
-        run_dir = Path(resume)
+        run_dir = as_path(resume, "resume")
         cfg, meta = _read_config(run_dir)
         saved = _digest(cfg)
         if device != "auto":
@@ -271,7 +272,7 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
     cfg = TrainConfig(space, str(geno), dataset, seed, str(device),
                       str(data_dir) if data_dir else None, subset, eval_every, sp, recipe)
     _validate(cfg)
-    run_dir = Path(out) if out is not None else None
+    run_dir = as_path(out, "out") if out is not None else None
     if run_dir is not None:
         check_out_dir(run_dir)
         if (run_dir / "train_config.json").exists() or \
