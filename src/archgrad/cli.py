@@ -789,10 +789,19 @@ def cmd_sweep(args) -> int:
         if "=" not in item:
             raise ArchgradError(f"--grid expects KEY=V1,V2,..., got {item!r}")
         k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if not k:
+            raise ArchgradError(f"--grid expects KEY=V1,V2,..., got {item!r}")
+        if k in ("seed", "seeds", "strategy", "strategies"):
+            flag = "--seeds" if k.startswith("seed") else "--strategies"
+            raise ArchgradError(f"--grid {k}: give the {flag[2:]} to sweep with {flag}")
+        if k in values:
+            raise ArchgradError(f"--grid {k} is given twice; list its values once "
+                                f"({k}=V1,V2,...)")
         vals = [_value(x.strip()) for x in v.split(",") if x.strip()]
         if not vals:
             raise ArchgradError(f"--grid {k} has no values")
-        values[k.strip().replace("-", "_")] = vals
+        values[k] = vals
     runs = grid(base, strategies, list(args.seeds), values)
     devices = _devices(args)  # checked before the sweep directory is made
     out = Path(args.out) if args.out else new_run_dir("runs", "sweep")
