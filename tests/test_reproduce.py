@@ -71,6 +71,11 @@ BAD_FILES = [
     ('[scale.huge]\nnote = "x"\n', "scale.huge is not a scale"),
     ('seeds = [-1]\n', "seeds must list integers >= 0"),
     ('[search\n', "is not valid TOML"),
+    ('[published]\nargmax = 5\n', "published.argmax must be a table of strategy = figure"),
+    ('[published.argmax]\ndarts = "x"\n', "published.argmax.darts must be a number"),
+    ('[published]\nbogus = 1\n', "published.bogus is not a published setting"),
+    ('[published]\nsource = 3\n', "published.source must be a string"),
+    ('[labels]\ndarts = 5\n', "labels.darts must be a string"),
 ]
 
 
@@ -208,6 +213,39 @@ def test_a_grid_over_option_values_and_a_partial_report(capsys, tmp_path):
     assert code == 0 and "(0 of 2 runs finished)" in o, err
     assert f"Damaged runs (result.json unreadable; left out): {runs[1]}" in \
         (out / "report.md").read_text()
+
+
+def test_a_configuration_of_one_search_reproduces_as_a_grid_of_one(capsys, tmp_path):
+    f = tmp_path / "one.toml"
+    f.write_text('[search]\nstrategy = "gdas"\nseed = 3\nepochs = 1\ndataset = "synthetic"\n'
+                 '[space]\nC = 4\nN = 1\n')
+    code, out, err = run(capsys, "reproduce", str(f), "--out", str(tmp_path / "s"), "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "s" / "runs").iterdir()) == ["gdas-seed3"]
+    assert "1 of 1 runs finished" in (tmp_path / "s" / "report.md").read_text()
+
+
+def test_a_sweep_over_a_configuration_takes_its_strategies_seeds_and_their_settings(
+        capsys, tmp_path):
+    f = tmp_path / "two.toml"
+    f.write_text('strategies = ["darts", "gdas"]\nseeds = [4]\n[search]\nepochs = 1\n'
+                 'dataset = "synthetic"\n[space]\nC = 4\nN = 1\n[strategy.gdas]\n'
+                 'tau_min = 0.5\n')
+    code, out, err = run(capsys, "sweep", "--config", str(f), "--out", str(tmp_path / "s"),
+                         "--quiet")
+    assert code == 0, err
+    runs = tmp_path / "s" / "runs"
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["darts-seed4", "gdas-seed4"]
+    opts = json.loads((runs / "gdas-seed4" / "config.json").read_text())["search"]
+    assert opts["strategy_options"]["tau_min"] == 0.5 and opts["seed"] == 4
+    # a file of one search: its strategy and its seed
+    f = tmp_path / "one.toml"
+    f.write_text('[search]\nstrategy = "gdas"\nseed = 3\nepochs = 1\ndataset = "synthetic"\n'
+                 '[space]\nC = 4\nN = 1\n')
+    code, out, err = run(capsys, "sweep", "--config", str(f), "--out", str(tmp_path / "o"),
+                         "--quiet")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "o" / "runs").iterdir() if p.is_dir()] == ["gdas-seed3"]
 
 
 def test_bad_sweeps_are_refused_before_anything_runs(capsys, tmp_path):

@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "resumes interrupted ones. Writes OUT/report.md at the end.")
     sw.add_argument("--strategies", nargs="+", default=None, metavar="NAME",
                     help="strategies (default: the config's, else darts)")
-    sw.add_argument("--seeds", nargs="+", type=_seed, default=[0], metavar="SEED")
+    sw.add_argument("--seeds", nargs="+", type=_seed, default=None, metavar="SEED",
+                    help="seeds (default: the config's, else 0)")
     sw.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                     help="an option and the values to try (repeatable)")
     sw.add_argument("--space", default=None, help="search space (default: nb201)")
@@ -781,9 +782,22 @@ def cmd_sweep(args) -> int:
     from .sweep import Sweep, grid
     if args.seed is not None:
         raise ArchgradError("a sweep takes --seeds (a list); drop --seed")
-    base = _search_kwargs(args)
-    strategies = args.strategies or [base.pop("strategy")]
-    base.pop("strategy", None)
+    proto = None
+    if getattr(args, "config", None):
+        from .protocols import load
+        proto = load(args.config)
+    if args.strategies:
+        strategies = list(args.strategies)
+    elif proto is not None and proto.strategies:
+        strategies = list(proto.strategies)   # a protocol's grid, with each one's settings
+    else:
+        strategies = None
+    per = {}
+    for s in strategies or [None]:
+        args.strategy = s
+        kw = _search_kwargs(args)
+        per[kw.pop("strategy")] = kw
+    strategies = strategies or list(per)
     values = {}
     for item in args.grid or []:
         if "=" not in item:
@@ -802,7 +816,9 @@ def cmd_sweep(args) -> int:
         if not vals:
             raise ArchgradError(f"--grid {k} has no values")
         values[k] = vals
-    runs = grid(base, strategies, list(args.seeds), values)
+    seeds = list(args.seeds) if args.seeds else list(proto.seeds) if proto else [0]
+    base = per[strategies[0]]
+    runs = grid(base, strategies, seeds, values, per)
     devices = _devices(args)  # checked before the sweep directory is made
     out = Path(args.out) if args.out else new_run_dir("runs", "sweep")
     args.out = str(out)
@@ -837,9 +853,11 @@ def cmd_reproduce(args) -> int:
     from .rundir import new_run_dir
     from .sweep import Sweep, grid
     proto = load(args.protocol).at_scale(args.scale)
-    strategies = args.strategies or proto.strategies
-    bad = [s for s in strategies if s not in proto.strategies]
-    if bad:
+    # a configuration file of one search (no strategies or seeds lists) is a grid of one
+    own = proto.strategies or [proto.search.get("strategy", "darts")]
+    strategies = args.strategies or own
+    bad = [s for s in strategies if s not in own]
+    if bad and proto.strategies:
         raise ArchgradError(f"protocol '{proto.name}' compares {', '.join(proto.strategies)}; "
                             f"not {', '.join(bad)}")
     seeds = list(args.seeds) if args.seeds else list(proto.seeds)

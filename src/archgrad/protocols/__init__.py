@@ -192,6 +192,24 @@ def _check(path: str, data: dict) -> None:
     for s in data.get("strategies", []):
         if not isinstance(s, str):
             fail("strategies", f"must list strategy names, got {s!r}")
+    for k, v in data.get("labels", {}).items():
+        if not isinstance(v, str):
+            fail(f"labels.{k}", f"must be a string (the name the report shows), got {v!r}")
+    # [published]: source and metric (text), and per derivation (argmax, ...) or per split
+    # (valid, test) a table of the published figure of each strategy
+    for k, v in data.get("published", {}).items():
+        if k in ("source", "metric"):
+            if not isinstance(v, str):
+                fail(f"published.{k}", f"must be a string, got {v!r}")
+        elif k in DERIVES + ("valid", "test"):
+            if not isinstance(v, dict):
+                fail(f"published.{k}", f"must be a table of strategy = figure, got {v!r}")
+            for name, x in v.items():
+                if not isinstance(x, (int, float)) or isinstance(x, bool):
+                    fail(f"published.{k}.{name}", f"must be a number, got {x!r}")
+        else:
+            fail(f"published.{k}", f"is not a published setting (source, metric, "
+                                   f"{', '.join(DERIVES)}, valid, test)")
 
 
 def _check_names(p: Protocol) -> None:
@@ -258,6 +276,8 @@ def load(source: str | Path) -> Protocol:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ArchgradError(f"{where} is not valid TOML ({e})") from None
     _check(where, data)
+    if "seeds" not in data and "seed" in data.get("search", {}):
+        data["seeds"] = [data["search"]["seed"]]   # a file of one search: its own seed
     p = Protocol(path=where, name=data.get("name", path.stem),
                  **{k: v for k, v in data.items() if k != "name"})
     _check_names(p)
