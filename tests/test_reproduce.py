@@ -91,6 +91,31 @@ def test_a_bad_configuration_file_gives_one_line_naming_the_file_and_key(capsys,
     assert not (tmp_path / "r").exists()
 
 
+G = 'genotype = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|' \
+    'nor_conv_1x1~2|"\n'
+BAD_TRAIN_FILES = [
+    ("[train]\n" + G + 'epochs = "x"\n', "train.epochs: training option epochs must be"),
+    ("[train]\n" + G + "bogus = 1\n", "train.bogus is not a training option of space 'nb201'"),
+    ("[train]\ngenotype = 5\n", "train.genotype must be a string, got 5"),
+    ("[train]\n" + G + 'space = "nope"\n', "train.space: unknown space 'nope'"),
+    ("[train]\n" + G + "lr = -1\n", "train.lr: training option lr must be a number > 0"),
+    ("[train]\nepochs = 1\n", 'or genotype = "..." in the [train] table of'),
+    ("[search]\nepochs = 1\n", "has no [train] table"),
+]
+
+
+@pytest.mark.parametrize("text,needle", BAD_TRAIN_FILES)
+def test_a_bad_train_table_gives_one_line_naming_the_file_and_key(capsys, tmp_path, text,
+                                                                 needle):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    code, out, err = run(capsys, "train", "--config", str(f), "--quiet", "--out",
+                         str(tmp_path / "t"))
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "t").exists()
+
+
 def test_search_and_train_take_the_same_configuration_format(capsys, tmp_path):
     f = tmp_path / "exp.toml"
     f.write_text("""

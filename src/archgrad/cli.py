@@ -493,7 +493,9 @@ def cmd_train(args) -> int:
         base.pop("genotype", None)
         if not genotype:
             raise ArchgradError("archgrad train needs --genotype (a genotype string or a search "
-                                "run directory)")
+                                "run directory)" + (f", or genotype = \"...\" in the [train] "
+                                                   f"table of {args.config}" if args.config
+                                                   else ""))
         args.genotype = genotype
         space = args.space or base.pop("space", None)
         base.pop("space", None)

@@ -311,7 +311,42 @@ def config_train_kwargs(source: str) -> dict:
         raise ArchgradError(f"{p.path} has no [train] table")
     out = dict(p.train)
     out.setdefault("space", p.search.get("space", "nb201"))
+    _check_train(p.path, out)
     return {"train": out, "space_options": dict(p.space)}
+
+
+TRAIN_KEYS = {"space": str, "genotype": str, "dataset": str, "data_dir": str, "device": str,
+              "seed": int, "subset": int, "eval_every": int}
+
+
+def _check_train(path: str, table: dict) -> None:
+    """The ``[train]`` table: its settings' types, and every other key a training option (or
+    an evaluation-network option) of its space, in range."""
+    from ..options import check_options
+    from ..spaces import SPACES
+    from ..train import RECIPE_SPECS, recipe_keys
+    for k, v in table.items():
+        t = TRAIN_KEYS.get(k)
+        if t is not None and (not isinstance(v, t) or (t is int and isinstance(v, bool))):
+            raise ArchgradError(f"{path}: train.{k} must be a{'n' if t is int else ''} "
+                                f"{'integer' if t is int else 'string'}, got {v!r}")
+    try:
+        space = SPACES.get(table["space"])
+    except ArchgradError as e:
+        raise ArchgradError(f"{path}: train.space: {e}") from None
+    takes = set(recipe_keys(space)) | set(space.options)
+    for k, v in table.items():
+        if k in TRAIN_KEYS:
+            continue
+        if k not in takes:
+            raise ArchgradError(f"{path}: train.{k} is not a training option of space "
+                                f"'{space.name}' ({', '.join(sorted(takes))}, "
+                                f"{', '.join(TRAIN_KEYS)})")
+        if k in RECIPE_SPECS:
+            try:
+                check_options("training", {k: v}, {}, RECIPE_SPECS)
+            except ArchgradError as e:
+                raise ArchgradError(f"{path}: train.{k}: {e}") from None
 
 
 __all__ = ["Protocol", "load", "names", "config_search_kwargs", "config_train_kwargs",
