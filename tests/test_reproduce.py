@@ -273,6 +273,19 @@ def test_a_sweep_over_a_configuration_takes_its_strategies_seeds_and_their_setti
     assert [p.name for p in (tmp_path / "o" / "runs").iterdir() if p.is_dir()] == ["gdas-seed3"]
 
 
+def test_a_second_process_on_a_running_sweep_is_refused(capsys, tmp_path):
+    from archgrad.rundir import RunLock
+    argv = ["reproduce", "advantagenas-toy", "--scale", "tiny", "--seeds", "0", "--strategies",
+            "darts", "--out", str(tmp_path / "s"), "--quiet"]
+    (tmp_path / "s").mkdir()
+    with RunLock(tmp_path / "s"):     # as a sweep running in another process holds it
+        code, _, err = run(capsys, *argv)
+    assert code == 2 and "is in use by another archgrad process" in err, err
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [".lock"]
+    code, _, err = run(capsys, *argv)   # released: the sweep runs
+    assert code == 0, err
+
+
 def test_bad_sweeps_are_refused_before_anything_runs(capsys, tmp_path):
     code, _, err = run(capsys, "sweep", "--strategies", "darts", "--grid", "arch_lr=1e-3,-1",
                        "--dataset", "synthetic", "--out", str(tmp_path / "s"), "--quiet")

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArchgradError
-from .rundir import atomic_write_json, atomic_write_text, check_out_dir, make_dir, read_json
+from .rundir import (
+    RunLock,
+    atomic_write_json,
+    atomic_write_text,
+    check_out_dir,
+    make_dir,
+    read_json,
+)
 
 FAILED_SUFFIX = ".failed.txt"
 
@@ -94,6 +101,9 @@ class Sweep:
         """The sweep in ``root``: created with this grid, or checked to be the same grid."""
         root = Path(root)
         check_out_dir(root)
+        if root.is_dir():
+            with RunLock(root):   # refused here, before anything is written, while it runs
+                pass
         path = root / "sweep.json"
         grid_now = [asdict(r) for r in runs]
         if path.is_file():
@@ -169,7 +179,12 @@ class Sweep:
     # -- running ---------------------------------------------------------------------------
     def run(self, workers: int = 1, devices: list[str] | None = None, progress: bool = True,
             retry_failed: bool = False) -> dict:
-        """Run every run not finished yet, ``workers`` at once; returns a summary."""
+        """Run every run not finished yet, ``workers`` at once; returns a summary. One process
+        at a time runs a sweep: a second one on the same directory is refused in one line."""
+        with RunLock(self.root):
+            return self._run(workers, devices, progress, retry_failed)
+
+    def _run(self, workers, devices, progress, retry_failed) -> dict:
         if retry_failed:
             for f in self.runs_dir.glob("*" + FAILED_SUFFIX):
                 f.unlink()
