@@ -509,6 +509,29 @@ def test_a_damaged_genotype_file_is_named_by_every_command_that_reads_it(capsys,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
 
 
+def test_searches_started_in_the_same_second_get_their_own_run_directories(tmp_path,
+                                                                           monkeypatch):
+    from archgrad.rundir import claimed, new_run_dir
+    monkeypatch.chdir(tmp_path)
+    kw = dict(space="nb201", dataset="synthetic", C=4, N=1, epochs=1, device="cpu")
+    name = new_run_dir("runs", "nb201", "darts", "synthetic")
+    other = new_run_dir("runs", "train", "nb201", "synthetic")
+    # another process picked the same name and created it while this one validated
+    name.mkdir(parents=True)
+    res = archgrad.search(out=name, **kw)
+    assert res.run_dir == claimed(name) == Path(f"{name}-2")
+    assert (res.run_dir / "result.json").is_file() and not any(name.iterdir())
+    # a name the user gives is used as it is: a second search there is refused
+    with pytest.raises(ArchgradError, match="already holds a search"):
+        archgrad.search(out=res.run_dir, **kw)
+    other.mkdir(parents=True)
+    (other / "x").write_text("another process's")
+    tr = archgrad.train("nb201", BEST, dataset="synthetic", C=4, N=1, epochs=1, device="cpu",
+                        out=other)
+    assert claimed(other) == Path(f"{other}-2") and (Path(f"{other}-2") / "model.pt").is_file()
+    assert tr
+
+
 def test_cell_diagrams_are_reproducible(tmp_path):
     from archgrad.plot import draw
     from archgrad.spaces.darts import named_genotype

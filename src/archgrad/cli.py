@@ -826,6 +826,8 @@ def cmd_sweep(args) -> int:
     args.out = str(out)
     sweep = Sweep.open(out, runs, {"space": base.get("space", "nb201"),
                                    "config": args.config})
+    out = sweep.root
+    args.out = str(out)
     summary = sweep.run(args.workers, devices, progress=not args.quiet,
                         retry_failed=args.retry_failed)
     return _print_sweep(args, summary, sweep_report(out))
@@ -879,6 +881,8 @@ def cmd_reproduce(args) -> int:
     if proto.retrain:  # every found architecture is trained from scratch after its search
         meta["retrain"] = proto.retrain_kwargs()
     sweep = Sweep.open(out, runs, meta)
+    out = sweep.root
+    args.out = str(out)
     summary = sweep.run(args.workers, devices, progress=not args.quiet,
                         retry_failed=args.retry_failed)
     return _print_sweep(args, summary, sweep_report(out))
@@ -960,7 +964,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archgrad: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
+        from .rundir import claimed
         where = getattr(args, "out", None) or getattr(args, "resume", None)
+        where = claimed(where) if where else where
         hint = f"; resume with: archgrad {args.command} --resume {where}" if where and \
             args.command in ("search", "train") else ""
         sig = "terminated" if str(e) == "SIGTERM" else "interrupted"

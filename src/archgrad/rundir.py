@@ -150,16 +150,53 @@ def check_seed(seed) -> int:
     return seed
 
 
+#: the names new_run_dir chose in this process -> the directory claim_dir made for each
+_AUTO: dict[str, Path] = {}
+
+
 def new_run_dir(root: str | Path, *parts: str) -> Path:
     """A fresh path ``root/<date-time>-<parts>`` (suffixed if it exists); not created here:
-    the run creates it once everything is validated."""
+    the run creates it once everything is validated (:func:`claim_dir`)."""
     root = Path(root)
     stem = time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(p for p in parts if p)
     path, i = root / stem, 1
     while path.exists():
         i += 1
         path = root / f"{stem}-{i}"
+    _AUTO[str(path)] = path
     return path
+
+
+def claim_dir(path: Path) -> tuple[Path, list[Path]]:
+    """Create a new run directory; returns it and the directories made (deepest first). A name
+    :func:`new_run_dir` chose is claimed atomically: if another process took it meanwhile (two
+    searches started in the same second), the next free suffix; a name the user gave is used
+    as it is."""
+    path = Path(path)
+    if str(path) not in _AUTO:
+        made = missing_dirs(path)
+        make_dir(path)
+        return path, made
+    make_dir(path.parent)
+    cand, i = path, 1
+    while True:
+        made = missing_dirs(cand)
+        try:
+            cand.mkdir()  # atomic: exactly one process creates a given name
+        except FileExistsError:
+            i += 1
+            cand = path.parent / f"{path.name}-{i}"
+            continue
+        except OSError as e:
+            raise ArchgradError(f"cannot create the run directory {cand} "
+                                f"({e.strerror or e})") from None
+        _AUTO[str(path)] = cand
+        return cand, made
+
+
+def claimed(path: str | Path) -> Path:
+    """The directory a run named ``path`` by :func:`new_run_dir` ended up in."""
+    return _AUTO.get(str(path), Path(path))
 
 
 def as_path(value, what: str) -> Path:

@@ -42,11 +42,11 @@ from .rundir import (
     atomic_write_text,
     check_out_dir,
     check_seed,
+    claim_dir,
     clean_temporaries,
     config_digest,
     load_checkpoint,
     make_dir,
-    missing_dirs,
     read_json,
     rng_state,
     save_checkpoint,
@@ -568,8 +568,10 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
         ctx.barrier()  # every rank has checked the set-up before rank 0 writes anything
         if run_dir is not None:
             if main:
-                made = None if resuming else missing_dirs(run_dir)
-                make_dir(run_dir)
+                if resuming:
+                    make_dir(run_dir)
+                else:
+                    run_dir, made = claim_dir(run_dir)
                 lock = RunLock(run_dir).acquire()
                 clean_temporaries(run_dir)
             ctx.barrier()

@@ -30,6 +30,7 @@ from .rundir import (
     atomic_write_json,
     atomic_write_text,
     check_out_dir,
+    claim_dir,
     make_dir,
     read_json,
 )
@@ -130,7 +131,8 @@ class Sweep:
                         load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)  # it is there
                 except ArchgradError as e:
                     raise ArchgradError(f"run {r.name}: {e}") from None
-            make_dir(root)
+            root, _ = claim_dir(root)
+            path = root / "sweep.json"
             atomic_write_json(path, {"meta": meta, "runs": grid_now})
         return cls(root, runs, meta)
 

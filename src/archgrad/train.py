@@ -35,11 +35,11 @@ from .rundir import (
     atomic_write_text,
     check_out_dir,
     check_seed,
+    claim_dir,
     clean_temporaries,
     config_digest,
     load_checkpoint,
     make_dir,
-    missing_dirs,
     read_json,
     rng_state,
     save_checkpoint,
@@ -448,8 +448,10 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
         ctx.barrier()
         if run_dir is not None:
             if main:
-                made = None if resuming else missing_dirs(run_dir)
-                make_dir(run_dir)
+                if resuming:
+                    make_dir(run_dir)
+                else:
+                    run_dir, made = claim_dir(run_dir)
                 lock = RunLock(run_dir).acquire()
                 clean_temporaries(run_dir)
             ctx.barrier()
