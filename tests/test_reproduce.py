@@ -286,6 +286,20 @@ def test_a_second_process_on_a_running_sweep_is_refused(capsys, tmp_path):
     assert code == 0, err
 
 
+def test_an_interrupted_sweep_says_how_to_finish_it(capsys, tmp_path, monkeypatch):
+    from archgrad.sweep import Sweep
+
+    def interrupted(self, *a, **k):
+        raise KeyboardInterrupt("SIGTERM")
+    monkeypatch.setattr(Sweep, "run", interrupted)
+    out = tmp_path / "s"
+    code, _, err = run(capsys, "sweep", "--dataset", "synthetic", "--epochs", "1", "--out",
+                       str(out), "--quiet")
+    assert code == 143
+    assert err.strip() == (f"archgrad: terminated; {out} keeps its finished runs: run the same "
+                           f"command with --out {out} to finish it")
+
+
 def test_bad_sweeps_are_refused_before_anything_runs(capsys, tmp_path):
     code, _, err = run(capsys, "sweep", "--strategies", "darts", "--grid", "arch_lr=1e-3,-1",
                        "--dataset", "synthetic", "--out", str(tmp_path / "s"), "--quiet")

@@ -969,6 +969,9 @@ def main(argv: list[str] | None = None) -> int:
         where = claimed(where) if where else where
         hint = f"; resume with: archgrad {args.command} --resume {where}" if where and \
             args.command in ("search", "train") else ""
+        if args.command in ("sweep", "reproduce") and where:
+            hint = (f"; {where} keeps its finished runs: run the same command with --out "
+                    f"{where} to finish it")
         sig = "terminated" if str(e) == "SIGTERM" else "interrupted"
         print(f"archgrad: {sig}{hint}", file=sys.stderr)
         return 143 if sig == "terminated" else 130
