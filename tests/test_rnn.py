@@ -329,3 +329,20 @@ def test_cli_train_json_prints_perplexities(ptb_dir, tmp_path, capsys):
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["valid_ppl"] > 1 and res["test_ppl"] > 1 and res["test_batch_size"] == 1
+
+
+@pytest.mark.parametrize("space,genotype", [
+    ("darts-rnn", "DARTS_V2"),
+    ("advantagenas-rnn", "|tanh~0|+|relu~0|sigmoid~1|+|identity~0|zero~1|tanh~2|")])
+def test_the_recurrent_cells_are_drawn_with_their_inputs_and_every_op(space, genotype, tmp_path):
+    from archgrad.plot import cell_graphs, draw
+    g = archgrad.get_space(space).genotype(genotype)
+    [(_, nodes, edges)] = cell_graphs(g)
+    names = {n[0] for n in nodes}
+    assert {"xt", "hp", "n0", "ht"} <= names
+    assert ("xt", "n0", "") in edges and ("hp", "n0", "") in edges
+    ops = sorted(op for _, _, op in edges if op)
+    want = sorted(op for op, _ in g.recurrent) if space == "darts-rnn" else sorted(g.ops)
+    assert ops == want
+    draw(g, tmp_path / "cell")
+    assert (tmp_path / "cell.png").stat().st_size > 0

@@ -254,11 +254,15 @@ class EdgeGenotype(Genotype):
         return cls(ops, nodes, allowed)
 
     def cell_graph(self):
+        """The cell for ``archgrad draw``: x_t and h_{t-1} into node 0 (s0), every edge with
+        its op (``zero`` edges still pass the gated predecessor), nodes 1..n averaged into h_t."""
         n = self.nodes
-        nodes = [("n0", "0", "input", 0, 0.0)]
-        nodes += [(f"n{i}", str(i), "inner", i, 1.0 if i % 2 else -1.0) for i in range(1, n + 1)]
-        nodes.append(("ht", "h_{t}", "output", n + 1, 0.0))
-        edges, e = [], 0
+        nodes = [("xt", "x_{t}", "input", 0, 0.8), ("hp", "h_{t-1}", "input", 0, -0.8),
+                 ("n0", "0", "inner", 1, 0.0)]
+        nodes += [(f"n{i}", str(i), "inner", 1 + i, 1.0 if i % 2 else -1.0)
+                  for i in range(1, n + 1)]
+        nodes.append(("ht", "h_{t}", "output", n + 2, 0.0))
+        edges, e = [("xt", "n0", ""), ("hp", "n0", "")], 0
         for i in range(1, n + 1):
             for j in range(i):
                 edges.append((f"n{j}", f"n{i}", self.ops[e]))
