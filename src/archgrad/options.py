@@ -114,6 +114,8 @@ KNOWN: dict[str, Spec] = {
     "kernel": Spec("int", lo=1, hi=64), "stride": Spec("int", lo=1, hi=64),
     "image_size": Spec("int", lo=1, hi=4096), "head_kernel": Spec("int", none=True, lo=1),
     "vocab_size": Spec("int", lo=2, hi=10_000_000), "nodes": Spec("int", lo=1, hi=32),
+    **{k: Spec("float", lo=0.0, hi=0.999999) for k in (
+        "dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "eval_dropoute")},
     "ninp": Spec("int", lo=1, hi=1_000_000), "nhid": Spec("int", lo=1, hi=1_000_000),
     "eval_ninp": Spec("int", lo=1, hi=1_000_000), "eval_nhid": Spec("int", lo=1, hi=1_000_000),
     "steps_per_epoch": Spec("int", lo=1, hi=10_000_000), "test_size": Spec("int", lo=1,

@@ -562,9 +562,6 @@ class DartsRNNSpace(_LMSpace):
         if bad or not ops or not set(ops) - {"none"}:
             raise GenotypeError(f"darts-rnn option ops must be among {', '.join(DARTS_OPS)} "
                                 f"(at least one but none); got {list(ops)}")
-        for k in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "eval_dropoute"):
-            if not isinstance(c[k], (int, float)) or not 0 <= c[k] < 1:
-                raise GenotypeError(f"darts-rnn option {k} must be in [0, 1), got {c[k]!r}")
         ops = tuple(o for o in DARTS_OPS if o in ops)
         cands = tuple(Candidate(o, zero=(o == "none"), parametric=False) for o in ops)
         edges = tuple((j, i) for i in range(1, c["steps"] + 1) for j in range(i))
@@ -690,9 +687,6 @@ class AdvantageRNNSpace(_LMSpace):
         if bad or not ops:
             raise GenotypeError(f"advantagenas-rnn option ops must be among "
                                 f"{', '.join(ADV_OPS)}; got {list(ops)}")
-        if not 0 <= c["dropout"] < 1:
-            raise GenotypeError(f"advantagenas-rnn option dropout must be in [0, 1), got "
-                                f"{c['dropout']!r}")
         ops = tuple(o for o in ADV_OPS if o in ops)
         # 'zero' gives h = 0 inside the highway; the edge still passes n_j (1 - c): computed
         cands = tuple(Candidate(o, parametric=o != "zero") for o in ops)
