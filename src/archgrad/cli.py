@@ -959,6 +959,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         torch.set_num_threads(int(threads))
     try:
+        from .plugins import load
+        load()  # strategies and spaces of $ARCHGRAD_PLUGINS and installed entry points
         return args.func(args)
     except ArchgradError as e:
         print(f"archgrad: error: {e}", file=sys.stderr)

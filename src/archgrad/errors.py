@@ -28,7 +28,10 @@ class UnknownNameError(ArchgradError, KeyError):
         accepted = sorted(accepted)
         close = difflib.get_close_matches(str(name), accepted, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        super().__init__(f"unknown {kind} '{name}'{hint}; choose one of: {', '.join(accepted)}")
+        own = " (your own: name its module in $ARCHGRAD_PLUGINS)" if kind in ("strategy", "space") \
+            else ""
+        super().__init__(f"unknown {kind} '{name}'{hint}; choose one of: {', '.join(accepted)}"
+                         f"{own}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]

@@ -187,6 +187,10 @@ class Sweep:
             return self._run(workers, devices, progress, retry_failed)
 
     def _run(self, workers, devices, progress, retry_failed) -> dict:
+        from .plugins import ENV, env_for
+        plugins = env_for(sorted({r.strategy for r in self.runs}),
+                          sorted({str(r.kwargs.get("space", "nb201")) for r in self.runs}))
+        self._env = {ENV: plugins} if plugins else {}
         if retry_failed:
             for f in self.runs_dir.glob("*" + FAILED_SUFFIX):
                 f.unlink()
@@ -244,6 +248,7 @@ class Sweep:
 
     def _start(self, spec: RunSpec, device: str, threads: int) -> subprocess.Popen:
         env = dict(os.environ)
+        env.update(getattr(self, "_env", {}))
         env["ARCHGRAD_THREADS"] = str(threads)
         env.setdefault("OMP_NUM_THREADS", str(threads))
         cmd = [sys.executable, "-m", "archgrad.sweep", "worker", str(self.root), spec.name,
@@ -288,7 +293,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 def worker(root: str, name: str, device: str) -> int:
     """One run of a sweep, in its own process (``python -m archgrad.sweep worker ...``)."""
+    from .plugins import load
     from .search import search
+    try:
+        load()  # the modules of user strategies and spaces, as the parent passed them on
+    except ArchgradError as e:
+        print(f"archgrad: error: {e}", file=sys.stderr)
+        return e.exit_code
     sweep = Sweep.load(Path(root))
     spec = next((r for r in sweep.runs if r.name == name), None)
     if spec is None:
