@@ -45,7 +45,8 @@ def test_real_process_exit_status_and_no_traceback():
                        capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip() == ("archgrad: error: unknown space 'nope'; choose one of: "
-                                + ", ".join(sorted(__import__("archgrad").list_spaces())))
+                                + ", ".join(sorted(__import__("archgrad").list_spaces()))
+                                + " (your own: name its module in $ARCHGRAD_PLUGINS)")
 
 
 def test_search_json_resume_and_summary(capsys, tmp_path):

@@ -76,7 +76,19 @@ BAD_FILES = [
     ('[published]\nbogus = 1\n', "published.bogus is not a published setting"),
     ('[published]\nsource = 3\n', "published.source must be a string"),
     ('[labels]\ndarts = 5\n', "labels.darts must be a string"),
+    ('[search]\namp = "fp8"\n', "--amp must be one of bf16, fp16"),
+    ('[search]\nsync_bn = 1\n', "search.sync_bn must be true or false, got 1"),
 ]
+
+
+def test_a_configuration_file_sets_mixed_precision(capsys, tmp_path):
+    f = tmp_path / "amp.toml"
+    f.write_text('[search]\namp = "bf16"\nepochs = 1\ndataset = "synthetic"\n[space]\nC = 4\n'
+                 'N = 1\n')
+    code, _, err = run(capsys, "search", "--config", str(f), "--quiet", "--out",
+                       str(tmp_path / "r"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["search"]["amp"] == "bf16"
 
 
 @pytest.mark.parametrize("text,needle", BAD_FILES)

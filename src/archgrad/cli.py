@@ -455,9 +455,9 @@ def _search_kwargs(args) -> dict:
             kw[key] = v
         elif key in base:
             kw[key] = base[key]
-    if getattr(args, "amp", None):
-        kw["amp"] = args.amp
-    if getattr(args, "sync_bn", None):
+    if getattr(args, "amp", None) or base.get("amp"):
+        kw["amp"] = getattr(args, "amp", None) or base["amp"]
+    if getattr(args, "sync_bn", None) or base.get("sync_bn"):
         kw["sync_bn"] = True
     kw["device"] = args.device if args.device != "auto" else base.get("device", "auto")
     for k in ("space_options", "strategy_options"):

@@ -16,7 +16,7 @@ Layout::
     derive = ["argmax", "process-best"]      # the derivations the report shows
 
     [search]          # space, strategy, dataset, epochs, batch_size, seed, subset, eval_every,
-    space = "nb201"   # data_dir, device
+    space = "nb201"   # data_dir, device, amp ("bf16" / "fp16"), sync_bn (true / false)
     [space]           # options of the space
     [options]         # options of every strategy (lr, arch_lr, warmup_epochs ...)
     [strategy.gdas]   # options of one strategy (and its own search/space settings under
@@ -43,7 +43,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 SEARCH_KEYS = {"space": str, "strategy": str, "dataset": str, "epochs": int, "batch_size": int,
-               "seed": int, "subset": int, "eval_every": int, "data_dir": str, "device": str}
+               "seed": int, "subset": int, "eval_every": int, "data_dir": str, "device": str,
+               "amp": str, "sync_bn": bool}
 TOP_KEYS = {"name": str, "title": str, "source": str, "description": str, "strategies": list,
             "seeds": list, "derive": list, "search": dict, "space": dict, "options": dict,
             "strategy": dict, "scale": dict, "published": dict, "train": dict,
@@ -159,8 +160,8 @@ def _check(path: str, data: dict) -> None:
                 fail(f"{prefix}.{k}", f"is not a search setting ({', '.join(SEARCH_KEYS)})")
             t = SEARCH_KEYS[k]
             if not isinstance(v, t) or (t is int and isinstance(v, bool)):
-                fail(f"{prefix}.{k}", f"must be a{'n' if t is int else ''} "
-                     f"{'integer' if t is int else 'string'}, got {v!r}")
+                what = {int: "an integer", str: "a string", bool: "true or false"}[t]
+                fail(f"{prefix}.{k}", f"must be {what}, got {v!r}")
 
     search_table("search", data.get("search", {}))
     for k in ("space", "options"):
