@@ -148,3 +148,19 @@ def test_a_dataset_kept_on_the_device_gives_the_same_batches(kw):
             assert len(pairs) == len(a)
             for (xa, ya), (xb, yb) in pairs:
                 assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_data_directory_may_start_with_the_home_directory(ptb_dir, tmp_path, monkeypatch):
+    from archgrad.data import load_dataset
+    from archgrad.data.text import find_corpus
+    monkeypatch.setenv("HOME", str(ptb_dir.parent))
+    files, _ = find_corpus(f"~/{ptb_dir.name}")
+    assert files["train"].parent == ptb_dir
+    img = tmp_path / "imgs"
+    for c in ("a", "b"):
+        (img / c).mkdir(parents=True)
+        for i in range(3):
+            from PIL import Image
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(img / c / f"{i}.png")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert len(load_dataset("imagefolder", "~/imgs").x_train) > 0

@@ -312,6 +312,23 @@ def test_an_interrupted_sweep_says_how_to_finish_it(capsys, tmp_path, monkeypatc
                            f"command with --out {out} to finish it")
 
 
+def test_sweeps_and_reproductions_from_python(tmp_path):
+    res = archgrad.run_sweep(["darts", "gdas"], [0, 1], {"arch_lr": [1e-3, 1e-2]},
+                             dataset="synthetic", C=4, N=1, epochs=1, out=tmp_path / "sw")
+    assert res["runs"] == res["done"] == 8 and not res["failed"]
+    assert res["sweep"] == str(tmp_path / "sw") and Path(res["report"]).is_file()
+    assert "arch_lr" in Path(res["csv"]).read_text().splitlines()[0]
+    rep = archgrad.reproduce("advantagenas-toy", "tiny", seeds=[0], strategies=["darts"],
+                             out=tmp_path / "rp")
+    assert rep["done"] == rep["runs"] == 1 and rep["ran"] == ["darts-seed0"]
+    again = archgrad.reproduce("advantagenas-toy", "tiny", seeds=[0], strategies=["darts"],
+                               out=tmp_path / "rp")
+    assert again["ran"] == [] and again["done"] == 1
+    with pytest.raises(archgrad.ArchgradError, match="workers must be a positive integer"):
+        archgrad.run_sweep(["darts"], workers=0, out=tmp_path / "no")
+    assert not (tmp_path / "no").exists()
+
+
 def test_bad_sweeps_are_refused_before_anything_runs(capsys, tmp_path):
     code, _, err = run(capsys, "sweep", "--strategies", "darts", "--grid", "arch_lr=1e-3,-1",
                        "--dataset", "synthetic", "--out", str(tmp_path / "s"), "--quiet")

@@ -765,9 +765,10 @@ def _devices(args) -> list[str]:
     return [str(resolve_device(d)) for d in devs]
 
 
-def _print_sweep(args, summary: dict, report: dict) -> int:
+def _print_sweep(args, res: dict) -> int:
+    summary = report = res
     if getattr(args, "json", False):
-        _print_json({"sweep": args.out, **summary, **report})
+        _print_json(res)
         return 0 if not summary["failed"] else 1
     ran = len(summary["ran"])
     print(f"sweep {args.out}: {summary['done']}/{summary['runs']} runs done"
@@ -779,9 +780,8 @@ def _print_sweep(args, summary: dict, report: dict) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .report import sweep_report
     from .rundir import new_run_dir
-    from .sweep import Sweep, grid
+    from .sweep import grid, run_grid
     if args.seed is not None:
         raise ArchgradError("a sweep takes --seeds (a list); drop --seed")
     proto = None
@@ -822,15 +822,14 @@ def cmd_sweep(args) -> int:
     base = per[strategies[0]]
     runs = grid(base, strategies, seeds, values, per)
     devices = _devices(args)  # checked before the sweep directory is made
-    out = Path(args.out) if args.out else new_run_dir("runs", "sweep")
-    args.out = str(out)
-    sweep = Sweep.open(out, runs, {"space": base.get("space", "nb201"),
-                                   "config": args.config})
-    out = sweep.root
-    args.out = str(out)
-    summary = sweep.run(args.workers, devices, progress=not args.quiet,
-                        retry_failed=args.retry_failed)
-    return _print_sweep(args, summary, sweep_report(out))
+    if not args.out:
+        args.out = str(new_run_dir("runs", "sweep"))
+    res = run_grid(runs, args.out, {"space": base.get("space", "nb201"),
+                                    "config": args.config},
+                   workers=args.workers, devices=devices, progress=not args.quiet,
+                   retry_failed=args.retry_failed)
+    args.out = res["sweep"]
+    return _print_sweep(args, res)
 
 
 def cmd_reproduce(args) -> int:
@@ -853,39 +852,17 @@ def cmd_reproduce(args) -> int:
         return 0
     if not args.protocol:
         raise ArchgradError("archgrad reproduce needs a protocol (archgrad reproduce --list)")
-    from .report import sweep_report
     from .rundir import new_run_dir
-    from .sweep import Sweep, grid
+    from .sweep import reproduce
     proto = load(args.protocol).at_scale(args.scale)
-    # a configuration file of one search (no strategies or seeds lists) is a grid of one
-    own = proto.strategies or [proto.search.get("strategy", "darts")]
-    strategies = args.strategies or own
-    bad = [s for s in strategies if s not in own]
-    if bad and proto.strategies:
-        raise ArchgradError(f"protocol '{proto.name}' compares {', '.join(proto.strategies)}; "
-                            f"not {', '.join(bad)}")
-    seeds = list(args.seeds) if args.seeds else list(proto.seeds)
-    per = {}
-    for s in strategies:
-        kw = proto.search_kwargs(s)
-        if args.data_dir:
-            kw["data_dir"] = args.data_dir
-        per[s] = kw
-    runs = grid({}, strategies, seeds, None, per)
     devices = _devices(args)  # checked before the sweep directory is made
-    out = Path(args.out) if args.out else new_run_dir("runs", "reproduce", proto.name,
-                                                      args.scale)
-    args.out = str(out)
-    meta = {"protocol": args.protocol, "scale": args.scale,
-            "space": proto.search.get("space", "nb201")}
-    if proto.retrain:  # every found architecture is trained from scratch after its search
-        meta["retrain"] = proto.retrain_kwargs()
-    sweep = Sweep.open(out, runs, meta)
-    out = sweep.root
-    args.out = str(out)
-    summary = sweep.run(args.workers, devices, progress=not args.quiet,
-                        retry_failed=args.retry_failed)
-    return _print_sweep(args, summary, sweep_report(out))
+    if not args.out:  # named here, so that an interrupted run can say where it is
+        args.out = str(new_run_dir("runs", "reproduce", proto.name, args.scale))
+    res = reproduce(args.protocol, args.scale, seeds=args.seeds, strategies=args.strategies,
+                    out=args.out, data_dir=args.data_dir, workers=args.workers,
+                    devices=devices, progress=not args.quiet, retry_failed=args.retry_failed)
+    args.out = res["sweep"]
+    return _print_sweep(args, res)
 
 
 def cmd_report(args) -> int:

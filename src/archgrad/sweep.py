@@ -335,6 +335,70 @@ def retrain(run_dir: Path, spec: RunSpec, options: dict, device: str) -> dict:
                  data_dir=cfg.get("data_dir"), subset=cfg.get("subset"), out=out, **options)
 
 
+# ---- the Python API ---------------------------------------------------------------------------
+def run_grid(runs: list[RunSpec], out: str | Path | None, meta: dict, *, workers: int = 1,
+             devices: list[str] | None = None, progress: bool = False,
+             retry_failed: bool = False) -> dict:
+    """Open (or continue) the sweep of ``runs`` in ``out``, run what is not finished and write
+    its report; returns the sweep directory, the summary and the report's paths."""
+    from .report import sweep_report
+    from .rundir import as_path, new_run_dir
+    from .search import resolve_device
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ArchgradError(f"workers must be a positive integer, got {workers!r}")
+    devs = [str(resolve_device(d)) for d in (devices or ["auto"])]  # before anything is made
+    root = as_path(out, "out") if out is not None else new_run_dir("runs", "sweep")
+    sweep = Sweep.open(root, runs, meta)
+    summary = sweep.run(workers, devs, progress=progress, retry_failed=retry_failed)
+    return {"sweep": str(sweep.root), **summary, **sweep_report(sweep.root)}
+
+
+def run_sweep(strategies=("darts",), seeds=(0,), values: dict[str, list] | None = None, *,
+              out: str | Path | None = None, workers: int = 1,
+              devices: list[str] | None = None, progress: bool = False,
+              retry_failed: bool = False, **search_kwargs) -> dict:
+    """Every combination of ``strategies``, ``seeds`` and ``values`` (option -> values to try)
+    searched with ``search_kwargs`` as one resumable unit in ``out`` (``archgrad sweep``);
+    calling it again skips finished runs and resumes interrupted ones."""
+    runs = grid(dict(search_kwargs), list(strategies), list(seeds), values)
+    return run_grid(runs, out, {"space": search_kwargs.get("space", "nb201"), "config": None},
+                    workers=workers, devices=devices, progress=progress,
+                    retry_failed=retry_failed)
+
+
+def reproduce(protocol: str | Path, scale: str = "full", *, seeds=None, strategies=None,
+              out: str | Path | None = None, data_dir: str | Path | None = None,
+              workers: int = 1, devices: list[str] | None = None, progress: bool = False,
+              retry_failed: bool = False) -> dict:
+    """A paper's comparison (``archgrad reproduce``): the protocol's grid at ``scale`` (full,
+    proxy, tiny), optionally fewer ``seeds`` or ``strategies``, run as a sweep in ``out``; the
+    report beside the published figures."""
+    from .protocols import load
+    from .rundir import new_run_dir
+    proto = load(protocol).at_scale(scale)
+    # a configuration file of one search (no strategies or seeds lists) is a grid of one
+    own = proto.strategies or [proto.search.get("strategy", "darts")]
+    strategies = list(strategies) if strategies else own
+    bad = [s for s in strategies if s not in own]
+    if bad and proto.strategies:
+        raise ArchgradError(f"protocol '{proto.name}' compares {', '.join(proto.strategies)}; "
+                            f"not {', '.join(bad)}")
+    per = {}
+    for s in strategies:
+        kw = proto.search_kwargs(s)
+        if data_dir:
+            kw["data_dir"] = str(data_dir)
+        per[s] = kw
+    runs = grid({}, strategies, list(seeds) if seeds else list(proto.seeds), None, per)
+    meta = {"protocol": str(protocol), "scale": scale,
+            "space": proto.search.get("space", "nb201")}
+    if proto.retrain:  # every found architecture is trained from scratch after its search
+        meta["retrain"] = proto.retrain_kwargs()
+    return run_grid(runs, out if out is not None else new_run_dir(
+        "runs", "reproduce", proto.name, scale), meta, workers=workers, devices=devices,
+        progress=progress, retry_failed=retry_failed)
+
+
 def main(argv: list[str]) -> int:  # pragma: no cover - a subprocess entry point
     if len(argv) == 4 and argv[0] == "worker":
         threads = os.environ.get("ARCHGRAD_THREADS")

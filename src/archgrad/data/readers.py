@@ -26,10 +26,10 @@ def _t(x: np.ndarray) -> torch.Tensor:
 
 
 def _candidates(data_dir: Path | None, names: list[str], extra: list[Path] = ()) -> list[Path]:
-    roots = [data_dir] if data_dir is not None else []
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else []  # "~/data" too
     if data_dir is None:
         env = os.environ.get("ARCHGRAD_DATA")
-        roots += [Path(env)] if env else []
+        roots += [Path(env).expanduser()] if env else []
         roots += [Path("data")]
     out = []
     for r in roots:
@@ -175,7 +175,7 @@ def read_imagefolder(data_dir=None, image_size: int = 32, channels: int = 3,
     if data_dir is None:
         raise ArchgradError("dataset 'imagefolder' needs --data-dir DIR: a directory of class "
                             "sub-folders of images (or DIR/train and DIR/test of them)")
-    root = Path(data_dir)
+    root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DatasetNotFoundError(f"imagefolder directory {root} does not exist; expected "
                                    f"{root}/<class>/<image files>")

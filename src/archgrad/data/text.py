@@ -52,8 +52,8 @@ class TextCorpus:
 def find_corpus(data_dir: Path | None) -> tuple[dict[str, Path], list[Path]]:
     """The split files under the data directory (or $ARCHGRAD_DATA, ./data)."""
     import os
-    roots = [Path(data_dir)] if data_dir is not None else \
-        [Path(p) for p in (os.environ.get("ARCHGRAD_DATA"), "data") if p]
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else \
+        [Path(p).expanduser() for p in (os.environ.get("ARCHGRAD_DATA"), "data") if p]
     tried = []
     for root in roots:
         for pattern, sub in LAYOUTS:
