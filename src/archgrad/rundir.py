@@ -203,7 +203,7 @@ def as_path(value, what: str) -> Path:
     """``value`` as a path, or one line saying what is accepted (the Python API's out=, ...)."""
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ArchgradError(f"{what} must be a path (a str or a pathlib.Path), got {value!r}")
-    return Path(value)
+    return Path(value).expanduser()  # "~/runs/x" from Python as from a shell
 
 
 def check_out_dir(path: Path, what: str = "--out") -> None:
