@@ -766,17 +766,16 @@ def _devices(args) -> list[str]:
 
 
 def _print_sweep(args, res: dict) -> int:
-    summary = report = res
     if getattr(args, "json", False):
         _print_json(res)
-        return 0 if not summary["failed"] else 1
-    ran = len(summary["ran"])
-    print(f"sweep {args.out}: {summary['done']}/{summary['runs']} runs done"
+        return 0 if not res["failed"] else 1
+    ran = len(res["ran"])
+    print(f"sweep {args.out}: {res['done']}/{res['runs']} runs done"
           + (f" ({ran} run{'s' if ran != 1 else ''} now)" if ran else
              " (nothing left to run)")
-          + (f"; failed: {', '.join(summary['failed'])}" if summary["failed"] else ""))
-    print(f"report: {report['report']}")
-    return 0 if not summary["failed"] else 1
+          + (f"; failed: {', '.join(res['failed'])}" if res["failed"] else ""))
+    print(f"report: {res['report']}")
+    return 0 if not res["failed"] else 1
 
 
 def cmd_sweep(args) -> int:

@@ -88,6 +88,7 @@ class Sweep:
 
     def __init__(self, root: Path, runs: list[RunSpec], meta: dict):
         self.root, self.runs, self.meta = Path(root), runs, meta
+        self._env: dict[str, str] = {}  # for the workers: $ARCHGRAD_PLUGINS
 
     @property
     def runs_dir(self) -> Path:
@@ -248,7 +249,7 @@ class Sweep:
 
     def _start(self, spec: RunSpec, device: str, threads: int) -> subprocess.Popen:
         env = dict(os.environ)
-        env.update(getattr(self, "_env", {}))
+        env.update(self._env)
         env["ARCHGRAD_THREADS"] = str(threads)
         env.setdefault("OMP_NUM_THREADS", str(threads))
         cmd = [sys.executable, "-m", "archgrad.sweep", "worker", str(self.root), spec.name,
