@@ -329,6 +329,22 @@ def test_sweeps_and_reproductions_from_python(tmp_path):
     assert not (tmp_path / "no").exists()
 
 
+def test_a_worker_killed_by_sigkill_is_a_failed_run_that_says_why(capsys, tmp_path,
+                                                                   monkeypatch):
+    from archgrad.sweep import Sweep
+
+    def start(self, spec, device, threads):  # a search the out-of-memory killer ends
+        return subprocess.Popen([sys.executable, "-c",
+                                 "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    monkeypatch.setattr(Sweep, "_start", start)
+    out = tmp_path / "s"
+    code, o, err = run(capsys, "sweep", "--dataset", "synthetic", "--epochs", "1", "--out",
+                       str(out), "--quiet")
+    assert code == 1 and "failed: darts-seed0" in o, (o, err)
+    why = (out / "runs" / "darts-seed0.failed.txt").read_text()
+    assert "killed (SIGKILL), most likely out of memory" in why and "--retry-failed" in why
+
+
 def test_bad_sweeps_are_refused_before_anything_runs(capsys, tmp_path):
     code, _, err = run(capsys, "sweep", "--strategies", "darts", "--grid", "arch_lr=1e-3,-1",
                        "--dataset", "synthetic", "--out", str(tmp_path / "s"), "--quiet")

@@ -260,7 +260,7 @@ class Sweep:
 
     def _finished(self, spec: RunSpec, p: subprocess.Popen) -> None:
         log = self.runs_dir / f".{spec.name}.log"
-        if p.returncode in (130, 143, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL):
+        if p.returncode in (130, 143, -signal.SIGTERM, -signal.SIGINT):
             raise KeyboardInterrupt
         if p.returncode != 0:
             try:
@@ -269,6 +269,10 @@ class Sweep:
                 text = []
             msg = next((line for line in reversed(text) if line.startswith("archgrad")),
                        text[-1] if text else f"exit status {p.returncode}")
+            if p.returncode == -signal.SIGKILL:  # the kernel's out-of-memory killer, mostly
+                msg = ("archgrad: the search process was killed (SIGKILL), most likely out of "
+                       "memory; run fewer at once (--workers) or a smaller configuration, "
+                       "then --retry-failed (it resumes from its last checkpoint)")
             atomic_write_text(self.runs_dir / (spec.name + FAILED_SUFFIX), msg + "\n")
         try:
             log.unlink()
