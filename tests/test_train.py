@@ -40,3 +40,21 @@ def test_train_resume_equals_uninterrupted(tmp_path):
 def test_unknown_training_option():
     with pytest.raises(archgrad.ArchgradError, match="training accepts"):
         archgrad.train("nb201", BEST, "synthetic", epochz=3)
+
+
+def test_a_search_run_is_retrained_on_the_searchs_data_unless_told_otherwise(tmp_path, capsys):
+    import json
+
+    from conftest import run_cli
+    s = archgrad.search(dataset="synthetic", epochs=1, out=tmp_path / "s", C=4, N=1,
+                        device="cpu")
+    cfg = lambda d: json.loads((d / "train_config.json").read_text())["train"]  # noqa: E731
+    archgrad.train("nb201", str(s.run_dir), epochs=1, out=tmp_path / "a", **TINY)
+    assert cfg(tmp_path / "a")["dataset"] == "synthetic"
+    code, _, err = run_cli(capsys, "train", "--genotype", str(s.run_dir), "--epochs", "1",
+                           "--channels", "4", "--cells", "1", "--quiet", "--out",
+                           str(tmp_path / "b"))
+    assert code == 0, err
+    assert cfg(tmp_path / "b")["dataset"] == "synthetic"
+    archgrad.train("nb201", str(s.run_dir), "digits", epochs=1, out=tmp_path / "c", **TINY)
+    assert cfg(tmp_path / "c")["dataset"] == "digits"

@@ -528,6 +528,11 @@ def cmd_train(args) -> int:
         from . import dist
         from .search import resolve_dataset
         from .spaces import SPACES
+        from .train import run_data
+        run_ds, run_dd = run_data(args.genotype)
+        if args.dataset is None and run_ds:  # a search's cell: on the search's data
+            args.dataset = run_ds
+            args.data_dir = args.data_dir if args.data_dir is not None else run_dd
         dataset = resolve_dataset(SPACES.get(space), args.dataset)
         if dist.launched() and not args.out:
             raise ArchgradError("under torchrun give --out RUN_DIR: every process must name "
@@ -537,7 +542,8 @@ def cmd_train(args) -> int:
         res = train(space, args.genotype, dataset, seed=args.seed or 0, device=args.device,
                     data_dir=args.data_dir, subset=args.subset, out=out,
                     eval_every=args.eval_every, progress=progress, **opts)
-        res["run_dir"] = str(out)
+        from .rundir import claimed
+        res["run_dir"] = str(claimed(out))
     from . import dist
     main_rank = dist.context().main
     dist.teardown()

@@ -133,6 +133,21 @@ def genotype_source(value: str, parse=None):
     return parse(value) if parse else value
 
 
+def run_data(value) -> tuple[str | None, str | None]:
+    """The dataset and data directory a search run directory searched on (None, None: not a
+    run directory): what ``train`` retrains on unless told otherwise."""
+    p = Path(value) if isinstance(value, (str, Path)) and str(value).strip() else None
+    if p is None or not p.is_dir() or not (p / "config.json").is_file():
+        return None, None
+    try:
+        cfg = read_json(p / "config.json")["search"]
+        dataset, data_dir = cfg.get("dataset"), cfg.get("data_dir")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ArchgradError(f"{p / 'config.json'} is damaged (no search settings)") from None
+    return (dataset if isinstance(dataset, str) else None,
+            data_dir if isinstance(data_dir, str) else None)
+
+
 def run_space(value: str) -> str | None:
     """The space of a search run directory given as a genotype (None: not a run directory)."""
     p = Path(value) if isinstance(value, str) and value.strip() else None
@@ -223,6 +238,7 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
     ``nesterov``, ``grad_clip``; image networks ``aux_weight``, ``drop_path``, ``cutout``;
     language models ``bptt``, ``variable_length``, ``asgd``, ``nonmono``, ``tar``, ``ar``,
     ``eval_batch_size``, ``test_batch_size``, ``loss_sum_over_time``). ``dataset``: default
+    the search's (and its data directory) when ``genotype`` is a search run directory, else
     digits for image spaces, ptb for recurrent ones. ``log``: called with each epoch's
     record."""
     from . import dist
@@ -269,6 +285,11 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
     if src_space is not None and src_space != space:
         raise ArchgradError(f"{genotype} is a search of the '{src_space}' space; train it with "
                             f"--space {src_space}")
+    if src_space is not None:  # a search's cell: retrained on the search's data by default
+        run_dataset, run_dir_data = run_data(genotype)
+        if dataset is None and run_dataset:
+            dataset = run_dataset
+            data_dir = data_dir if data_dir is not None else run_dir_data
     cfg = TrainConfig(space, str(geno), dataset, seed, str(device),
                       str(data_dir) if data_dir else None, subset, eval_every, sp, recipe)
     _validate(cfg)
