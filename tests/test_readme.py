@@ -26,3 +26,17 @@ def test_ci_runs_the_readme_test_command():
 def test_constraints_pin_a_torch_the_package_accepts():
     pins = (ROOT / "constraints.txt").read_text()
     assert re.search(r"^torch==2\.\d+\.\d+$", pins, re.M)
+
+
+def test_the_python_examples_parse_and_name_only_what_archgrad_exports():
+    import ast
+
+    import archgrad
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        tree = ast.parse(block)
+        names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                 and isinstance(n.value, ast.Name) and n.value.id == "archgrad"}
+        missing = sorted(n for n in names if not hasattr(archgrad, n))
+        assert not missing, missing
