@@ -91,17 +91,22 @@ def test_a_configuration_file_sets_mixed_precision(capsys, tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["search"]["amp"] == "bf16"
 
 
-@pytest.mark.parametrize("text,needle", BAD_FILES)
-def test_a_bad_configuration_file_gives_one_line_naming_the_file_and_key(capsys, tmp_path, text,
-                                                                        needle):
+def _bad_file_is_refused(capsys, tmp_path, text, needle, *argv):
+    """``argv`` with a configuration file of ``text`` ends in one line holding ``needle``, exit
+    status 2, and no run directory."""
     f = tmp_path / "bad.toml"
     f.write_text(text)
-    code, out, err = run(capsys, "search", "--config", str(f), "--dataset", "synthetic",
-                         "--quiet", "--out", str(tmp_path / "r"))
+    code, out, err = run(capsys, *argv, "--config", str(f), "--quiet", "--out",
+                         str(tmp_path / "r"))
     assert code == 2, err
     assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
 
+
+@pytest.mark.parametrize("text,needle", BAD_FILES)
+def test_a_bad_configuration_file_gives_one_line_naming_the_file_and_key(capsys, tmp_path, text,
+                                                                        needle):
+    _bad_file_is_refused(capsys, tmp_path, text, needle, "search", "--dataset", "synthetic")
 
 G = 'genotype = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|' \
     'nor_conv_1x1~2|"\n'
@@ -119,13 +124,7 @@ BAD_TRAIN_FILES = [
 @pytest.mark.parametrize("text,needle", BAD_TRAIN_FILES)
 def test_a_bad_train_table_gives_one_line_naming_the_file_and_key(capsys, tmp_path, text,
                                                                  needle):
-    f = tmp_path / "bad.toml"
-    f.write_text(text)
-    code, out, err = run(capsys, "train", "--config", str(f), "--quiet", "--out",
-                         str(tmp_path / "t"))
-    assert code == 2, err
-    assert needle in err and len(err.strip().splitlines()) == 1, err
-    assert not (tmp_path / "t").exists()
+    _bad_file_is_refused(capsys, tmp_path, text, needle, "train")
 
 
 def test_search_and_train_take_the_same_configuration_format(capsys, tmp_path):

@@ -133,30 +133,34 @@ def genotype_source(value: str, parse=None):
     return parse(value) if parse else value
 
 
+def _run_search(value) -> dict | None:
+    """The ``search`` settings of a search run directory given as a genotype (None: not a run
+    directory); a damaged config.json is one line naming it."""
+    p = Path(value) if isinstance(value, (str, Path)) and str(value).strip() else None
+    if p is None or not p.is_dir() or not (p / "config.json").is_file():
+        return None
+    try:
+        cfg = read_json(p / "config.json")["search"]
+        if isinstance(cfg, dict) and "space" in cfg:
+            return cfg
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    raise ArchgradError(f"{p / 'config.json'} is damaged (no search.space)")
+
+
 def run_data(value) -> tuple[str | None, str | None]:
     """The dataset and data directory a search run directory searched on (None, None: not a
     run directory): what ``train`` retrains on unless told otherwise."""
-    p = Path(value) if isinstance(value, (str, Path)) and str(value).strip() else None
-    if p is None or not p.is_dir() or not (p / "config.json").is_file():
-        return None, None
-    try:
-        cfg = read_json(p / "config.json")["search"]
-        dataset, data_dir = cfg.get("dataset"), cfg.get("data_dir")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise ArchgradError(f"{p / 'config.json'} is damaged (no search settings)") from None
+    cfg = _run_search(value) or {}
+    dataset, data_dir = cfg.get("dataset"), cfg.get("data_dir")
     return (dataset if isinstance(dataset, str) else None,
             data_dir if isinstance(data_dir, str) else None)
 
 
 def run_space(value: str) -> str | None:
     """The space of a search run directory given as a genotype (None: not a run directory)."""
-    p = Path(value) if isinstance(value, str) and value.strip() else None
-    if p is not None and p.is_dir() and (p / "config.json").is_file():
-        try:
-            return str(read_json(p / "config.json")["search"]["space"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise ArchgradError(f"{p / 'config.json'} is damaged (no search.space)") from None
-    return None
+    cfg = _run_search(value)
+    return None if cfg is None else str(cfg["space"])
 
 
 @torch.no_grad()

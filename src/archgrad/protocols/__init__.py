@@ -50,6 +50,7 @@ TOP_KEYS = {"name": str, "title": str, "source": str, "description": str, "strat
             "strategy": dict, "scale": dict, "published": dict, "train": dict,
             "retrain": dict, "labels": dict}
 SCALES = ("full", "proxy", "tiny")
+_KIND = {int: "an integer", str: "a string", bool: "true or false"}
 DERIVES = ("argmax", "process-best", "process-best-mean")
 
 
@@ -160,8 +161,7 @@ def _check(path: str, data: dict) -> None:
                 fail(f"{prefix}.{k}", f"is not a search setting ({', '.join(SEARCH_KEYS)})")
             t = SEARCH_KEYS[k]
             if not isinstance(v, t) or (t is int and isinstance(v, bool)):
-                what = {int: "an integer", str: "a string", bool: "true or false"}[t]
-                fail(f"{prefix}.{k}", f"must be {what}, got {v!r}")
+                fail(f"{prefix}.{k}", f"must be {_KIND[t]}, got {v!r}")
 
     search_table("search", data.get("search", {}))
     for k in ("space", "options"):
@@ -329,8 +329,7 @@ def _check_train(path: str, table: dict) -> None:
     for k, v in table.items():
         t = TRAIN_KEYS.get(k)
         if t is not None and (not isinstance(v, t) or (t is int and isinstance(v, bool))):
-            raise ArchgradError(f"{path}: train.{k} must be a{'n' if t is int else ''} "
-                                f"{'integer' if t is int else 'string'}, got {v!r}")
+            raise ArchgradError(f"{path}: train.{k} must be {_KIND[t]}, got {v!r}")
     try:
         space = SPACES.get(table["space"])
     except ArchgradError as e:
