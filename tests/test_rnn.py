@@ -251,6 +251,8 @@ def test_train_reports_perplexities_and_resumes_exactly(ptb_dir, tmp_path):
     assert full["eval_batch_size"] == 10 and full["test_batch_size"] == 1
     assert full["test_ppl"] == pytest.approx(math.exp(full["test_loss"])) and full["test_ppl"] > 1
     assert all("valid_ppl" in r and "train_ppl" in r for r in full["history"])
+    assert full["exported"] == "model.pt2"  # one time step per call (test_trust checks it)
+    assert (tmp_path / "a" / "model.pt2").is_file()
 
     with interrupt_training_after(2), pytest.raises(KeyboardInterrupt):
         archgrad.train("darts-rnn", "DARTS_V2", out=tmp_path / "b", **kw)

@@ -15,6 +15,7 @@ from conftest import run_cli as run
 import archgrad
 from archgrad.errors import ArchgradError
 from archgrad.rundir import RunLock, load_checkpoint
+from archgrad.spaces import SPACES, get_space
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 TINY = ["--dataset", "synthetic", "--channels", "4", "--cells", "1", "--quiet", "--device", "cpu",
@@ -78,6 +79,11 @@ BAD = [
     (["train", "--genotype", BEST, "--set", "epochs=0"], "epochs must be an integer"),
     (["train", "--genotype", BEST, "--set", "drop_path=2"], "drop_path must be a number in"),
     (["train", "--genotype", "|nor_conv_3x3~0|"], "malformed NAS-Bench-201 genotype"),
+    (["train", "--genotype", "DARTS_V2"], "genotype of the darts and darts-rnn spaces: give "
+                                          "--space darts"),
+    (["info", "ENAS", "--space", "darts"], "genotype of the darts-rnn space: give --space "
+                                           "darts-rnn"),
+    (["info", "0,1,2,3,4,5,6,7,8,9", "--space", "toy", "--image-size", "8"], "--set image_size=8, not"),
     (["train", "--genotype", "somedir"], "not a search run directory"),
     (["train", "--space", "toy", "--genotype", "1,2,3"], "no training task"),
     (["train", "--space", "darts-rnn", "--genotype", "DARTS_V2", "--dataset", "ptb",
@@ -603,6 +609,39 @@ def test_export_any_genotype(capsys, tmp_path):
     net = archgrad.load_model(tmp_path / "v2.pt")
     assert sum(p.numel() for p in net.parameters()) > 0
     assert (tmp_path / "v2.pt2").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("space", SPACES.names())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_space_exports_a_program_equal_to_its_network(space, seed, tmp_path):
+    """The torch.export program of a derived genotype computes what the network computes, at
+    another batch size than it was traced with; a language model's program, called once per
+    time step with the state it returned, what the network computes over the whole window."""
+    from archgrad.data.text import StateBox, Window
+    from archgrad.train import export_example, export_program
+    sp = get_space(space, **SPACES.get(space).tiny)
+    g = torch.Generator().manual_seed(seed)
+    probs = {c.label: torch.randn(c.shape, generator=g).softmax(-1) for c in sp.choices()}
+    torch.manual_seed(seed)
+    net = sp.build(sp.derive(probs)).eval()
+    x, _ = sp.example_batch(3, torch.Generator().manual_seed(seed + 10))
+    size = None if sp.modality == "sequence" else x.shape[-1]
+    export_program(net, export_example(net, sp, size), tmp_path / "m.pt2")
+    prog = torch.export.load(tmp_path / "m.pt2").module()
+    with torch.no_grad():
+        if sp.modality == "sequence":
+            tokens = x.tokens
+            want = net(Window(tokens, None, StateBox())).log_probs
+            state = net.init_state(tokens.size(1), want)
+            got = []
+            for t in range(tokens.size(0)):
+                lp, state = prog(tokens[t:t + 1], state)
+                got.append(lp)
+            got = torch.cat(got)
+        else:
+            want, got = net(x), prog(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("out", ["new/nested/run", "somedir"])

@@ -648,16 +648,15 @@ def cmd_info(args) -> int:
     g = genotype_source(args.genotype, sp.genotype)
     if sp.modality == "sequence":
         return _info_language_model(args, space_name, sp, g)
-    size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
-    c_in = sp.config.get("in_channels", args.in_channels or 3)
-    guarded(lambda: sp.build(g), lambda m: m.eval()(torch.empty(1, c_in, size, size,
-                                                                 device="meta")),
-            "cpu", f"the {space_name} network on a {c_in}x{size}x{size} input",
+    shape = sp.input_shape(args.image_size)
+    shown = "x".join(str(d) for d in shape)
+    guarded(lambda: sp.build(g), lambda m: m.eval()(torch.empty(1, *shape, device="meta")),
+            "cpu", f"the {space_name} network on a {shown} input",
             "use a smaller --image-size or fewer --channels / --cells", backward=False)
     info = {"space": space_name, "genotype": str(g)}
-    info.update(describe(sp.build(g), (c_in, size, size)))
+    info.update(describe(sp.build(g), shape))
     return _show_info(args, info, [
-        f"FLOPs (multiply-accumulates) for a {c_in}x{size}x{size} input: "
+        f"FLOPs (multiply-accumulates) for a {shown} input: "
         f"{info['flops'] / 1e6:.2f} M",
         f"memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M"])
 
@@ -698,7 +697,7 @@ def cmd_export(args) -> int:
     (torch.export). Weights from a training run directory, else freshly initialised."""
     import torch
 
-    from .train import export_program, genotype_source, load_model, save_model
+    from .train import export_example, export_program, genotype_source, load_model, save_model
     src = Path(args.genotype)
     if src.is_dir() and (src / "model.pt").is_file():  # a training run: its trained weights
         net = load_model(src / "model.pt")
@@ -711,19 +710,19 @@ def cmd_export(args) -> int:
         sp = _build_space(args, space_name)
         g = str(genotype_source(args.genotype, sp.genotype))
         net = sp.build(g)
-    size = args.image_size or (224 if sp.config.get("network") == "imagenet" else 32)
-    c_in = sp.config.get("in_channels", 3)
     out = Path(args.out)
     from .rundir import check_out_dir
     check_out_dir(out.parent if str(out.parent) else Path("."), "--out")
     save_model(net, sp, g, out.with_suffix(".pt"))
-    if sp.modality == "sequence":  # a window with a carried state is not an export input
-        print(f"wrote {out.with_suffix('.pt')} (archgrad.load_model); recurrent networks have "
-              f"no torch.export program")
-        return 0
-    export_program(net, torch.randn(2, c_in, size, size), out.with_suffix(".pt2"))
+    example = export_example(net, sp, args.image_size)
+    export_program(net, example, out.with_suffix(".pt2"))
+    if isinstance(example, tuple):
+        how = (f"prog(tokens (1, batch), state (batch, {example[1].size(-1)})) -> "
+               f"(log-probabilities, state), one step per call")
+    else:
+        how = "input " + "x".join(str(d) for d in example.shape[1:])
     print(f"wrote {out.with_suffix('.pt')} (archgrad.load_model) and {out.with_suffix('.pt2')} "
-          f"(torch.export.load(path).module(); input {c_in}x{size}x{size})")
+          f"(prog = torch.export.load(path).module(); {how})")
     return 0
 
 

@@ -178,8 +178,11 @@ class LMTrainer:
             out["asgd_from_epoch"] = self.asgd_epoch
         return out
 
-    def example(self):
-        return None  # a window object and a carried state: not a torch.export input
+    def example(self, model):
+        """One time step of two sequences and the zero state (``export_program``)."""
+        like = next(model.parameters())
+        return (torch.zeros(1, 2, dtype=torch.long, device=like.device),
+                model.init_state(2, like.detach().float()))
 
     def state_dict(self) -> dict:
         return {"val_history": list(self.val_history), "asgd_epoch": self.asgd_epoch,

@@ -130,7 +130,34 @@ def genotype_source(value: str, parse=None):
                                 f"it with archgrad search --resume {p})")
         raise ArchgradError(f"{p} is a directory but not a search run directory (no "
                             f"config.json or genotype.txt)")
-    return parse(value) if parse else value
+    if parse is None:
+        return value
+    try:
+        return parse(value)
+    except GenotypeError as e:
+        others = _spaces_naming(value.strip(), getattr(getattr(parse, "__self__", None),
+                                                       "name", None))
+        if not others:
+            raise
+        raise GenotypeError(f"{e} -- '{value.strip()}' is a genotype of the "
+                            f"{' and '.join(others)} space{'s' if len(others) > 1 else ''}: "
+                            f"give --space {others[0]}") from None
+
+
+def _spaces_naming(name: str, but: str | None) -> list[str]:
+    """The registered spaces other than ``but`` that know a genotype called ``name``."""
+    if not name.isidentifier():
+        return []
+    found = []
+    for space in SPACES.names():
+        if space == but:
+            continue
+        try:
+            get_space(space).genotype(name)
+            found.append(space)
+        except Exception:  # noqa: BLE001 - any space that cannot read it does not name it
+            pass
+    return found
 
 
 def _run_search(value) -> dict | None:
@@ -228,7 +255,7 @@ def _validate(cfg: TrainConfig) -> None:
     if isinstance(cfg.eval_every, bool) or cfg.eval_every < 0:
         raise ArchgradError(f"eval_every must be an integer >= 0, got {cfg.eval_every!r}")
     cfg.recipe = check_options("training", cfg.recipe, {}, RECIPE_SPECS)
-    get_space(cfg.space, **cfg.space_options).genotype(cfg.genotype)
+    genotype_source(cfg.genotype, get_space(cfg.space, **cfg.space_options).genotype)
     resolve_device(cfg.device)
 
 
@@ -420,7 +447,7 @@ class ImageTrainer:
         ev = evaluate_plain(model, self.test, self.loss_fn)
         return {"test_loss": ev["loss"], "test_acc": ev["acc"]}
 
-    def example(self):
+    def example(self, model):
         return self.data.x_train[:2].float().to(self.device)
 
     def state_dict(self) -> dict:
@@ -592,7 +619,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
         result.update(trainer.final(model))
         if run_dir is not None and main:
             save_model(model, space, cfg.genotype, run_dir / "model.pt")
-            example = trainer.example()
+            example = trainer.example(model)
             if example is not None:
                 try:
                     export_program(model, example, run_dir / "model.pt2")
@@ -635,23 +662,54 @@ def save_model(model: nn.Module, space, genotype: str, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def export_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+class LanguageModelStep(nn.Module):
+    """A language model as a function of plain tensors, for ``torch.export``: ``(tokens (T, B),
+    state (B, H)) -> (log-probabilities (T, B, V), state (B, H))``; the state of one call is
+    handed to the next."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, tokens: torch.Tensor, state: torch.Tensor):
+        from .data.text import Window
+        window = Window(tokens, state)
+        return self.lm(window).log_probs, window.box.value
+
+
+def export_program(model: nn.Module, example, path: Path) -> None:
     """A stand-alone program of ``model`` in eval mode (``torch.export``; loads with PyTorch
-    alone: ``torch.export.load(path).module()``); the batch size is dynamic."""
+    alone: ``torch.export.load(path).module()``); the batch size is dynamic. ``example``: an
+    input batch, or for a language model a ``(tokens, state)`` pair of one time step (its
+    program reads one token per sequence and the carried state: call it once per step)."""
     import io
     was = model.training
     model.eval()
     try:
         batch = torch.export.Dim("batch", min=1, max=1 << 20)
+        if isinstance(example, tuple):  # a language model: one time step, batch dynamic
+            prog, args, dyn = LanguageModelStep(model).eval(), example, ({1: batch}, {0: batch})
+        else:
+            prog, args, dyn = model, (example,), ({0: batch},)
         try:
-            ep = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+            ep = torch.export.export(prog, args, dynamic_shapes=dyn)
         except Exception:  # a network whose graph specialises on the batch: export it fixed
-            ep = torch.export.export(model, (example,))
+            ep = torch.export.export(prog, args)
         buf = io.BytesIO()
         torch.export.save(ep, buf)
         atomic_write_bytes(path, buf.getvalue())
     finally:
         model.train(was)
+
+
+def export_example(model: nn.Module, space, image_size: int | None = None, device=None):
+    """The example input ``export_program`` traces ``model`` with: two inputs of the space's
+    shape (``SearchSpace.input_shape``), or one time step of two token sequences and the
+    model's zero state."""
+    if space.modality == "sequence":
+        like = torch.zeros((), device=device)
+        return (torch.zeros(1, 2, dtype=torch.long, device=device), model.init_state(2, like))
+    return torch.randn(2, *space.input_shape(image_size), device=device)
 
 
 def load_model(path: str | Path) -> nn.Module:

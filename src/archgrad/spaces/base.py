@@ -149,6 +149,12 @@ class SearchSpace(ABC):
         x = torch.randn(batch_size, c.get("in_channels", 3), size, size, generator=g)
         return x, torch.randint(0, c.get("num_classes", 10), (batch_size,), generator=g)
 
+    def input_shape(self, image_size: int | None = None) -> tuple[int, ...]:
+        """The shape of one input of the stand-alone network (``info``, ``export``):
+        ``image_size`` square, else the evaluation network's (32; 224 for ImageNet)."""
+        size = image_size or (224 if self.config.get("network") == "imagenet" else 32)
+        return (self.config.get("in_channels", 3), size, size)
+
     def meta_input(self, batch: int, data=None):
         """An input batch on the meta device (shapes only), for the memory estimate."""
         if data is not None and hasattr(data, "image_size"):

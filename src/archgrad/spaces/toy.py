@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..arch import Candidate, ChoiceGroup, Mix
-from ..errors import GenotypeError
+from ..errors import ArchgradError, GenotypeError
 from ..task import Task
 from .base import Genotype, SearchSpace, Supernet
 
@@ -238,6 +238,13 @@ class ToySpace(SearchSpace):
         return {"teacher": str(teacher), "found_teacher": str(teacher) == str(genotype),
                 "edges_right": sum(int(a == b) for a, b in zip(teacher.choices,
                                                                self.genotype(genotype).choices))}
+
+    def input_shape(self, image_size=None):
+        s = self.config["image_size"]
+        if image_size is not None and image_size != s:
+            raise ArchgradError(f"the toy network's input is {s}x{s}, fixed by the space's option "
+                                f"image_size: --set image_size={image_size}, not --image-size")
+        return (1, s, s)
 
     def example_batch(self, batch_size=4, generator=None, size=None):
         g = generator or torch.Generator().manual_seed(0)
