@@ -104,3 +104,21 @@ def test_compare_runs(capsys, tmp_path):
     assert (tmp_path / "cmp.png").stat().st_size > 1000
     code, _, err = run(capsys, "compare", str(tmp_path / "nope"))
     assert code == 2 and "not a search run directory" in err
+
+
+@pytest.mark.parametrize("level", [1.6094379, 0.0, -3.25, 5200.0])
+def test_per_epoch_panels_draw_a_flat_curve_flat_over_whole_epochs(level):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from archgrad.plot import epoch_axes
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [level, level + abs(level) * 1e-7, level])
+    epoch_axes(ax)
+    lo, hi = ax.get_ylim()
+    assert lo < level < hi and hi - lo >= 0.0099 * abs(level)
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    plt.close(fig)

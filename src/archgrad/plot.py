@@ -224,6 +224,20 @@ def draw(genotype, path: str | Path | None = None, title: str | None = None):
     return fig
 
 
+def epoch_axes(ax) -> None:
+    """A per-epoch panel: whole epochs on x, and a y range at least 1% of its level wide, so that
+    a flat curve is drawn flat instead of magnified to its eighth digit."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.get_yscale() != "linear":
+        return
+    ax.ticklabel_format(axis="y", useOffset=False)
+    lo, hi = ax.get_ylim()
+    mid, span = (lo + hi) / 2, abs(lo + hi) / 2 * 0.01
+    if 0 < hi - lo < span:
+        ax.set_ylim(mid - span / 2, mid + span / 2)
+
+
 def save(fig, path: Path, dpi: int = 130) -> None:
     """``path.png`` and ``path.svg``, atomically and without timestamps (reproducible files)."""
     import io

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from .errors import ArchgradError
+from .plot import epoch_axes, save
 from .rundir import atomic_write_text, read_json
 
 
@@ -130,16 +131,13 @@ def plot(runs: list[dict], path: Path) -> None:
                 ax.plot(xs, ys, marker="o", markersize=2.5, label=r["label"])
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=9)
-        ax.ticklabel_format(axis="y", useOffset=False)
+        epoch_axes(ax)
     for ax in axes:  # one legend, on the first panel with lines
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
             break
     fig.tight_layout()
-    for suffix in (".png", ".svg"):
-        tmp = path.with_name(f".{path.name}{suffix}.tmp")
-        fig.savefig(tmp, format=suffix[1:], dpi=120)
-        tmp.replace(path.with_suffix(suffix))
+    save(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -462,6 +460,7 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
         ax.set_title(title, fontsize=9)
         if toy and key == "derived_loss":
             ax.set_yscale("symlog", linthresh=1e-4)
+        epoch_axes(ax)
     best = max(axes, key=lambda ax: len(ax.get_legend_handles_labels()[0]))
     if best.get_legend_handles_labels()[0]:  # one legend, on the panel with the most lines
         best.legend(fontsize=7)
@@ -469,7 +468,6 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
     if not series:
         plt.close(fig)
         return None
-    from .plot import save
     save(fig, path, dpi=110)
     plt.close(fig)
     return path.with_suffix(".png")
