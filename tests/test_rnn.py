@@ -348,3 +348,23 @@ def test_the_recurrent_cells_are_drawn_with_their_inputs_and_every_op(space, gen
     assert ops == want
     draw(g, tmp_path / "cell")
     assert (tmp_path / "cell.png").stat().st_size > 0
+
+
+def test_the_generated_corpus_is_fixed_complete_and_learnable():
+    from archgrad.data import load_dataset
+    a, b = load_dataset("synthetic-text"), load_dataset("synthetic-text")
+    assert a.vocab == b.vocab and all(torch.equal(getattr(a, s), getattr(b, s))
+                                      for s in ("train", "valid", "test"))
+    assert a.vocab_size == 41 and "<eos>" in a.vocab
+    assert (len(a.train), len(a.valid), len(a.test)) == (3000, 600, 600)
+    assert set(a.train.tolist()) == set(range(41))  # every word appears in training
+    eos = a.vocab.index("<eos>")
+    succ: dict[int, set[int]] = {}
+    for split in (a.train, a.valid, a.test):
+        seq = split.tolist()
+        for w, n in zip(seq, seq[1:]):
+            if w != eos and n != eos:
+                succ.setdefault(w, set()).add(n)
+    assert max(len(s) for s in succ.values()) == 3  # a chain: three successors per word
+    short = load_dataset("synthetic-text", subset=50)
+    assert short.vocab == a.vocab and torch.equal(short.train, a.train[:50])

@@ -195,15 +195,18 @@ def compare(run_dirs, out: str | Path) -> dict:
 BENCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float] | None:
+def _mean_std(xs: list[float]) -> tuple[float, float | None] | None:
+    """Mean and sample standard deviation (None for a single value: it has none)."""
     import statistics
     if not xs:
         return None
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
 def _fmt_ms(ms, digits: int = 2) -> str:
-    return "–" if ms is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+    if ms is None:
+        return "–"
+    return f"{ms[0]:.{digits}f}" + ("" if ms[1] is None else f" ± {ms[1]:.{digits}f}")
 
 
 def _recovered_at(losses: list, every: int) -> int | None:

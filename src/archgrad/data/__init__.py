@@ -48,6 +48,9 @@ DATASETS.register("imagefolder", DatasetInfo(readers.read_imagefolder, True,
 DATASETS.register("ptb", DatasetInfo(text.read_ptb, False,
                   "Penn Treebank, word level: ptb.{train,valid,test}.txt (or penn/*.txt)",
                   modality="text"))
+DATASETS.register("synthetic-text", DatasetInfo(text.read_synthetic_text, False,
+                  "a generated word corpus (41 words with <eos>, 3000/600/600 tokens), for "
+                  "tests", modality="text"))
 DATASETS.register("synthetic", DatasetInfo(readers.read_synthetic, False,
                   "random class templates + noise, 3x8x8, for tests", search_epochs=2,
                   search_batch_size=64))

@@ -79,14 +79,10 @@ def read_ptb(data_dir=None, subset: int | None = None) -> TextCorpus:
         where = ", ".join(str(t) for t in dict.fromkeys(tried))
         raise DatasetNotFoundError(
             f"ptb not found: expected ptb.train.txt, ptb.valid.txt, ptb.test.txt (or "
-            f"penn/train.txt, penn/valid.txt, penn/test.txt) in {where}; pass --data-dir DIR")
+            f"penn/train.txt, penn/valid.txt, penn/test.txt) in {where}; pass --data-dir DIR "
+            f"(or try --dataset synthetic-text, a generated corpus)")
     splits = {s: read_words(files[s]) for s in SPLITS}
-    vocab, index = [], {}
-    for s in SPLITS:  # the official Corpus adds words split by split, in order
-        for w in splits[s]:
-            if w not in index:
-                index[w] = len(vocab)
-                vocab.append(w)
+    vocab, index = _index(splits)
     ids = {}
     for s in SPLITS:
         toks = splits[s][:subset] if subset is not None else splits[s]
@@ -95,6 +91,48 @@ def read_ptb(data_dir=None, subset: int | None = None) -> TextCorpus:
         ids[s] = torch.tensor([index[w] for w in toks], dtype=torch.long)
     return TextCorpus("ptb", vocab, ids["train"], ids["valid"], ids["test"],
                       str(files["train"].parent))
+
+
+def _index(splits: dict[str, list[str]]) -> tuple[list[str], dict[str, int]]:
+    """The vocabulary in order of first appearance, split by split (the official Corpus)."""
+    vocab, index = [], {}
+    for s in SPLITS:
+        for w in splits[s]:
+            if w not in index:
+                index[w] = len(vocab)
+                vocab.append(w)
+    return vocab, index
+
+
+def read_synthetic_text(data_dir=None, subset: int | None = None, words: int = 40,
+                        tokens: tuple[int, int, int] = (3000, 600, 600),
+                        seed: int = 0) -> TextCorpus:
+    """A generated corpus for tests and tiny protocols (no files): sentences of 5 to 15 words
+    from a fixed random chain in which each of ``words`` words is followed by one of 3 (every
+    word reached, so ``words + 1`` in the vocabulary), each ending in ``<eos>``. Learnable: a
+    bigram model of the training split has a test perplexity of about 5, a uniform guess
+    ``words + 1``."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(words, generator=g)  # a word's 3 successors follow it in a random
+    pos = torch.argsort(order)                  # cycle: every word is reached
+    follow = torch.stack([order[(pos + k) % words] for k in (1, 2, 3)], 1)
+    splits = {}
+    for split, n in zip(SPLITS, tokens):
+        out, w, left = [], int(torch.randint(words, (), generator=g)), 0
+        while len(out) < n:
+            if left == 0:
+                left = int(torch.randint(5, 16, (), generator=g))
+            out.append(f"w{w}")
+            left -= 1
+            if left == 0:
+                out.append("<eos>")
+            w = int(follow[w, int(torch.randint(3, (), generator=g))])
+        splits[split] = out[:n]
+    vocab, index = _index(splits)
+    ids = {s: torch.tensor([index[w] for w in splits[s][:subset]], dtype=torch.long)
+           for s in SPLITS}
+    return TextCorpus("synthetic-text", vocab, ids["train"], ids["valid"], ids["test"],
+                      f"generated: {words} words, seed {seed}")
 
 
 def batchify(data: Tensor, batch: int) -> Tensor:
