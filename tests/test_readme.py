@@ -40,3 +40,15 @@ def test_the_python_examples_parse_and_name_only_what_archgrad_exports():
                  and isinstance(n.value, ast.Name) and n.value.id == "archgrad"}
         missing = sorted(n for n in names if not hasattr(archgrad, n))
         assert not missing, missing
+
+
+def test_the_own_loop_example_runs_and_derives_a_genotype(capsys):
+    """The README's loop of one's own, run as written."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    block = next(b for b in blocks if "strategy.step(" in b)
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out.strip()
+    loss, genotype = out.split(" ", 1)
+    assert float(loss) > 0
+    import archgrad
+    archgrad.get_space("nb201").genotype(genotype)  # a well-formed NB201 cell
