@@ -26,6 +26,20 @@ def test_the_shipped_protocols_are_listed_with_their_sources(capsys):
     assert "source: Sato, Sakuma & Akimoto" in out
 
 
+@pytest.mark.parametrize("name", names() + ["quickstart"])
+def test_show_prints_a_file_that_loads_as_the_same_protocol(capsys, tmp_path, name):
+    code, out, err = run(capsys, "reproduce", name, "--show")
+    assert code == 0, err
+    mine = tmp_path / "mine.toml"
+    mine.write_text(out)
+    a, b = load(name), load(mine)
+    assert (a.name, a.strategies, a.seeds, a.search, a.options, a.published) == \
+        (b.name, b.strategies, b.seeds, b.search, b.options, b.published)
+    assert sorted(a.scale) == sorted(b.scale)
+    code, _, err = run(capsys, "reproduce", "nope", "--show")
+    assert code == 2 and "unknown protocol or configuration 'nope'" in err
+
+
 @pytest.mark.parametrize("name", names())
 @pytest.mark.parametrize("scale", SCALES)
 def test_every_protocol_parses_and_validates_at_every_scale(name, scale):

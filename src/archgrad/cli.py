@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     inf = sub.add_parser("info", help="parameters and FLOPs of a genotype's network",
                          description="Parameter count and multiply-accumulates of the "
-                         "stand-alone network of a genotype.")
+                         "stand-alone network of a genotype (those of convolutions and linear "
+                         "layers, for one input; normalisation, pooling and additions are not "
+                         "counted).")
     inf.add_argument("genotype", help="genotype string or a search run directory")
     inf.add_argument("--space", default=None, help="search space (default: the run's, else "
                      "nb201)")
@@ -316,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "figures. `archgrad reproduce --list` lists the protocols.")
     rp.add_argument("protocol", nargs="?", default=None, help="protocol name or TOML file")
     rp.add_argument("--list", action="store_true", help="list the shipped protocols")
+    rp.add_argument("--show", action="store_true", help="print the protocol's TOML (a start "
+                    "for a file of your own) and run nothing")
     rp.add_argument("--scale", default="full", choices=["full", "proxy", "tiny"],
                     help="full (the paper's), proxy (about an hour on a 2-core CPU) or tiny "
                          "(seconds)")
@@ -856,6 +860,11 @@ def cmd_reproduce(args) -> int:
         return 0
     if not args.protocol:
         raise ArchgradError("archgrad reproduce needs a protocol (archgrad reproduce --list)")
+    if args.show:
+        from .protocols import source_text
+        load(args.protocol)  # checked: what is shown runs
+        sys.stdout.write(source_text(args.protocol)[0].decode("utf-8"))
+        return 0
     from .rundir import new_run_dir
     from .sweep import reproduce
     proto = load(args.protocol).at_scale(args.scale)

@@ -250,28 +250,29 @@ def _check_names(p: Protocol) -> None:
                 raise ArchgradError(f"{where}: {e}") from None
 
 
-def load(source: str | Path) -> Protocol:
-    """A shipped protocol by name, or a TOML file by path."""
+def source_text(source: str | Path) -> tuple[bytes, str]:
+    """The TOML text of a shipped protocol or configuration (by name) or of a file (by path),
+    and how to name it in messages."""
     src = str(source)
     path = Path(src)
     if path.suffix == ".toml" or path.is_file() or "/" in src:
         if not path.is_file():
             raise ArchgradError(f"no configuration file at {path}")
-        text = path.read_bytes()
-        where = str(path)
-    else:
-        text = None
-        for package, kind in ((__name__, "protocol"), ("archgrad.configs", "configuration")):
-            try:
-                text = resources.files(package).joinpath(f"{src}.toml").read_bytes()
-                where = f"{kind} '{src}'"
-                break
-            except (FileNotFoundError, OSError):
-                continue
-        if text is None:
-            from ..errors import UnknownNameError
-            raise UnknownNameError("protocol or configuration", src,
-                                   names() + config_names()) from None
+        return path.read_bytes(), str(path)
+    for package, kind in ((__name__, "protocol"), ("archgrad.configs", "configuration")):
+        try:
+            return (resources.files(package).joinpath(f"{src}.toml").read_bytes(),
+                    f"{kind} '{src}'")
+        except (FileNotFoundError, OSError):
+            continue
+    from ..errors import UnknownNameError
+    raise UnknownNameError("protocol or configuration", src, names() + config_names())
+
+
+def load(source: str | Path) -> Protocol:
+    """A shipped protocol by name, or a TOML file by path."""
+    text, where = source_text(source)
+    path = Path(str(source))
     try:
         data = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
