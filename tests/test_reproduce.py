@@ -265,6 +265,36 @@ def test_a_grid_over_option_values_and_a_partial_report(capsys, tmp_path):
         (out / "report.md").read_text()
 
 
+@pytest.mark.parametrize("grid,want", [
+    (["ops=none,skip_connect;skip_connect,nor_conv_3x3"],
+     [{"ops": "none,skip_connect"}, {"ops": "skip_connect,nor_conv_3x3"}]),
+    (["ops=none,skip_connect"], [{"ops": "none,skip_connect"}]),  # one list, not two ops
+    (["arch_betas=0.5,0.999;0.9,0.999"], [{"arch_betas": [0.5, 0.999]},
+                                          {"arch_betas": [0.9, 0.999]}]),
+    (["strategy.arch_betas=0.5,0.999"], [{"strategy.arch_betas": [0.5, 0.999]}]),
+    (["arch_lr=1e-3,1e-2"], [{"arch_lr": 1e-3}, {"arch_lr": 1e-2}]),
+    (["arch_lr=1e-3;1e-2"], [{"arch_lr": 1e-3}, {"arch_lr": 1e-2}]),
+])
+def test_grid_values_of_list_options_are_separated_by_semicolons(capsys, tmp_path, monkeypatch,
+                                                                 grid, want):
+    import archgrad.sweep as S
+    seen = {}
+
+    def capture(runs, out, meta, **kw):
+        seen["runs"] = runs
+        return {"sweep": str(out), "runs": len(runs), "done": 0, "ran": [], "failed": [],
+                "report": None}
+
+    monkeypatch.setattr(S, "run_grid", capture)
+    args = ["sweep", "--strategies", "darts", "--dataset", "synthetic", "--quiet", "--out",
+            str(tmp_path / "s")]
+    for g in grid:
+        args += ["--grid", g]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    assert [json.loads(json.dumps(r.values)) for r in seen["runs"]] == want
+
+
 def test_a_configuration_of_one_search_reproduces_as_a_grid_of_one(capsys, tmp_path):
     f = tmp_path / "one.toml"
     f.write_text('[search]\nstrategy = "gdas"\nseed = 3\nepochs = 1\ndataset = "synthetic"\n'

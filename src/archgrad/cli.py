@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", nargs="+", type=_seed, default=None, metavar="SEED",
                     help="seeds (default: the config's, else 0)")
     sw.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
-                    help="an option and the values to try (repeatable)")
+                    help="an option and the values to try (repeatable); the values of a list "
+                    "option are separated by semicolons: --grid 'arch_betas=0.5,0.999;0.9,0.999'")
     sw.add_argument("--space", default=None, help="search space (default: nb201)")
     _common(sw, epochs_help="search epochs")
     sw.add_argument("--config", type=_path, default=None, metavar="FILE|PROTOCOL",
@@ -809,6 +810,7 @@ def cmd_sweep(args) -> int:
         per[kw.pop("strategy")] = kw
     strategies = strategies or list(per)
     values = {}
+    base_space = per[strategies[0]].get("space", "nb201")
     for item in args.grid or []:
         if "=" not in item:
             raise ArchgradError(f"--grid expects KEY=V1,V2,..., got {item!r}")
@@ -822,7 +824,10 @@ def cmd_sweep(args) -> int:
         if k in values:
             raise ArchgradError(f"--grid {k} is given twice; list its values once "
                                 f"({k}=V1,V2,...)")
-        vals = [_value(x.strip()) for x in v.split(",") if x.strip()]
+        # values are separated by commas; those of a list option (ops, arch_betas, ...) by
+        # semicolons, each a comma-separated list
+        sep = ";" if ";" in v or _list_option(k, strategies, base_space) else ","
+        vals = [_value(x.strip()) for x in v.split(sep) if x.strip()]
         if not vals:
             raise ArchgradError(f"--grid {k} has no values")
         values[k] = vals
@@ -838,6 +843,21 @@ def cmd_sweep(args) -> int:
                    retry_failed=args.retry_failed)
     args.out = res["sweep"]
     return _print_sweep(args, res)
+
+
+def _list_option(key: str, strategies: list[str], space: str) -> bool:
+    """Whether ``key`` (an option of one of ``strategies`` or of ``space``) takes a list."""
+    from .methods import option_defaults
+    from .options import spec_for
+    from .spaces import SPACES
+    owner, _, name = key.rpartition(".")
+    found = []
+    if owner in ("", "strategy"):
+        found += [spec_for(name, d[name]) for d in map(option_defaults, strategies)
+                  if name in d]
+    if owner in ("", "space") and space in SPACES and name in SPACES.get(space).options:
+        found.append(spec_for(name, SPACES.get(space).options[name][0]))
+    return any(spec.kind in ("floats", "ints", "strs") for spec in found)
 
 
 def cmd_reproduce(args) -> int:

@@ -69,11 +69,7 @@ def grid(base: dict, strategies: list[str], seeds: list[int],
                 kw = json.loads(json.dumps((per_strategy or {}).get(strat, base)))
                 kw["strategy"], kw["seed"] = strat, seed
                 vals = dict(zip(keys, combo))
-                for k, v in vals.items():
-                    if k in ("epochs", "batch_size", "subset"):
-                        kw[k] = v
-                    else:
-                        kw[k] = v  # routed to the space or the strategy by search()
+                kw.update(vals)  # options routed to the space or the strategy by search()
                 name = "-".join([strat] + [f"{k}={_slug(v)}" for k, v in vals.items()]
                                 + [f"seed{seed}"])
                 runs.append(RunSpec(name, strat, seed, kw, vals))
