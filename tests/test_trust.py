@@ -658,3 +658,17 @@ def test_a_set_up_refused_after_the_checks_leaves_no_directory_or_lock(capsys, t
         assert code == 2 and "too short for batches" in err, err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["somedir"]
         assert not list((tmp_path / "somedir").iterdir())
+
+
+def test_resuming_a_run_with_the_other_command_says_which_command_it_needs(capsys, tmp_path):
+    s, t = tmp_path / "s", tmp_path / "t"
+    (s).mkdir()
+    (s / "config.json").write_text("{}")
+    (t).mkdir()
+    (t / "train_config.json").write_text("{}")
+    code, _, err = run(capsys, "train", "--resume", str(s))
+    assert code == 2 and f"it is a search (archgrad search --resume {s}" in err
+    code, _, err = run(capsys, "search", "--resume", str(t))
+    assert code == 2 and f"it is a training run (archgrad train --resume {t})" in err
+    assert sorted(p.name for p in s.iterdir()) == ["config.json"]  # nothing written
+    assert sorted(p.name for p in t.iterdir()) == ["train_config.json"]

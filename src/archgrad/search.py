@@ -280,6 +280,9 @@ def read_run_config(run_dir: Path) -> tuple[SearchConfig, dict]:
         raise ArchgradError(f"cannot resume {run_dir}: no such directory")
     path = run_dir / "config.json"
     if not path.is_file():
+        if (run_dir / "train_config.json").is_file():
+            raise ArchgradError(f"cannot resume {run_dir} as a search: it is a training run "
+                                f"(archgrad train --resume {run_dir})")
         raise ArchgradError(f"cannot resume {run_dir}: no config.json there (not a run "
                             f"directory written by archgrad search)")
     try:

@@ -215,6 +215,10 @@ def _read_config(run_dir: Path) -> tuple[TrainConfig, dict]:
         raise ArchgradError(f"cannot resume {run_dir}: no such directory")
     path = run_dir / "train_config.json"
     if not path.is_file():
+        if (run_dir / "config.json").is_file():
+            raise ArchgradError(f"cannot resume {run_dir} as a training run: it is a search "
+                                f"(archgrad search --resume {run_dir}; to retrain its cell: "
+                                f"archgrad train --genotype {run_dir})")
         raise ArchgradError(f"cannot resume {run_dir}: no train_config.json there (not a "
                             f"training run directory)")
     try:
