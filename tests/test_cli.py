@@ -104,6 +104,15 @@ def test_compare_runs(capsys, tmp_path):
     assert (tmp_path / "cmp.png").stat().st_size > 1000
     code, _, err = run(capsys, "compare", str(tmp_path / "nope"))
     assert code == 2 and "not a search run directory" in err
+    # a sweep's directory stands for its runs
+    sweep = tmp_path / "sw"
+    code, _, err = run(capsys, "sweep", *TINY, "--epochs", "1", "--strategies", "darts", "gdas",
+                       "--out", str(sweep))
+    assert code == 0, err
+    code, out, err = run(capsys, "compare", str(sweep), "--out", str(tmp_path / "c2"), "--json")
+    assert code == 0 and json.loads(out)["runs"] == 2, err
+    md = (tmp_path / "c2.md").read_text()
+    assert "| darts-seed0 | darts |" in md and "| gdas-seed0 | gdas |" in md
 
 
 @pytest.mark.parametrize("level", [1.6094379, 0.0, -3.25, 5200.0])

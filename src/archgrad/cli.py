@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write OUT.md (final results of each run) and OUT.png/.svg "
                         "(validation accuracy, training loss, entropy and, on nb201, the "
                         "benchmark accuracy of the derived cell, per epoch).")
-    cp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="search run directories")
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                    help="search run directories (a sweep's directory stands for its runs)")
     cp.add_argument("--out", type=_path, default="compare", help="output path without suffix")
     cp.add_argument("--json", action="store_true", help="print JSON")
     cp.set_defaults(func=cmd_compare)

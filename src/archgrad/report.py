@@ -163,10 +163,18 @@ def _unreadable(path: Path) -> bool:
 
 def compare(run_dirs, out: str | Path) -> dict:
     """Write ``out.md`` (a table of the runs' final results) and ``out.png`` / ``out.svg``
-    (their per-epoch records). Directories that are not search runs (training runs, anything
-    else a glob picks up) are skipped, each with a note."""
+    (their per-epoch records). A sweep's directory stands for its runs. Directories that are
+    not search runs (training runs, anything else a glob picks up) are skipped, each with a
+    note."""
     runs, skipped = [], []
-    for d in run_dirs:
+    expanded = []
+    for d in run_dirs:  # a sweep: its runs, in their order
+        sweep = Path(d) / "runs"
+        if (Path(d) / "sweep.json").is_file() and sweep.is_dir():
+            expanded += sorted(str(r) for r in sweep.iterdir() if r.is_dir())
+        else:
+            expanded.append(d)
+    for d in expanded:
         if is_search_run(d):
             try:
                 runs.append(load_run(d))
