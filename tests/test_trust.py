@@ -84,6 +84,10 @@ BAD = [
     (["info", "ENAS", "--space", "darts"], "genotype of the darts-rnn space: give --space "
                                            "darts-rnn"),
     (["info", "0,1,2,3,4,5,6,7,8,9", "--space", "toy", "--image-size", "8"], "--set image_size=8, not"),
+    (["info", "DARTS_V2", "--space", "darts-rnn", "--image-size", "8"],
+     "--image-size applies to image networks; space 'darts-rnn' is a language model"),
+    (["export", "DARTS_V2", "--space", "darts-rnn", "--image-size", "8", "--out", "m"],
+     "--image-size applies to image networks"),
     (["train", "--genotype", "somedir"], "not a search run directory"),
     (["train", "--space", "toy", "--genotype", "1,2,3"], "no training task"),
     (["train", "--space", "darts-rnn", "--genotype", "DARTS_V2", "--dataset", "ptb",

@@ -652,6 +652,7 @@ def cmd_info(args) -> int:
     space_name = _space_of(args)
     sp = _build_space(args, space_name)
     g = genotype_source(args.genotype, sp.genotype)
+    _image_flags_only_for_images(args, space_name, sp)
     if sp.modality == "sequence":
         return _info_language_model(args, space_name, sp, g)
     shape = sp.input_shape(args.image_size)
@@ -677,6 +678,18 @@ def _show_info(args, info: dict, lines: list[str]) -> int:
     for line in lines:
         print(f"  {line}")
     return 0
+
+
+def _image_flags_only_for_images(args, space_name: str, sp) -> None:
+    """--image-size, --in-channels and --num-classes describe images: refused for a language
+    model rather than ignored."""
+    if sp.modality != "sequence":
+        return
+    for flag in ("--image-size", "--in-channels", "--num-classes"):
+        if getattr(args, flag[2:].replace("-", "_"), None) is not None:
+            raise ArchgradError(f"{flag} applies to image networks; space '{space_name}' is a "
+                                f"language model (its sizes: --set vocab_size=, ... as "
+                                f"archgrad list spaces shows)")
 
 
 def _info_language_model(args, space_name, sp, g) -> int:
@@ -716,6 +729,7 @@ def cmd_export(args) -> int:
         sp = _build_space(args, space_name)
         g = str(genotype_source(args.genotype, sp.genotype))
         net = sp.build(g)
+    _image_flags_only_for_images(args, sp.name, sp)
     out = Path(args.out)
     from .rundir import check_out_dir
     check_out_dir(out.parent if str(out.parent) else Path("."), "--out")
