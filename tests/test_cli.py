@@ -131,3 +131,24 @@ def test_per_epoch_panels_draw_a_flat_curve_flat_over_whole_epochs(level):
     assert all(float(t).is_integer() for t in ax.get_xticks())
     assert ax.yaxis.get_major_formatter().get_offset() == ""
     plt.close(fig)
+
+
+def test_the_size_flags_help_names_what_they_set_on_every_space(capsys):
+    """--channels / --cells map to different options per space; the help says which, for every
+    shipped space that has them."""
+    import re
+
+    from archgrad.spaces import SPACES
+    code, out, _ = run(capsys, "search", "--help")
+    text = " ".join(out.split())
+    for flag in ("channels", "cells"):
+        m = re.search(rf"--{flag} {flag.upper()} (.*?) --", text)
+        assert m, flag
+        for name in SPACES:
+            cls = SPACES.get(name)
+            keys = {cls.search_flags.get(flag), cls.build_flags.get(flag)} - {None}
+            if keys:
+                assert f"{name} " in m.group(1), (flag, name)
+                for key in keys:
+                    for k in (key,) if isinstance(key, str) else key:
+                        assert k in m.group(1), (flag, name, k)

@@ -148,11 +148,14 @@ def _common(p: argparse.ArgumentParser, *, epochs_help: str):
     p.add_argument("--epochs", type=_positive, default=None, help=epochs_help)
     p.add_argument("--batch-size", type=_positive, default=None, help="minibatch size")
     p.add_argument("--channels", type=_positive, default=None,
-                   help="initial channels: nb201 C (first stage), darts C (search) or eval_C "
-                        "(train)")
+                   help="width, per space: nb201 C (first stage); darts C (search) or eval_C "
+                        "(train); darts-rnn ninp and nhid (search) or eval_ninp and eval_nhid "
+                        "(train); advantagenas-rnn nhid")
     p.add_argument("--cells", type=_positive, default=None,
                    help="depth, per space: nb201 N = cells per stage (3 stages); darts = cells "
-                        "in all (layers; reductions at 1/3 and 2/3, at least 3); toy = edges")
+                        "in all (layers in search, eval_layers in train; reductions at 1/3 and "
+                        "2/3, at least 3); darts-rnn steps (nodes); advantagenas-rnn nodes; toy "
+                        "= edges")
     p.add_argument("--data-dir", type=_path, default=None, help="directory holding the dataset "
                    "(default: $ARCHGRAD_DATA, then ./data)")
     p.add_argument("--subset", type=_positive, default=None,
