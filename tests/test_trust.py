@@ -84,6 +84,10 @@ BAD = [
     (["info", "ENAS", "--space", "darts"], "genotype of the darts-rnn space: give --space "
                                            "darts-rnn"),
     (["info", "0,1,2,3,4,5,6,7,8,9", "--space", "toy", "--image-size", "8"], "--set image_size=8, not"),
+    (["search", "--space", "advantagenas-rnn", "--dataset", "synthetic-text", "--channels", "8"],
+     "256 sequences of 11 tokens gives no step: a step takes two windows (weights, then θ)"),
+    (["train", "--space", "darts-rnn", "--genotype", "DARTS_V2", "--dataset", "synthetic-text",
+      "--batch-size", "1400", "--channels", "8"], "1400 sequences of 2 tokens gives no step"),
     (["info", "DARTS_V2", "--space", "darts-rnn", "--image-size", "8"],
      "--image-size applies to image networks; space 'darts-rnn' is a language model"),
     (["export", "DARTS_V2", "--space", "darts-rnn", "--image-size", "8", "--out", "m"],

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from .data.text import StateBox, Stream, TextCorpus, perplexity, seq_lengths
+from .data.text import StateBox, Stream, TextCorpus, no_step, perplexity, seq_lengths
 from .task import Task
 
 
@@ -70,6 +70,10 @@ class LMTask(Task):
         self.arch_loss_fn = lm_loss(0.0, 0.0, loss_sum_over_time)
         self.steps_per_epoch = len(self._windows(0)) // (2 if arch_stream == "train-alternate"
                                                          else 1)
+        if self.steps_per_epoch < 1:
+            raise no_step(self.train, len(corpus.train), batch_size,
+                          "two windows (weights, then θ)" if arch_stream == "train-alternate"
+                          else "a window")
         self.eval_split = f"valid (batch {eval_batch_size})"
 
     def _windows(self, epoch: int) -> list[int]:

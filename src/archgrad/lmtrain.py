@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data.text import StateBox, Stream, TextCorpus, perplexity, seq_lengths
+from .data.text import StateBox, Stream, TextCorpus, no_step, perplexity, seq_lengths
 from .lmtask import lm_loss
 
 
@@ -83,6 +83,8 @@ class LMTrainer:
         self.loss_fn = lm_loss(float(recipe["tar"]), float(recipe["ar"]),
                                bool(recipe["loss_sum_over_time"]))
         self.steps_per_epoch = len(self._lengths(0))
+        if self.steps_per_epoch < 1:
+            raise no_step(self.train, len(corpus.train), bs, "a window")
         # state carried across epochs (and checkpoints)
         self.val_history: list[float] = []
         self.asgd_epoch: int | None = None

@@ -554,6 +554,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     # what cannot fit in memory is refused before anything is built or written
     for i in range(len(stages)):
         _check_memory(stage_space(i), data, cfg, dev)
+    if space_cls.modality == "sequence":  # so is a corpus too short for one step
+        build_task(stage_space(0), None, data, cfg, torch.device("cpu"), strategy)
     if tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -233,5 +233,13 @@ def seq_lengths(total: int, bptt: int, seed: int, variable: bool = True,
     return out
 
 
+def no_step(train: Stream, tokens: int, batch: int, per_step: str) -> ArchgradError:
+    """The error of a training stream too short for one step at this batch size."""
+    return ArchgradError(f"the training split ({tokens} tokens) in {batch} sequences of "
+                         f"{train.length} tokens gives no step: a step takes {per_step} of up "
+                         f"to {train.bptt} tokens; use a smaller --batch-size or a larger "
+                         f"--subset")
+
+
 def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))
