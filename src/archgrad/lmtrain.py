@@ -181,10 +181,7 @@ class LMTrainer:
         return out
 
     def example(self, model):
-        """One time step of two sequences and the zero state (``export_program``)."""
-        like = next(model.parameters())
-        return (torch.zeros(1, 2, dtype=torch.long, device=like.device),
-                model.init_state(2, like.detach().float()))
+        return step_example(model)
 
     def state_dict(self) -> dict:
         return {"val_history": list(self.val_history), "asgd_epoch": self.asgd_epoch,
@@ -196,4 +193,11 @@ class LMTrainer:
         self.best = state["best"]
 
 
-__all__ = ["LMTrainer", "averaged_weights", "evaluate_stream"]
+def step_example(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """One time step of two sequences and the model's zero state, on the model's device: what
+    ``export_program`` traces a language model with."""
+    like = next(model.parameters()).detach().float()
+    return torch.zeros(1, 2, dtype=torch.long, device=like.device), model.init_state(2, like)
+
+
+__all__ = ["LMTrainer", "averaged_weights", "evaluate_stream", "step_example"]

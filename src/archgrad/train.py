@@ -706,14 +706,14 @@ def export_program(model: nn.Module, example, path: Path) -> None:
         model.train(was)
 
 
-def export_example(model: nn.Module, space, image_size: int | None = None, device=None):
+def export_example(model: nn.Module, space, image_size: int | None = None):
     """The example input ``export_program`` traces ``model`` with: two inputs of the space's
     shape (``SearchSpace.input_shape``), or one time step of two token sequences and the
     model's zero state."""
     if space.modality == "sequence":
-        like = torch.zeros((), device=device)
-        return (torch.zeros(1, 2, dtype=torch.long, device=device), model.init_state(2, like))
-    return torch.randn(2, *space.input_shape(image_size), device=device)
+        from .lmtrain import step_example
+        return step_example(model)
+    return torch.randn(2, *space.input_shape(image_size))
 
 
 def load_model(path: str | Path) -> nn.Module:
