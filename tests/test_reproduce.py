@@ -464,3 +464,24 @@ def test_the_argmax_row_of_a_ranking_strategy_is_its_own_derivation(capsys, tmp_
     want = NB201Benchmark.load().query(result["genotype"], "cifar10", "test")
     assert float(row["argmax_cifar10"]) == pytest.approx(want)
     assert "own derivation" in (out / "report.md").read_text()
+
+
+def test_too_many_workers_for_the_memory_are_refused_before_anything_starts(capsys, tmp_path,
+                                                                           monkeypatch):
+    import archgrad.memory as M
+    from archgrad.search import check_search_kwargs, memory_need
+    from archgrad.sweep import grid
+    base = dict(space="nb201", dataset="synthetic", C=4, N=1, epochs=1, device="cpu")
+    runs = grid(base, ["darts", "gdas"], [0, 1])
+    need = memory_need(check_search_kwargs(**runs[0].kwargs), None, "cpu")
+    monkeypatch.setattr(M, "available_bytes", lambda device="cpu": int(need * 1.5))
+    args = ["sweep", "--strategies", "darts", "gdas", "--seeds", "0", "1", "--dataset",
+            "synthetic", "--channels", "4", "--cells", "1", "--epochs", "1", "--device", "cpu",
+            "--quiet", "--out", str(tmp_path / "s")]
+    code, _, err = run(capsys, *args, "--workers", "3")
+    assert code == 2 and "3 workers on cpu may run searches needing about" in err, err
+    assert "at most 1 at once fit there: use --workers 1" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+    monkeypatch.setattr(M, "available_bytes", lambda device="cpu": int(need * 3.5))
+    code, _, err = run(capsys, *args, "--workers", "3")
+    assert code == 0, err

@@ -538,13 +538,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     data = None if space_cls.own_data else load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
 
     def stage_space(i: int):
-        opts = dict(cfg.space_options)
-        opts.update(stages[i].space)
-        if data is not None:
-            for k, v in data.space_options().items():
-                if k in space_cls.options:
-                    opts.setdefault(k, v)
-        return get_space(cfg.space, **opts)
+        return _stage_space(cfg, stages[i], data)
 
     def make_stage(i: int):
         """The space and supernet of stage i (one stage unless the strategy is progressive)."""
@@ -818,8 +812,31 @@ def build_task(space, model, data, cfg: SearchConfig, dev, strategy: Strategy):
                      shard=dist.context().shard())
 
 
-def _check_memory(space, data, cfg: SearchConfig, dev) -> None:
-    """Refuse a search network that cannot fit (estimated on the meta device)."""
+def _stage_space(cfg: SearchConfig, stage, data):
+    """The space of one stage of the search (a progressive strategy's stages change options),
+    with the options the dataset sets (classes, input channels, vocabulary)."""
+    space_cls = SPACES.get(cfg.space)
+    opts = dict(cfg.space_options)
+    opts.update(stage.space)
+    if data is not None:
+        for k, v in data.space_options().items():
+            if k in space_cls.options:
+                opts.setdefault(k, v)
+    return get_space(cfg.space, **opts)
+
+
+def memory_need(cfg: SearchConfig, data, device) -> int:
+    """Bytes the search of ``cfg`` needs on ``device`` at its largest stage (estimated on the
+    meta device); a search that cannot fit there alone is refused in one line."""
+    strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
+    strategy._space_cls = SPACES.get(cfg.space)
+    return max(_check_memory(_stage_space(cfg, st, data), data, cfg, torch.device(device))
+               for st in strategy.stages_for(cfg.epochs))
+
+
+def _check_memory(space, data, cfg: SearchConfig, dev) -> int:
+    """Refuse a search network that cannot fit (estimated on the meta device); the bytes it
+    needs."""
     from .memory import guarded
     groups = space.choices()
 
@@ -830,9 +847,9 @@ def _check_memory(space, data, cfg: SearchConfig, dev) -> None:
                    * g.shape[0] for g in groups})
         return model(space.meta_input(cfg.batch_size, data), mix)
 
-    guarded(space.supernet, run, dev, f"the {cfg.space} search network at batch "
-            f"{cfg.batch_size}", "use fewer channels or cells (--channels, --cells) or a "
-            "smaller --batch-size")
+    return guarded(space.supernet, run, dev, f"the {cfg.space} search network at batch "
+                   f"{cfg.batch_size}", "use fewer channels or cells (--channels, --cells) or "
+                   "a smaller --batch-size").training_bytes()
 
 
 METRIC_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "arch_loss", "arch_acc",

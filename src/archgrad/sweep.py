@@ -337,6 +337,61 @@ def retrain(run_dir: Path, spec: RunSpec, options: dict, device: str) -> dict:
 
 
 # ---- the Python API ---------------------------------------------------------------------------
+def check_workers_fit(runs: list[RunSpec], workers: int, devices: list[str]) -> None:
+    """With several workers on a device, the searches that may run there at once must fit
+    together: the largest ones (by the memory estimate each search makes of itself) are summed
+    against the memory available, and too many workers are refused in one line before anything
+    starts."""
+    from collections import Counter
+
+    from .data import load_dataset
+    from .memory import GB, available_bytes
+    from .search import check_search_kwargs, memory_need
+    from .spaces import SPACES
+    per_device = Counter(devices[i % len(devices)] for i in range(workers))
+    shared = {dev: k for dev, k in per_device.items() if k > 1}
+    if not shared:
+        return
+    datas: dict[tuple, Any] = {}
+    needs: dict[str, list[tuple[int, str]]] = {dev: [] for dev in shared}
+    known: dict[tuple[str, str], int] = {}
+    for r in runs:
+        try:
+            cfg = check_search_kwargs(**r.kwargs)
+            data = None
+            if not SPACES.get(cfg.space).own_data:
+                key = (cfg.dataset, cfg.data_dir, cfg.subset)
+                if key not in datas:
+                    datas[key] = load_dataset(*key)
+                data = datas[key]
+            settings = json.dumps([cfg.space, cfg.space_options, cfg.strategy,
+                                   cfg.strategy_options, cfg.batch_size, cfg.epochs,
+                                   cfg.dataset, cfg.data_dir, cfg.subset], sort_keys=True,
+                                  default=str)   # the seed does not change the network
+            for dev in shared:
+                if (settings, dev) not in known:
+                    known[settings, dev] = memory_need(cfg, data, dev)
+                needs[dev].append((known[settings, dev], r.name))
+        except ArchgradError as e:
+            raise ArchgradError(f"run {r.name}: {e}") from None
+    for dev, k in shared.items():
+        have = available_bytes(dev)
+        largest = sorted(needs[dev], reverse=True)[:k]
+        total = sum(n for n, _ in largest)
+        if have is None or total <= have:
+            continue
+        fit, used = 0, 0
+        for n, _ in largest:
+            if used + n > have:
+                break
+            fit, used = fit + 1, used + n
+        raise ArchgradError(
+            f"{k} workers on {dev} may run searches needing about {total / GB:.1f} GB at once "
+            f"(the largest, {largest[0][1]}: {largest[0][0] / GB:.1f} GB), more than the "
+            f"{have / GB:.1f} GB available; at most {max(fit, 1)} at once fit there: use "
+            f"--workers {max(fit, 1) * len(per_device)}")
+
+
 def run_grid(runs: list[RunSpec], out: str | Path | None, meta: dict, *, workers: int = 1,
              devices: list[str] | None = None, progress: bool = False,
              retry_failed: bool = False) -> dict:
@@ -349,6 +404,7 @@ def run_grid(runs: list[RunSpec], out: str | Path | None, meta: dict, *, workers
         raise ArchgradError(f"workers must be a positive integer, got {workers!r}")
     devs = [str(resolve_device(d)) for d in (devices or ["auto"])]  # before anything is made
     root = as_path(out, "out") if out is not None else new_run_dir("runs", "sweep")
+    check_workers_fit(runs, workers, devs)
     sweep = Sweep.open(root, runs, meta)
     summary = sweep.run(workers, devs, progress=progress, retry_failed=retry_failed)
     return {"sweep": str(sweep.root), **summary, **sweep_report(sweep.root)}
