@@ -287,3 +287,27 @@ def test_draw_writes_png_and_svg(tmp_path, capsys):
     nb = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
     assert main(["draw", nb, "--out", str(tmp_path / "nb")]) == 0
     assert (tmp_path / "nb.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["DARTS_V1", "DARTS_V2", "NASNet", "AmoebaNet"])
+def test_the_run_records_count_normal_skips_and_evaluation_parameters(name):
+    sp = get_space("darts")
+    rep = sp.report(None, name)
+    g = sp.genotype(name)
+    assert rep["skip_connects"] == [op for op, _ in g.normal].count("skip_connect")
+    assert rep["eval_params"] == count_parameters(sp.build(name))  # meta count = real count
+    assert get_space("darts").report(None, "DARTS_V2")["skip_connects"] == 2
+
+
+def test_a_search_records_the_derived_cells_skips_every_epoch(tmp_path):
+    for space, kw in (("darts", dict(C=4, layers=3)), ("nb201", dict(C=4, N=1))):
+        res = archgrad.search(space=space, strategy="darts", dataset="synthetic", epochs=2,
+                              device="cpu", **kw)
+        sp = get_space(space)
+        for rec in res.history:
+            g = sp.genotype(rec["genotype"])
+            ops = [op for op, _ in g.normal] if space == "darts" else list(g.ops)
+            assert rec["skip_connects"] == ops.count("skip_connect")
+        assert res.final["skip_connects"] == (
+            [op for op, _ in sp.genotype(res.genotype).normal] if space == "darts"
+            else list(sp.genotype(res.genotype).ops)).count("skip_connect")

@@ -116,6 +116,8 @@ def plot(runs: list[dict], path: Path) -> None:
               ("train_loss", "training loss"), ("entropy", "architecture entropy (nats)")]
     if any(h.get("benchmark") for r in runs for h in r["history"]):
         panels.append(("benchmark", "NAS-Bench-201 CIFAR-10 accuracy of the derived cell (%)"))
+    if any("skip_connects" in h for r in runs for h in r["history"]):
+        panels.append(("skip_connects", "skip connections in the derived (normal) cell"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6))
     for ax, (key, title) in zip(axes, panels):
         for r in runs:

@@ -854,7 +854,7 @@ def _check_memory(space, data, cfg: SearchConfig, dev) -> int:
 
 METRIC_COLUMNS = ("epoch", "stage", "lr", "train_loss", "train_acc", "arch_loss", "arch_acc",
                   "valid_loss", "valid_acc", "derived_loss", "entropy", "max_prob",
-                  "grad_var", "benchmark_cifar10", "benchmark_cifar100",
+                  "skip_connects", "grad_var", "benchmark_cifar10", "benchmark_cifar100",
                   "benchmark_ImageNet16-120", "time_s", "genotype")
 
 

@@ -42,6 +42,7 @@ from ..ops import (
     ReLUConvBN,
     SepConv,
     Zero,
+    count_parameters,
     drop_path,
     mixed_node,
 )
@@ -670,6 +671,16 @@ class DartsSpace(SearchSpace):
             if reduction:
                 hw = (hw + 1) // 2
         return out
+
+    def report(self, model, genotype) -> dict:
+        """The derived normal cell's skip connections (P-DARTS §3.3: their number grows as DARTS
+        collapses; DARTS+ and P-DARTS cap it at 2) and the evaluation network's parameters
+        (counted on the meta device, without the auxiliary head)."""
+        g = self.genotype(genotype)
+        with torch.device("meta"):
+            net = self.build(g)
+        return {"skip_connects": sum(op == "skip_connect" for op, _ in g.normal),
+                "eval_params": count_parameters(net)}
 
     def train_recipe(self):
         """DARTS's CIFAR evaluation: 600 epochs, batch 96, SGD lr 0.025 cosine to 0, momentum

@@ -334,6 +334,10 @@ class NB201Space(SearchSpace):
                 out[:, k] += torch.tensor(op_cost(op, (C, hw, hw))) * c["N"]
         return {LABEL: out}
 
+    def report(self, model, genotype) -> dict:
+        """The derived cell's skip connections (their number grows as DARTS collapses)."""
+        return {"skip_connects": self.genotype(genotype).ops.count("skip_connect")}
+
     def benchmark(self):
         from ..benchmarks.nb201 import NB201Benchmark
         return NB201Benchmark.load()
