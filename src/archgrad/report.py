@@ -134,6 +134,9 @@ def plot(runs: list[dict], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=9)
         epoch_axes(ax)
+        if key == "skip_connects":  # a count
+            from matplotlib.ticker import MaxNLocator
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:  # one legend, on the first panel with lines
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
