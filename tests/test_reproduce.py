@@ -485,3 +485,20 @@ def test_too_many_workers_for_the_memory_are_refused_before_anything_starts(caps
     monkeypatch.setattr(M, "available_bytes", lambda device="cpu": int(need * 3.5))
     code, _, err = run(capsys, *args, "--workers", "3")
     assert code == 0, err
+
+
+def test_a_darts_sweep_reports_the_derived_cells_skips_and_size(capsys, tmp_path):
+    import statistics
+    out = tmp_path / "d"
+    code, _, err = run(capsys, "sweep", "--space", "darts", "--strategies", "darts", "--seeds",
+                       "0", "1", "--dataset", "synthetic", "--epochs", "1", "--channels", "4",
+                       "--cells", "3", "--quiet", "--out", str(out))
+    assert code == 0, err
+    finals = [json.loads((out / "runs" / f"darts-seed{s}" / "result.json").read_text())
+              for s in (0, 1)]
+    skips = [f["skip_connects"] for f in finals]
+    params = [f["eval_params"] / 1e6 for f in finals]
+    row = next(line for line in (out / "report.md").read_text().splitlines()
+               if line.startswith("| darts | 2 |"))
+    assert f"| {statistics.fmean(skips):.2f} ± {statistics.stdev(skips):.2f} |" in row
+    assert f"| {statistics.fmean(params):.2f} ± {statistics.stdev(params):.2f} |" in row

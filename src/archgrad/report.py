@@ -368,15 +368,25 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     else:
         ppl = any(f and f.get("supernet_valid_ppl") is not None for r, f, _ in rows)
         m, title = ("ppl", "perplexity") if ppl else ("acc", "acc (%)")
+        # the derived cells' skip connections (collapse) and evaluation size, where recorded
+        extra = [(k, head, scale) for k, head, scale in (
+            ("skip_connects", "skip connections (derived normal cell)", 1),
+            ("eval_params", "evaluation network params (M)", 1e6))
+            if any(f and f.get(k) is not None for _, f, _ in rows)]
         lines += ["## Supernet", "", f"| strategy | runs | supernet valid {title} | "
-                  "supernet valid loss |", "| --- | ---: | ---: | ---: |"]
+                  "supernet valid loss |" + "".join(f" {h} |" for _, h, _ in extra),
+                  "| --- | ---: | ---: | ---: |" + " ---: |" * len(extra)]
         for group, items in by_group.items():
             acc = [f[f"supernet_valid_{m}"] for _, f, _ in items
                    if f and f.get(f"supernet_valid_{m}") is not None]
             loss = [f["supernet_valid_loss"] for _, f, _ in items
                     if f and f.get("supernet_valid_loss") is not None]
+            cells = [_fmt_ms(_mean_std([f[k] / scale for _, f, _ in items
+                                        if f and f.get(k) is not None]))
+                     for k, _, scale in extra]
             lines.append(f"| {labels.get(group, group)} | {len(loss)} | "
-                         f"{_fmt_ms(_mean_std(acc))} | {_fmt_ms(_mean_std(loss), 4)} |")
+                         f"{_fmt_ms(_mean_std(acc))} | {_fmt_ms(_mean_std(loss), 4)} |"
+                         + "".join(f" {c} |" for c in cells))
         lines.append("")
 
     # search cost
