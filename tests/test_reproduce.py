@@ -502,3 +502,22 @@ def test_a_darts_sweep_reports_the_derived_cells_skips_and_size(capsys, tmp_path
                if line.startswith("| darts | 2 |"))
     assert f"| {statistics.fmean(skips):.2f} ± {statistics.stdev(skips):.2f} |" in row
     assert f"| {statistics.fmean(params):.2f} ± {statistics.stdev(params):.2f} |" in row
+
+
+def test_a_sweep_or_run_given_where_the_other_is_expected_says_what_to_give(capsys, tmp_path):
+    sw = tmp_path / "sw"
+    (sw / "runs" / "darts-seed0").mkdir(parents=True)
+    (sw / "sweep.json").write_text("{}")
+    for argv in (["draw", str(sw)], ["lookup", str(sw)], ["info", str(sw)],
+                 ["train", "--genotype", str(sw)]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and f"{sw} is a sweep; name one of its runs, e.g. " \
+            f"{sw / 'runs' / 'darts-seed0'}" in err, (argv, err)
+    code, _, err = run(capsys, "search", "--resume", str(sw))
+    assert code == 2 and "it is a sweep (run the same archgrad sweep or reproduce" in err
+    r = tmp_path / "r"
+    r.mkdir()
+    (r / "config.json").write_text("{}")
+    code, _, err = run(capsys, "report", str(r))
+    assert code == 2 and "it is a search run (archgrad compare compares runs)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "sw"]

@@ -283,6 +283,10 @@ def read_run_config(run_dir: Path) -> tuple[SearchConfig, dict]:
         if (run_dir / "train_config.json").is_file():
             raise ArchgradError(f"cannot resume {run_dir} as a search: it is a training run "
                                 f"(archgrad train --resume {run_dir})")
+        if (run_dir / "sweep.json").is_file():
+            raise ArchgradError(f"cannot resume {run_dir} as a search: it is a sweep (run the "
+                                f"same archgrad sweep or reproduce command with --out {run_dir} "
+                                f"again)")
         raise ArchgradError(f"cannot resume {run_dir}: no config.json there (not a run "
                             f"directory written by archgrad search)")
     try:

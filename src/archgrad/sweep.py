@@ -138,7 +138,9 @@ class Sweep:
         root = Path(root)
         path = root / "sweep.json"
         if not path.is_file():
-            raise ArchgradError(f"{root} is not a sweep directory (no sweep.json)")
+            hint = "; it is a search run (archgrad compare compares runs)" \
+                if (root / "config.json").is_file() else ""
+            raise ArchgradError(f"{root} is not a sweep directory (no sweep.json){hint}")
         try:
             data = read_json(path)
             runs = [RunSpec(**r) for r in data["runs"]]

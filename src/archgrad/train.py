@@ -128,6 +128,11 @@ def genotype_source(value: str, parse=None):
         if (p / "config.json").is_file():
             raise ArchgradError(f"{p} has no genotype.txt (the search has not finished; resume "
                                 f"it with archgrad search --resume {p})")
+        if (p / "sweep.json").is_file():
+            runs = sorted(r.name for r in (p / "runs").glob("*") if r.is_dir()) \
+                if (p / "runs").is_dir() else []
+            raise ArchgradError(f"{p} is a sweep; name one of its runs, e.g. {p / 'runs' / runs[0]}"
+                                if runs else f"{p} is a sweep with no runs yet")
         raise ArchgradError(f"{p} is a directory but not a search run directory (no "
                             f"config.json or genotype.txt)")
     if parse is None:
