@@ -677,10 +677,12 @@ class DartsSpace(SearchSpace):
         collapses; DARTS+ and P-DARTS cap it at 2) and the evaluation network's parameters
         (counted on the meta device, without the auxiliary head)."""
         g = self.genotype(genotype)
-        with torch.device("meta"):
-            net = self.build(g)
+        cache = self.__dict__.setdefault("_eval_params", {})  # the genotype is often unchanged
+        if str(g) not in cache:
+            with torch.device("meta"):
+                cache[str(g)] = count_parameters(self.build(g))
         return {"skip_connects": sum(op == "skip_connect" for op, _ in g.normal),
-                "eval_params": count_parameters(net)}
+                "eval_params": cache[str(g)]}
 
     def train_recipe(self):
         """DARTS's CIFAR evaluation: 600 epochs, batch 96, SGD lr 0.025 cosine to 0, momentum
