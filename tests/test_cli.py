@@ -152,3 +152,38 @@ def test_the_size_flags_help_names_what_they_set_on_every_space(capsys):
                 for key in keys:
                     for k in (key,) if isinstance(key, str) else key:
                         assert k in m.group(1), (flag, name, k)
+
+
+@pytest.mark.parametrize("strategy,extra", [("darts", []), ("pcdarts", []),
+                                            ("gdas", ["--set", "warmup_epochs=1"])])
+def test_dry_run_plans_what_the_search_then_runs_and_writes_nothing(capsys, tmp_path,
+                                                                    monkeypatch, strategy,
+                                                                    extra):
+    monkeypatch.chdir(tmp_path)
+    argv = ["search", *TINY, "--strategy", strategy, "--epochs", "3", *extra]
+    code, out, err = run(capsys, *argv, "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    code, out, err = run(capsys, *argv, "--dry-run")
+    assert code == 0 and out.rstrip().endswith("nothing was run or written (--dry-run)")
+    assert list(tmp_path.iterdir()) == []
+    code, _, err = run(capsys, *argv, "--out", "r")
+    assert code == 0, err
+    hist = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all(h["steps"] == plan["steps_per_epoch"] for h in hist)
+    assert plan["weight_steps"] == sum(h["steps"] for h in hist)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())["search"]
+    assert plan["space_options"]["C"] == cfg["space_options"]["C"] == 4
+    warm = {"darts": 0, "pcdarts": round(0.3 * 3), "gdas": 1}[strategy]
+    assert plan["arch_steps"] == (3 - warm) * plan["steps_per_epoch"]
+    assert plan["first_arch_epoch"] == warm + 1 and plan["memory_gb"] > 0
+
+
+def test_dry_run_refuses_what_the_search_refuses(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "search", *TINY, "--set", "arch_lr=-1", "--dry-run")
+    assert code == 2 and "arch_lr must be a number > 0" in err
+    code, _, err = run(capsys, "search", "--resume", "x", "--dry-run")
+    assert code == 2 and "--dry-run checks a new search; drop --resume" in err
+    assert list(tmp_path.iterdir()) == []

@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="settings from a TOML file or a shipped protocol (`archgrad reproduce "
                         "--list`); with a protocol, --strategy picks its strategy's settings; "
                         "flags given beside it win")
+    s.add_argument("--dry-run", action="store_true",
+                   help="check everything and print what the search would run (settings, "
+                        "steps, architecture steps, memory estimate); run and write nothing")
     s.set_defaults(func=cmd_search)
 
     t = sub.add_parser("train", help="train a genotype from scratch", epilog=EPILOG_OPTIONS,
@@ -390,6 +393,8 @@ def _print_search_summary(result) -> None:
 def cmd_search(args) -> int:
     from .rundir import new_run_dir
     from .search import search
+    if args.dry_run:
+        return _dry_run(args)
     if args.resume:
         clashes = [f"--{k.replace('_', '-')}" for k in
                    ("space", "strategy", "dataset", "batch_size", "channels", "cells",
@@ -426,6 +431,31 @@ def cmd_search(args) -> int:
                      "already_finished": getattr(result, "already_finished", False)})
         return 0
     _print_search_summary(result)
+    return 0
+
+
+def _dry_run(args) -> int:
+    """What ``search`` would run, checked as it checks it; nothing is run or written."""
+    from .search import plan_search
+    if args.resume:
+        raise ArchgradError("--dry-run checks a new search; drop --resume")
+    plan = plan_search(**_search_kwargs(args))
+    if args.json:
+        _print_json(plan)
+        return 0
+    mem = f"about {plan['memory_gb']:.2f} GB" + (
+        f" of the {plan['available_gb']:.1f} GB available" if plan["available_gb"] else "")
+    first = plan["first_arch_epoch"]
+    print(f"search {plan['space']} / {plan['strategy']} on {plan['dataset']} ({plan['device']}): "
+          f"{plan['epochs']} epochs x {plan['steps_per_epoch']} steps (batch "
+          f"{plan['batch_size']}) = {plan['weight_steps']} weight steps, "
+          f"{plan['arch_steps']} architecture steps"
+          + (f" (from epoch {first})" if first is not None and first > 1 else ""))
+    print(f"memory: {mem} ({plan['device']})")
+    for what in ("space", "strategy"):
+        opts = ", ".join(f"{k}={v}" for k, v in plan[f"{what}_options"].items())
+        print(f"{what}: {opts}")
+    print("nothing was run or written (--dry-run)")
     return 0
 
 

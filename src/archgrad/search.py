@@ -838,6 +838,36 @@ def memory_need(cfg: SearchConfig, data, device) -> int:
                for st in strategy.stages_for(cfg.epochs))
 
 
+def plan_search(**kwargs) -> dict:
+    """What ``search(**kwargs)`` would run, checked as the search checks it (names, options,
+    data, memory) with nothing run or written: the resolved settings, steps per epoch, weight
+    and architecture steps, and the memory estimate."""
+    from .memory import GB, available_bytes
+    cfg = check_search_kwargs(**kwargs)
+    dev = resolve_device(cfg.device)
+    space_cls = SPACES.get(cfg.space)
+    data = None if space_cls.own_data else load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
+    need = memory_need(cfg, data, dev)
+    strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
+    strategy._space_cls = space_cls
+    stages = strategy.stages_for(cfg.epochs)
+    space = _stage_space(cfg, stages[0], data)
+    model = space.supernet() if space_cls.own_data else None  # the toy task draws from it
+    steps = build_task(space, model, data, cfg, torch.device("cpu"), strategy).steps_per_epoch
+    arch_epochs = [e for st in stages for e in range(st.start + st.warmup, st.end)]
+    have = available_bytes(dev)
+    settings = {k: v for k, v in strategy.settings().items()
+                if k not in ("batch_size", "epochs")}
+    return {"space": cfg.space, "strategy": cfg.strategy, "dataset": cfg.dataset,
+            "device": str(dev), "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+            "steps_per_epoch": steps, "weight_steps": steps * cfg.epochs,
+            "arch_steps": len(arch_epochs) * (steps // strategy.arch_every),
+            "first_arch_epoch": arch_epochs[0] + 1 if arch_epochs else None,
+            "stages": len(stages), "memory_gb": need / GB,
+            "available_gb": have / GB if have is not None else None,
+            "space_options": dict(space.config), "strategy_options": settings}
+
+
 def _check_memory(space, data, cfg: SearchConfig, dev) -> int:
     """Refuse a search network that cannot fit (estimated on the meta device); the bytes it
     needs."""
