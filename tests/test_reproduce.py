@@ -521,3 +521,31 @@ def test_a_sweep_or_run_given_where_the_other_is_expected_says_what_to_give(caps
     code, _, err = run(capsys, "report", str(r))
     assert code == 2 and "it is a search run (archgrad compare compares runs)" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "sw"]
+
+
+def test_a_dry_run_lists_the_runs_and_their_states_and_writes_nothing(capsys, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sw"
+    argv = ["sweep", "--strategies", "darts", "gdas", "--seeds", "0", "--dataset", "synthetic",
+            "--epochs", "1", "--channels", "4", "--cells", "1", "--quiet", "--out", str(out)]
+    code, o, err = run(capsys, *argv, "--dry-run")
+    assert code == 0, err
+    assert "2 runs, 2 to run (2 new)" in o and "darts-seed0  new" in o
+    assert o.rstrip().endswith("nothing was run or written (--dry-run)")
+    assert list(tmp_path.iterdir()) == []
+    assert run(capsys, *argv)[0] == 0
+    (out / "runs" / "gdas-seed0" / "result.json").unlink()     # as if interrupted
+    code, o, err = run(capsys, *argv, "--dry-run", "--json")
+    assert code == 0, err
+    res = json.loads(o)
+    assert res["states"] == {"darts-seed0": "done", "gdas-seed0": "partial"}
+    assert res["to_run"] == 1 and not (out / "runs" / "gdas-seed0" / "result.json").exists()
+    code, _, err = run(capsys, *argv[:-2], "--out", str(out), "--seeds", "0", "1", "--dry-run")
+    assert code == 2 and "holds another sweep" in err
+    code, _, err = run(capsys, "reproduce", "advantagenas-nb201", "--scale", "tiny", "--seeds",
+                       "0", "--dry-run")
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["sw"]
+    res = archgrad.run_sweep(["darts"], [0, 1], dataset="synthetic", epochs=1, C=4, N=1,
+                             out=tmp_path / "api", dry_run=True)
+    assert res["runs"] == 2 and not (tmp_path / "api").exists()

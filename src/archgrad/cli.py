@@ -812,6 +812,9 @@ def _sweep_flags(p, quiet: bool = True) -> None:
     p.add_argument("--devices", default=None, help="comma-separated devices the workers share "
                    "round-robin, e.g. cuda:0,cuda:1 (default: --device)")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--dry-run", action="store_true", help="check every run (settings, data, "
+                   "memory for the workers) and list the runs with their states; run and write "
+                   "nothing")
     if quiet:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -824,6 +827,21 @@ def _devices(args) -> list[str]:
 
 
 def _print_sweep(args, res: dict) -> int:
+    if res.get("dry_run"):
+        if getattr(args, "json", False):
+            _print_json(res)
+            return 0
+        counts = {}
+        for st in res["states"].values():
+            counts[st] = counts.get(st, 0) + 1
+        print(f"sweep {res['sweep']}: {res['runs']} runs, {res['to_run']} to run ("
+              + ", ".join(f"{n} {st}" for st, n in counts.items()) + f"), {res['workers']} "
+              f"at once on {', '.join(res['devices'])}")
+        width = max(len(n) for n in res["states"])
+        for name, st in res["states"].items():
+            print(f"  {name:<{width}}  {st}")
+        print("nothing was run or written (--dry-run)")
+        return 0
     if getattr(args, "json", False):
         _print_json(res)
         return 0 if not res["failed"] else 1
@@ -888,7 +906,7 @@ def cmd_sweep(args) -> int:
     res = run_grid(runs, args.out, {"space": base.get("space", "nb201"),
                                     "config": args.config},
                    workers=args.workers, devices=devices, progress=not args.quiet,
-                   retry_failed=args.retry_failed)
+                   retry_failed=args.retry_failed, dry_run=args.dry_run)
     args.out = res["sweep"]
     return _print_sweep(args, res)
 
@@ -941,7 +959,8 @@ def cmd_reproduce(args) -> int:
         args.out = str(new_run_dir("runs", "reproduce", proto.name, args.scale))
     res = reproduce(args.protocol, args.scale, seeds=args.seeds, strategies=args.strategies,
                     out=args.out, data_dir=args.data_dir, workers=args.workers,
-                    devices=devices, progress=not args.quiet, retry_failed=args.retry_failed)
+                    devices=devices, progress=not args.quiet, retry_failed=args.retry_failed,
+                    dry_run=args.dry_run)
     args.out = res["sweep"]
     return _print_sweep(args, res)
 

@@ -115,19 +115,7 @@ class Sweep:
                 raise ArchgradError(f"{root} holds another sweep (its sweep.json lists other "
                                     f"runs or settings); choose another --out")
         else:
-            # every run's settings are checked before anything is written
-            from .data import load_dataset
-            from .search import check_search_kwargs
-            seen_data = set()
-            for r in runs:
-                try:
-                    cfg = check_search_kwargs(**r.kwargs)
-                    key = (cfg.dataset, cfg.data_dir, cfg.subset)
-                    if key not in seen_data and cfg.dataset not in (None, "teacher-student"):
-                        seen_data.add(key)
-                        load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)  # it is there
-                except ArchgradError as e:
-                    raise ArchgradError(f"run {r.name}: {e}") from None
+            check_runs(runs)  # every run's settings, before anything is written
             root, _ = claim_dir(root)
             path = root / "sweep.json"
             atomic_write_json(path, {"meta": meta, "runs": grid_now})
@@ -339,6 +327,23 @@ def retrain(run_dir: Path, spec: RunSpec, options: dict, device: str) -> dict:
 
 
 # ---- the Python API ---------------------------------------------------------------------------
+def check_runs(runs: list[RunSpec]) -> None:
+    """Every run's settings checked as its search will check them, and its data found (read
+    once per dataset); a bad one is named in one line."""
+    from .data import load_dataset
+    from .search import check_search_kwargs
+    seen_data = set()
+    for r in runs:
+        try:
+            cfg = check_search_kwargs(**r.kwargs)
+            key = (cfg.dataset, cfg.data_dir, cfg.subset)
+            if key not in seen_data and cfg.dataset not in (None, "teacher-student"):
+                seen_data.add(key)
+                load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)  # it is there
+        except ArchgradError as e:
+            raise ArchgradError(f"run {r.name}: {e}") from None
+
+
 def check_workers_fit(runs: list[RunSpec], workers: int, devices: list[str]) -> None:
     """With several workers on a device, the searches that may run there at once must fit
     together: the largest ones (by the memory estimate each search makes of itself) are summed
@@ -396,9 +401,10 @@ def check_workers_fit(runs: list[RunSpec], workers: int, devices: list[str]) -> 
 
 def run_grid(runs: list[RunSpec], out: str | Path | None, meta: dict, *, workers: int = 1,
              devices: list[str] | None = None, progress: bool = False,
-             retry_failed: bool = False) -> dict:
+             retry_failed: bool = False, dry_run: bool = False) -> dict:
     """Open (or continue) the sweep of ``runs`` in ``out``, run what is not finished and write
-    its report; returns the sweep directory, the summary and the report's paths."""
+    its report; returns the sweep directory, the summary and the report's paths. ``dry_run``:
+    check everything, run and write nothing, and return the runs with their states."""
     from .report import sweep_report
     from .rundir import as_path, new_run_dir
     from .search import resolve_device
@@ -406,32 +412,53 @@ def run_grid(runs: list[RunSpec], out: str | Path | None, meta: dict, *, workers
         raise ArchgradError(f"workers must be a positive integer, got {workers!r}")
     devs = [str(resolve_device(d)) for d in (devices or ["auto"])]  # before anything is made
     root = as_path(out, "out") if out is not None else new_run_dir("runs", "sweep")
+    if dry_run:
+        return _plan(runs, root, workers, devs)
     check_workers_fit(runs, workers, devs)
     sweep = Sweep.open(root, runs, meta)
     summary = sweep.run(workers, devs, progress=progress, retry_failed=retry_failed)
     return {"sweep": str(sweep.root), **summary, **sweep_report(sweep.root)}
 
 
+def _plan(runs: list[RunSpec], root: Path, workers: int, devices: list[str]) -> dict:
+    """A sweep's dry run: its runs checked (settings, data, memory for the workers) and their
+    states in ``root`` if it holds this sweep already; nothing written."""
+    check_runs(runs)
+    check_workers_fit(runs, workers, devices)
+    states = {r.name: "new" for r in runs}
+    if (root / "sweep.json").is_file():
+        existing = Sweep.load(root)
+        if [asdict(r) for r in existing.runs] != json.loads(json.dumps([asdict(r)
+                                                                         for r in runs])):
+            raise ArchgradError(f"{root} holds another sweep (its sweep.json lists other runs "
+                                f"or settings); choose another --out")
+        states = {r.name: existing.state(r) for r in existing.runs}
+    return {"sweep": str(root), "dry_run": True, "runs": len(runs),
+            "to_run": sum(st in ("new", "partial") for st in states.values()),
+            "states": states, "workers": workers, "devices": devices}
+
+
 def run_sweep(strategies=("darts",), seeds=(0,), values: dict[str, list] | None = None, *,
               out: str | Path | None = None, workers: int = 1,
               devices: list[str] | None = None, progress: bool = False,
-              retry_failed: bool = False, **search_kwargs) -> dict:
+              retry_failed: bool = False, dry_run: bool = False, **search_kwargs) -> dict:
     """Every combination of ``strategies``, ``seeds`` and ``values`` (option -> values to try)
     searched with ``search_kwargs`` as one resumable unit in ``out`` (``archgrad sweep``);
-    calling it again skips finished runs and resumes interrupted ones."""
+    calling it again skips finished runs and resumes interrupted ones. ``dry_run``: check and
+    list the runs, run and write nothing."""
     runs = grid(dict(search_kwargs), list(strategies), list(seeds), values)
     return run_grid(runs, out, {"space": search_kwargs.get("space", "nb201"), "config": None},
                     workers=workers, devices=devices, progress=progress,
-                    retry_failed=retry_failed)
+                    retry_failed=retry_failed, dry_run=dry_run)
 
 
 def reproduce(protocol: str | Path, scale: str = "full", *, seeds=None, strategies=None,
               out: str | Path | None = None, data_dir: str | Path | None = None,
               workers: int = 1, devices: list[str] | None = None, progress: bool = False,
-              retry_failed: bool = False) -> dict:
+              retry_failed: bool = False, dry_run: bool = False) -> dict:
     """A paper's comparison (``archgrad reproduce``): the protocol's grid at ``scale`` (full,
     proxy, tiny), optionally fewer ``seeds`` or ``strategies``, run as a sweep in ``out``; the
-    report beside the published figures."""
+    report beside the published figures. ``dry_run``: check and list the runs only."""
     from .protocols import load
     from .rundir import new_run_dir
     proto = load(protocol).at_scale(scale)
@@ -455,7 +482,7 @@ def reproduce(protocol: str | Path, scale: str = "full", *, seeds=None, strategi
         meta["retrain"] = proto.retrain_kwargs()
     return run_grid(runs, out if out is not None else new_run_dir(
         "runs", "reproduce", proto.name, scale), meta, workers=workers, devices=devices,
-        progress=progress, retry_failed=retry_failed)
+        progress=progress, retry_failed=retry_failed, dry_run=dry_run)
 
 
 def main(argv: list[str]) -> int:  # pragma: no cover - a subprocess entry point
