@@ -536,9 +536,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     space_cls = SPACES.get(cfg.space)
-    strategy: Strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
-    strategy._space_cls = space_cls
-    stages = strategy.stages_for(cfg.epochs)
+    strategy, stages = _planned_stages(cfg)
     data = None if space_cls.own_data else load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
 
     def stage_space(i: int):
@@ -829,13 +827,18 @@ def _stage_space(cfg: SearchConfig, stage, data):
     return get_space(cfg.space, **opts)
 
 
+def _planned_stages(cfg: SearchConfig) -> tuple[Strategy, list]:
+    """The strategy of ``cfg`` and the stages its search runs (one unless progressive)."""
+    strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
+    strategy._space_cls = SPACES.get(cfg.space)
+    return strategy, strategy.stages_for(cfg.epochs)
+
+
 def memory_need(cfg: SearchConfig, data, device) -> int:
     """Bytes the search of ``cfg`` needs on ``device`` at its largest stage (estimated on the
     meta device); a search that cannot fit there alone is refused in one line."""
-    strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
-    strategy._space_cls = SPACES.get(cfg.space)
     return max(_check_memory(_stage_space(cfg, st, data), data, cfg, torch.device(device))
-               for st in strategy.stages_for(cfg.epochs))
+               for st in _planned_stages(cfg)[1])
 
 
 def plan_search(**kwargs) -> dict:
@@ -848,9 +851,7 @@ def plan_search(**kwargs) -> dict:
     space_cls = SPACES.get(cfg.space)
     data = None if space_cls.own_data else load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
     need = memory_need(cfg, data, dev)
-    strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
-    strategy._space_cls = space_cls
-    stages = strategy.stages_for(cfg.epochs)
+    strategy, stages = _planned_stages(cfg)
     space = _stage_space(cfg, stages[0], data)
     model = space.supernet() if space_cls.own_data else None  # the toy task draws from it
     steps = build_task(space, model, data, cfg, torch.device("cpu"), strategy).steps_per_epoch

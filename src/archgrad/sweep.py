@@ -327,21 +327,28 @@ def retrain(run_dir: Path, spec: RunSpec, options: dict, device: str) -> dict:
 
 
 # ---- the Python API ---------------------------------------------------------------------------
-def check_runs(runs: list[RunSpec]) -> None:
+def check_runs(runs: list[RunSpec]) -> list[tuple[RunSpec, Any, Any]]:
     """Every run's settings checked as its search will check them, and its data found (read
-    once per dataset); a bad one is named in one line."""
+    once per dataset); a bad one is named in one line. Returns (run, configuration, data)
+    triples (data None for a space that makes its own)."""
     from .data import load_dataset
     from .search import check_search_kwargs
-    seen_data = set()
+    from .spaces import SPACES
+    datas: dict[tuple, Any] = {}
+    out = []
     for r in runs:
         try:
             cfg = check_search_kwargs(**r.kwargs)
-            key = (cfg.dataset, cfg.data_dir, cfg.subset)
-            if key not in seen_data and cfg.dataset not in (None, "teacher-student"):
-                seen_data.add(key)
-                load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)  # it is there
+            data = None
+            if not SPACES.get(cfg.space).own_data:
+                key = (cfg.dataset, cfg.data_dir, cfg.subset)
+                if key not in datas:
+                    datas[key] = load_dataset(*key)  # it is there
+                data = datas[key]
         except ArchgradError as e:
             raise ArchgradError(f"run {r.name}: {e}") from None
+        out.append((r, cfg, data))
+    return out
 
 
 def check_workers_fit(runs: list[RunSpec], workers: int, devices: list[str]) -> None:
@@ -351,36 +358,26 @@ def check_workers_fit(runs: list[RunSpec], workers: int, devices: list[str]) -> 
     starts."""
     from collections import Counter
 
-    from .data import load_dataset
     from .memory import GB, available_bytes
-    from .search import check_search_kwargs, memory_need
-    from .spaces import SPACES
+    from .search import memory_need
     per_device = Counter(devices[i % len(devices)] for i in range(workers))
     shared = {dev: k for dev, k in per_device.items() if k > 1}
     if not shared:
         return
-    datas: dict[tuple, Any] = {}
     needs: dict[str, list[tuple[int, str]]] = {dev: [] for dev in shared}
     known: dict[tuple[str, str], int] = {}
-    for r in runs:
-        try:
-            cfg = check_search_kwargs(**r.kwargs)
-            data = None
-            if not SPACES.get(cfg.space).own_data:
-                key = (cfg.dataset, cfg.data_dir, cfg.subset)
-                if key not in datas:
-                    datas[key] = load_dataset(*key)
-                data = datas[key]
-            settings = json.dumps([cfg.space, cfg.space_options, cfg.strategy,
-                                   cfg.strategy_options, cfg.batch_size, cfg.epochs,
-                                   cfg.dataset, cfg.data_dir, cfg.subset], sort_keys=True,
-                                  default=str)   # the seed does not change the network
-            for dev in shared:
+    for r, cfg, data in check_runs(runs):
+        settings = json.dumps([cfg.space, cfg.space_options, cfg.strategy,
+                               cfg.strategy_options, cfg.batch_size, cfg.epochs, cfg.dataset,
+                               cfg.data_dir, cfg.subset], sort_keys=True,
+                              default=str)   # the seed does not change the network
+        for dev in shared:
+            try:
                 if (settings, dev) not in known:
                     known[settings, dev] = memory_need(cfg, data, dev)
-                needs[dev].append((known[settings, dev], r.name))
-        except ArchgradError as e:
-            raise ArchgradError(f"run {r.name}: {e}") from None
+            except ArchgradError as e:
+                raise ArchgradError(f"run {r.name}: {e}") from None
+            needs[dev].append((known[settings, dev], r.name))
     for dev, k in shared.items():
         have = available_bytes(dev)
         largest = sorted(needs[dev], reverse=True)[:k]
