@@ -24,7 +24,9 @@ TINY = ["--dataset", "synthetic", "--channels", "4", "--cells", "1", "--quiet", 
     (["search", "--resume", "/tmp", "--space", "nb201"], "drop --space"),
     (["search", "--device", "tpu"], "unknown device"),
     (["train", "--genotype", "|nor_conv_3x3~0|"], "malformed NAS-Bench-201 genotype"),
-    (["train"], "needs --genotype"),
+    (["train"], "needs a genotype"),
+    (["info"], "needs a genotype"),
+    (["draw", "--genotype", BEST, BEST + "x"], "two genotypes given"),
     (["train", "--genotype", "/nonexistent/dir/x"], "malformed"),
     (["lookup", "|bad|"], "malformed"),
     (["lookup", BEST, "--dataset", "svhn"], "unknown NAS-Bench-201 dataset"),
@@ -178,6 +180,59 @@ def test_dry_run_plans_what_the_search_then_runs_and_writes_nothing(capsys, tmp_
     warm = {"darts": 0, "pcdarts": round(0.3 * 3), "gdas": 1}[strategy]
     assert plan["arch_steps"] == (3 - warm) * plan["steps_per_epoch"]
     assert plan["first_arch_epoch"] == warm + 1 and plan["memory_gb"] > 0
+
+
+@pytest.mark.parametrize("command", ["train", "info", "export", "draw", "lookup"])
+def test_every_command_takes_the_genotype_as_argument_or_flag(capsys, tmp_path, monkeypatch,
+                                                              command):
+    monkeypatch.chdir(tmp_path)
+    extra = {"train": ["--dry-run", "--json", "--dataset", "synthetic"], "info": ["--json"],
+             "export": ["--out", "m"], "draw": ["--out", "c"], "lookup": ["--json"]}[command]
+    code, by_arg, err = run(capsys, command, BEST, *extra)
+    assert code == 0, err
+    for f in tmp_path.iterdir():
+        f.unlink()
+    code, by_flag, err = run(capsys, command, "--genotype", BEST, *extra)
+    assert code == 0, err
+    if command == "train":  # the memory available moves between two calls
+        by_arg, by_flag = ({k: v for k, v in json.loads(o).items() if k != "available_gb"}
+                           for o in (by_arg, by_flag))
+    assert by_arg == by_flag
+    code, _, err = run(capsys, command, BEST, "--genotype", BEST, *extra)  # the same twice
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("space,genotype,extra", [
+    ("nb201", BEST, ["--dataset", "synthetic", "--channels", "4", "--cells", "1"]),
+    ("darts", "DARTS_V2", ["--dataset", "synthetic", "--channels", "4", "--cells", "3"]),
+    ("darts-rnn", "DARTS_V2", ["--dataset", "synthetic-text", "--channels", "8",
+                               "--cells", "2", "--set", "bptt=5", "--batch-size", "4"]),
+])
+def test_train_dry_run_plans_what_training_then_runs_and_writes_nothing(capsys, tmp_path,
+                                                                        monkeypatch, space,
+                                                                        genotype, extra):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--space", space, "--genotype", genotype, "--epochs", "1", "--quiet",
+            *extra]
+    code, out, err = run(capsys, *argv, "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    code, text, err = run(capsys, *argv, "--dry-run")
+    assert code == 0 and text.rstrip().endswith("nothing was run or written (--dry-run)")
+    assert f"{plan['params']:,} parameters" in text
+    assert list(tmp_path.iterdir()) == []
+    code, out, err = run(capsys, *argv, "--out", "r", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    cfg = json.loads((tmp_path / "r" / "train_config.json").read_text())
+    assert plan["params"] == res["params"] == cfg["params"]
+    assert plan["recipe"] == cfg["recipe"] and plan["epochs"] == res["epochs"] == 1
+    assert plan["memory_gb"] > 0 and plan["steps"] == plan["steps_per_epoch"] >= 1
+    # what training refuses, the dry run refuses: here a directory that holds a run
+    code, _, err = run(capsys, *argv, "--out", "r", "--dry-run")
+    assert code == 2 and "already holds a training run" in err
+    code, _, err = run(capsys, "train", "--resume", "r", "--dry-run")
+    assert code == 2 and "drop --resume" in err
 
 
 def test_dry_run_refuses_what_the_search_refuses(capsys, tmp_path, monkeypatch):

@@ -91,6 +91,29 @@ def _space_flags(args, space: str, build: bool = False) -> dict:
     return out
 
 
+def _genotype_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """The genotype, as the positional GENOTYPE or as --genotype (every command that takes one
+    accepts both)."""
+    p.add_argument("genotype", nargs="?", default=None, metavar="GENOTYPE", help=help)
+    p.add_argument("--genotype", dest="genotype_flag", default=None, metavar="GENOTYPE",
+                   help="the genotype as a flag (the same as GENOTYPE)")
+
+
+def _one_genotype(args) -> None:
+    """Merge GENOTYPE and --genotype; a command other than train (whose configuration file may
+    name it) needs one."""
+    if not hasattr(args, "genotype_flag"):
+        return
+    pos, flag = args.genotype, args.genotype_flag
+    if pos is not None and flag is not None and pos != flag:
+        raise ArchgradError("two genotypes given (GENOTYPE and --genotype); give one")
+    args.genotype = pos if pos is not None else flag
+    if args.genotype is None and args.command != "train":
+        raise ArchgradError(f"archgrad {args.command} needs a genotype: a genotype string, a "
+                            f"named genotype (DARTS_V2, ...) or a search run directory, as "
+                            f"GENOTYPE or --genotype")
+
+
 def _seed(text: str) -> int:
     from .rundir import MAX_SEED
     try:
@@ -217,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "nb201).")
     t.add_argument("--space", default=None, help="search space of the genotype (default: the "
                    "run's, else nb201)")
-    t.add_argument("--genotype", required=False, default=None,
-                   help="genotype string, or a search run directory (its final genotype)")
+    _genotype_arg(t, "genotype string, a named genotype (DARTS_V2, ...) or a search run "
+                  "directory (its final genotype)")
     _common(t, epochs_help="training epochs (default: the space's recipe, 200 for nb201)")
     t.add_argument("--lr", type=_number(0.0, lo_open=True), default=None,
                    help="initial learning rate")
@@ -233,12 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=_path, default=None, metavar="FILE",
                    help="a TOML file whose [train] table gives the space, genotype, dataset "
                         "and recipe (and [space] its options); flags given beside it win")
+    t.add_argument("--dry-run", action="store_true",
+                   help="check everything and print what the training would run (recipe, "
+                        "steps, parameters, memory estimate); run and write nothing")
     t.set_defaults(func=cmd_train)
 
     lk = sub.add_parser("lookup", help="NAS-Bench-201 figures of a genotype",
                         description="Ground truth from NAS-Bench-201's table (offline): accuracy "
                         "after 200 and 12 epochs, rank and percentile among all 15625 cells.")
-    lk.add_argument("genotype", help="NAS-Bench-201 genotype string or a search run directory")
+    _genotype_arg(lk, "NAS-Bench-201 genotype string or a search run directory")
     lk.add_argument("--dataset", default="cifar10",
                     help="cifar10, cifar10-valid, cifar100 or ImageNet16-120 (default cifar10)")
     lk.add_argument("--json", action="store_true", help="print JSON")
@@ -249,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "stand-alone network of a genotype (those of convolutions and linear "
                          "layers, for one input; normalisation, pooling and additions are not "
                          "counted).")
-    inf.add_argument("genotype", help="genotype string or a search run directory")
+    _genotype_arg(inf, "genotype string or a search run directory")
     inf.add_argument("--space", default=None, help="search space (default: the run's, else "
                      "nb201)")
     inf.add_argument("--channels", type=_positive, default=None, help="C")
@@ -269,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "archgrad.load_model) and OUT.pt2 (torch.export program; "
                         "torch.export.load(path).module() without archgrad). Weights: a "
                         "training run directory's, else freshly initialised.")
-    ex.add_argument("genotype", help="genotype string, named genotype, search run directory "
+    _genotype_arg(ex, "genotype string, named genotype, search run directory "
                     "or training run directory")
     ex.add_argument("--space", default=None, help="search space (default: the run's, else "
                     "nb201)")
@@ -282,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dr = sub.add_parser("draw", help="draw a genotype's cells (PNG and SVG)",
                         description="Draw the cells of a genotype like the DARTS paper's figures.")
-    dr.add_argument("genotype", help="genotype string, a named genotype (DARTS_V2, ...) or a "
+    _genotype_arg(dr, "genotype string, a named genotype (DARTS_V2, ...) or a "
                     "search run directory")
     dr.add_argument("--space", default=None, help="space of the genotype (default: the run's, "
                     "else nb201)")
@@ -509,6 +535,8 @@ def cmd_train(args) -> int:
     from .rundir import new_run_dir
     from .train import train
     progress = not (args.quiet or args.json)
+    if args.dry_run and args.resume:
+        raise ArchgradError("--dry-run checks a new training run; drop --resume")
     if args.resume:
         clashes = [f"--{k.replace('_', '-')}" for k in
                    ("genotype", "dataset", "epochs", "batch_size", "channels", "cells", "subset",
@@ -531,10 +559,11 @@ def cmd_train(args) -> int:
         genotype = args.genotype or base.pop("genotype", None)
         base.pop("genotype", None)
         if not genotype:
-            raise ArchgradError("archgrad train needs --genotype (a genotype string or a search "
-                                "run directory)" + (f", or genotype = \"...\" in the [train] "
-                                                   f"table of {args.config}" if args.config
-                                                   else ""))
+            raise ArchgradError("archgrad train needs a genotype: a genotype string, a named "
+                                "genotype (DARTS_V2, ...) or a search run directory, as "
+                                "GENOTYPE or --genotype" + (
+                                    f", or genotype = \"...\" in the [train] table of "
+                                    f"{args.config}" if args.config else ""))
         args.genotype = genotype
         space = args.space or base.pop("space", None)
         base.pop("space", None)
@@ -573,6 +602,12 @@ def cmd_train(args) -> int:
             args.dataset = run_ds
             args.data_dir = args.data_dir if args.data_dir is not None else run_dd
         dataset = resolve_dataset(SPACES.get(space), args.dataset)
+        if args.dry_run:
+            from .train import plan_train
+            return _print_train_plan(plan_train(
+                space, args.genotype, dataset, seed=args.seed or 0, device=args.device,
+                data_dir=args.data_dir, subset=args.subset, out=args.out,
+                eval_every=args.eval_every, **opts), args.json)
         if dist.launched() and not args.out:
             raise ArchgradError("under torchrun give --out RUN_DIR: every process must name "
                                 "the same run directory")
@@ -609,6 +644,23 @@ def cmd_train(args) -> int:
         print(f"model: {res['run_dir']}/model.pt (archgrad.load_model) and "
               f"{res['run_dir']}/model.pt2 (torch.export.load(...).module(), no archgrad "
               f"needed)")
+    return 0
+
+
+def _print_train_plan(plan: dict, as_json: bool) -> int:
+    if as_json:
+        _print_json(plan)
+        return 0
+    mem = f"about {plan['memory_gb']:.2f} GB" + (
+        f" of the {plan['available_gb']:.1f} GB available" if plan["available_gb"] else "")
+    print(f"train {plan['space']} on {plan['dataset']} ({plan['device']}): {plan['epochs']} "
+          f"epochs x {plan['steps_per_epoch']} steps (batch {plan['batch_size']}) = "
+          f"{plan['steps']} steps")
+    print(f"genotype: {plan['genotype']}")
+    print(f"network: {plan['params']:,} parameters; memory: {mem}")
+    for what in ("recipe", "space_options"):
+        print(f"{what.split('_')[0]}: " + ", ".join(f"{k}={v}" for k, v in plan[what].items()))
+    print("nothing was run or written (--dry-run)")
     return 0
 
 
@@ -1038,6 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .plugins import load
         load()  # strategies and spaces of $ARCHGRAD_PLUGINS and installed entry points
+        _one_genotype(args)
         return args.func(args)
     except ArchgradError as e:
         print(f"archgrad: error: {e}", file=sys.stderr)

@@ -268,35 +268,10 @@ def _validate(cfg: TrainConfig) -> None:
     resolve_device(cfg.device)
 
 
-def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, device: str = "auto",
-          data_dir: str | None = None, subset: int | None = None, out: str | Path | None = None,
-          resume: str | Path | None = None, eval_every: int = 0, progress: bool = False,
-          space_options: dict | None = None, log: Any = None, **options) -> dict[str, Any]:
-    """Train ``genotype`` of ``space`` from scratch on ``dataset``; returns metrics (test accuracy,
-    parameter count, per-epoch history). Options: the space's (``C``, ``N`` ...) and the
-    recipe's (``epochs``, ``batch_size``, ``lr``, ``lr_min``, ``momentum``, ``weight_decay``,
-    ``nesterov``, ``grad_clip``; image networks ``aux_weight``, ``drop_path``, ``cutout``;
-    language models ``bptt``, ``variable_length``, ``asgd``, ``nonmono``, ``tar``, ``ar``,
-    ``eval_batch_size``, ``test_batch_size``, ``loss_sum_over_time``). ``dataset``: default
-    the search's (and its data directory) when ``genotype`` is a search run directory, else
-    digits for image spaces, ptb for recurrent ones. ``log``: called with each epoch's
-    record."""
-    from . import dist
-    dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
-    device = dist.run_device(device)
-    if resume is not None:
-        run_dir = as_path(resume, "resume")
-        cfg, meta = _read_config(run_dir)
-        saved = _digest(cfg)
-        if device != "auto":
-            cfg.device = device
-        if data_dir is not None:
-            cfg.data_dir = str(data_dir)
-        try:
-            _validate(cfg)
-        except ArchgradError as e:
-            raise ArchgradError(f"{run_dir / 'train_config.json'}: {e}") from None
-        return _train(cfg, run_dir, True, progress, meta, saved, log)
+def _new_config(space: str, genotype, dataset, seed, device, data_dir, subset, eval_every,
+                space_options, options: dict) -> TrainConfig:
+    """The checked configuration of a new training run (options: the space's and the
+    recipe's); a search run directory as ``genotype`` brings its space's data."""
     space_cls = SPACES.get(space)
     sp = dict(space_options or {})
     recipe = {}
@@ -333,6 +308,45 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
     cfg = TrainConfig(space, str(geno), dataset, seed, str(device),
                       str(data_dir) if data_dir else None, subset, eval_every, sp, recipe)
     _validate(cfg)
+    return cfg
+
+
+def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, device: str = "auto",
+          data_dir: str | None = None, subset: int | None = None, out: str | Path | None = None,
+          resume: str | Path | None = None, eval_every: int = 0, progress: bool = False,
+          space_options: dict | None = None, log: Any = None, **options) -> dict[str, Any]:
+    """Train ``genotype`` of ``space`` from scratch on ``dataset``; returns metrics (test accuracy,
+    parameter count, per-epoch history). Options: the space's (``C``, ``N`` ...) and the
+    recipe's (``epochs``, ``batch_size``, ``lr``, ``lr_min``, ``momentum``, ``weight_decay``,
+    ``nesterov``, ``grad_clip``; image networks ``aux_weight``, ``drop_path``, ``cutout``;
+    language models ``bptt``, ``variable_length``, ``asgd``, ``nonmono``, ``tar``, ``ar``,
+    ``eval_batch_size``, ``test_batch_size``, ``loss_sum_over_time``). ``dataset``: default
+    the search's (and its data directory) when ``genotype`` is a search run directory, else
+    digits for image spaces, ptb for recurrent ones. ``log``: called with each epoch's
+    record."""
+    from . import dist
+    dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
+    device = dist.run_device(device)
+    if resume is not None:
+        run_dir = as_path(resume, "resume")
+        cfg, meta = _read_config(run_dir)
+        saved = _digest(cfg)
+        if device != "auto":
+            cfg.device = device
+        if data_dir is not None:
+            cfg.data_dir = str(data_dir)
+        try:
+            _validate(cfg)
+        except ArchgradError as e:
+            raise ArchgradError(f"{run_dir / 'train_config.json'}: {e}") from None
+        return _train(cfg, run_dir, True, progress, meta, saved, log)
+    cfg = _new_config(space, genotype, dataset, seed, device, data_dir, subset, eval_every,
+                      space_options, options)
+    return _train(cfg, _new_out(out), False, progress, None, None, log)
+
+
+def _new_out(out) -> Path | None:
+    """The directory of a new training run, refused where it cannot be one."""
     run_dir = as_path(out, "out") if out is not None else None
     if run_dir is not None:
         check_out_dir(run_dir)
@@ -340,7 +354,47 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
                 (run_dir / "train_checkpoint.pt").exists():
             raise ArchgradError(f"{run_dir} already holds a training run; use --resume "
                                 f"{run_dir}")
-    return _train(cfg, run_dir, False, progress, None, None, log)
+    return run_dir
+
+
+def plan_train(space: str, genotype, dataset: str | None = None, *, seed: int = 0,
+               device: str = "auto", data_dir: str | None = None, subset: int | None = None,
+               out: str | Path | None = None, eval_every: int = 0,
+               space_options: dict | None = None, **options) -> dict[str, Any]:
+    """What ``train(...)`` with the same arguments would run, checked as it checks it
+    (genotype, options, data, output directory, memory) with nothing run or written: the
+    resolved recipe and space options, steps, the network's parameters and the memory
+    estimate."""
+    from .memory import GB, available_bytes
+    cfg = _new_config(space, genotype, dataset, seed, device, data_dir, subset, eval_every,
+                      space_options, options)
+    _new_out(out)
+    dev = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.subset)
+    net_space = _space_for(cfg, data)
+    recipe = _recipe(net_space, cfg)
+    trainer = make_trainer(net_space, data, recipe, cfg, torch.device("cpu"))
+    need = _check_memory(net_space, cfg, trainer, int(recipe["batch_size"]), dev)
+    with torch.device("meta"):
+        params = count_parameters(net_space.build(cfg.genotype))
+    have = available_bytes(dev)
+    steps = trainer.steps_per_epoch
+    return {"space": cfg.space, "genotype": cfg.genotype, "dataset": cfg.dataset,
+            "device": str(dev), "epochs": int(recipe["epochs"]),
+            "batch_size": int(recipe["batch_size"]), "steps_per_epoch": steps,
+            "steps": steps * int(recipe["epochs"]), "params": params, "memory_gb": need / GB,
+            "available_gb": have / GB if have is not None else None, "recipe": recipe,
+            "space_options": dict(net_space.config)}
+
+
+def _check_memory(space, cfg: TrainConfig, trainer, batch: int, dev) -> int:
+    """Refuse a network that cannot fit on ``dev`` (estimated on the meta device); the bytes
+    its training needs."""
+    from .memory import guarded
+    est = guarded(lambda: space.build(cfg.genotype), lambda m: m(trainer.meta_input(batch)),
+                  dev, f"the {cfg.space} network at batch {batch}",
+                  "use a smaller --batch-size or fewer --channels / --cells", optimizer_copies=1)
+    return est.training_bytes(1)
 
 
 def _recipe(space, cfg: TrainConfig) -> dict:
@@ -494,10 +548,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
     recipe = _recipe(space, cfg)
     epochs, bs = int(recipe["epochs"]), int(recipe["batch_size"])
     trainer = make_trainer(space, data, recipe, cfg, dev)
-    from .memory import guarded
-    guarded(lambda: space.build(cfg.genotype), lambda m: m(trainer.meta_input(bs)),
-            dev, f"the {cfg.space} network at batch {bs}",
-            "use a smaller --batch-size or fewer --channels / --cells", optimizer_copies=1)
+    _check_memory(space, cfg, trainer, bs, dev)
     from . import dist
     ctx = dist.context()
     main = ctx.main
