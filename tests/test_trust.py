@@ -680,3 +680,25 @@ def test_resuming_a_run_with_the_other_command_says_which_command_it_needs(capsy
     assert code == 2 and f"it is a training run (archgrad train --resume {t})" in err
     assert sorted(p.name for p in s.iterdir()) == ["config.json"]  # nothing written
     assert sorted(p.name for p in t.iterdir()) == ["train_config.json"]
+
+
+@pytest.mark.parametrize("space", SPACES.names())
+def test_exclude_none_removes_the_zero_candidate_wherever_a_space_has_one(capsys, tmp_path,
+                                                                          space):
+    """--exclude-none on every space: where it has a zero ('none') candidate, the option that
+    removes it, and none is left; elsewhere one line saying there is none to remove."""
+    cls = SPACES.get(space)
+    has_zero = any(c.zero for g in get_space(space, **cls.tiny).choices() for c in g.candidates)
+    code, out, err = run(capsys, "search", "--space", space, "--exclude-none", "--dry-run",
+                         "--json", "--dataset", "synthetic-text" if cls.modality == "sequence"
+                         else "synthetic" if not cls.own_data else cls.own_data,
+                         *[a for k, v in cls.tiny.items() for a in ("--set", f"{k}={v}")])
+    if not has_zero:
+        assert code == 2 and "has no 'none' candidate to exclude" in err
+        return
+    assert code == 0, err
+    opts = json.loads(out)["space_options"]
+    left = get_space(space, **opts).choices()
+    assert all(not c.zero for g in left for c in g.candidates)
+    assert all(len(g.candidates) == len(h.candidates) - 1
+               for g, h in zip(left, get_space(space, **cls.tiny).choices()))

@@ -489,6 +489,7 @@ class DartsSpace(SearchSpace):
         "num_classes": (None, "classifier outputs (default: 10; 1000 with network=imagenet)"),
         "in_channels": (3, "input image channels"),
         "ops": (None, "candidate ops (default: DARTS's eight)"),
+        "include_none": (True, "keep 'none' among the candidates (--exclude-none removes it)"),
         "partial_channels": (1, "PC-DARTS: mixed ops process 1/K of the channels (1: all)"),
         "track_running_stats": (True, "BN running statistics in the search network"),
         "rule": ("darts", "derivation: 'darts' (two strongest inputs per node) or 'snas' "
@@ -526,7 +527,9 @@ class DartsSpace(SearchSpace):
         if c["multiplier"] > c["steps"]:
             raise GenotypeError(f"darts option multiplier ({c['multiplier']}) cannot exceed "
                                 f"steps ({c['steps']})")
-        ops = tuple(o for o in PRIMITIVES if o in ops)
+        ops = tuple(o for o in PRIMITIVES if o in ops and (c["include_none"] or o != "none"))
+        if not ops:
+            raise GenotypeError("darts: no candidate op left")
         cands = tuple(_ROLES.get(o, Candidate(o)) for o in ops)
         edges = _edges(c["steps"])
         self._groups = [ChoiceGroup("normal", cands, edges), ChoiceGroup("reduce", cands, edges)]

@@ -552,6 +552,7 @@ class DartsRNNSpace(_LMSpace):
         "dropoute": (0.0, "embedding (word) dropout in search"),
         "eval_dropoute": (0.1, "embedding (word) dropout of the evaluation network"),
         "ops": (None, "candidate ops (default: none, tanh, relu, sigmoid, identity)"),
+        "include_none": (True, "keep 'none' among the candidates (--exclude-none removes it)"),
     }
 
     def __init__(self, **options):
@@ -562,7 +563,7 @@ class DartsRNNSpace(_LMSpace):
         if bad or not ops or not set(ops) - {"none"}:
             raise GenotypeError(f"darts-rnn option ops must be among {', '.join(DARTS_OPS)} "
                                 f"(at least one but none); got {list(ops)}")
-        ops = tuple(o for o in DARTS_OPS if o in ops)
+        ops = tuple(o for o in DARTS_OPS if o in ops and (c["include_none"] or o != "none"))
         cands = tuple(Candidate(o, zero=(o == "none"), parametric=False) for o in ops)
         edges = tuple((j, i) for i in range(1, c["steps"] + 1) for j in range(i))
         self._group = ChoiceGroup("recurrent", cands, edges)
