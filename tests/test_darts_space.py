@@ -1,11 +1,13 @@
 """The DARTS convolutional space: genotypes, derivation rules, networks, costs, P-DARTS, I-DARTS,
 diagrams."""
+import re
+
 import pytest
 import torch
 
 import archgrad
 from archgrad.costs import op_cost
-from archgrad.errors import GenotypeError
+from archgrad.errors import ArchgradError, GenotypeError
 from archgrad.methods import make_strategy
 from archgrad.ops import count_parameters
 from archgrad.spaces import get_space
@@ -197,7 +199,7 @@ def test_space_costs_cover_every_edge():
 def test_pdarts_stages_prune_and_deepen():
     from archgrad.spaces.darts import DartsSpace
     st = make_strategy("pdarts")
-    st._space_cls = DartsSpace
+    st.bind_space(DartsSpace)
     stages = st.stages_for(75)
     assert [(s.start, s.end) for s in stages] == [(0, 25), (25, 50), (50, 75)]
     assert [s.space["layers"] for s in stages] == [5, 11, 17]
@@ -210,6 +212,30 @@ def test_pdarts_stages_prune_and_deepen():
     st.begin_stage(2, stages[2], sp.supernet())
     assert (st.arch.alive("reduce").sum(-1) == 3).all()
     assert st.derive_options["max_skip"] == 2
+
+
+@pytest.mark.parametrize("space,given,depths", [("darts", 3, [3, 9, 15]),
+                                                ("darts", 8, [8, 14, 20]),
+                                                ("nb201", 2, [2, 4, 6]), ("nb201", 1, [1, 3, 5])])
+def test_pdarts_a_depth_given_for_the_space_is_the_first_stages(space, given, depths):
+    """As the official --layers and --add_layers: the given depth, then the space's increments."""
+    from archgrad.search import plan_search
+    opt = {"darts": "layers", "nb201": "N"}[space]
+    plan = plan_search(space=space, strategy="pdarts", dataset="synthetic", epochs=3, C=4,
+                       **{opt: given})
+    assert [st["space"][opt] for st in plan["stage_plan"]] == depths
+    assert plan["space_options"][opt] == given
+
+
+@pytest.mark.parametrize("options,needle", [
+    ({"stage_depths": (3, 4)}, "one depth per stage"),
+    ({"keep": (5,)}, "after the first (2 numbers)"),
+    ({"layers": 8, "stage_depths": (5, 11, 17)}, "disagree on the first stage's depth"),
+])
+def test_pdarts_refuses_stage_settings_that_do_not_fit(options, needle):
+    with pytest.raises(ArchgradError, match=re.escape(needle)):
+        archgrad.search(space="darts", strategy="pdarts", dataset="synthetic", epochs=3, C=4,
+                        device="cpu", **options)
 
 
 def test_pdarts_skip_dropout_and_learning_rate_follow_the_official_schedule():

@@ -478,6 +478,11 @@ def _dry_run(args) -> int:
           f"{plan['arch_steps']} architecture steps"
           + (f" (from epoch {first})" if first is not None and first > 1 else ""))
     print(f"memory: {mem} ({plan['device']})")
+    if plan["stages"] > 1:
+        print("stages: " + "; ".join(
+            f"{i}: epochs {st['epochs'][0]}-{st['epochs'][1]}"
+            + "".join(f", {k}={v}" for k, v in st["space"].items())
+            for i, st in enumerate(plan["stage_plan"], 1)))
     for what in ("space", "strategy"):
         opts = ", ".join(f"{k}={v}" for k, v in plan[f"{what}_options"].items())
         print(f"{what}: {opts}")

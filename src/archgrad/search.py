@@ -329,7 +329,7 @@ def _check_config(cfg: SearchConfig) -> Strategy:
                                    or cfg.subset < 2):
         raise ArchgradError(f"--subset must be an integer of at least 2, got {cfg.subset!r}")
     strat = make_strategy(cfg.strategy, **cfg.strategy_options)
-    strat._space_cls = space_cls
+    strat.bind_space(space_cls, cfg.space_options)
     get_space(cfg.space, **cfg.space_options)  # the space's own checks
     need = strat.min_epochs
     if cfg.epochs < need:
@@ -830,7 +830,7 @@ def _stage_space(cfg: SearchConfig, stage, data):
 def _planned_stages(cfg: SearchConfig) -> tuple[Strategy, list]:
     """The strategy of ``cfg`` and the stages its search runs (one unless progressive)."""
     strategy = make_strategy(cfg.strategy, **cfg.strategy_options)
-    strategy._space_cls = SPACES.get(cfg.space)
+    strategy.bind_space(SPACES.get(cfg.space), cfg.space_options)
     return strategy, strategy.stages_for(cfg.epochs)
 
 
@@ -864,7 +864,10 @@ def plan_search(**kwargs) -> dict:
             "steps_per_epoch": steps, "weight_steps": steps * cfg.epochs,
             "arch_steps": len(arch_epochs) * (steps // strategy.arch_every),
             "first_arch_epoch": arch_epochs[0] + 1 if arch_epochs else None,
-            "stages": len(stages), "memory_gb": need / GB,
+            "stages": len(stages), "stage_plan": [
+                {"epochs": [st.start + 1, st.end], "warmup_epochs": st.warmup,
+                 "space": dict(st.space)} for st in stages],
+            "memory_gb": need / GB,
             "available_gb": have / GB if have is not None else None,
             "space_options": dict(space.config), "strategy_options": settings}
 

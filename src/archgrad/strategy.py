@@ -460,7 +460,14 @@ class Strategy(nn.Module):
         self.weight_opt = self.weights_cfg.make(self.weight_params) if self.weight_params else None
 
     # -- stages ------------------------------------------------------------------------------
-    def plan(self, epochs: int, space_cls=None) -> list[Stage]:
+    def bind_space(self, space_cls, space_options: dict | None = None) -> "Strategy":
+        """The space a search runs this strategy on and the options given for it (what a
+        progressive strategy's stages depend on)."""
+        self._space_cls, self._space_options = space_cls, dict(space_options or {})
+        self._stages_epochs = None
+        return self
+
+    def plan(self, epochs: int, space_cls=None, space_options=None) -> list[Stage]:
         """The search's stages; a single one unless the strategy is progressive."""
         return [Stage(0, epochs, {}, None, min(self.warmup(epochs), epochs))]
 
@@ -481,7 +488,8 @@ class Strategy(nn.Module):
 
     def stages_for(self, epochs: int) -> list[Stage]:
         if getattr(self, "_stages_epochs", None) != epochs:
-            self._stages = self.plan(epochs, getattr(self, "_space_cls", None))
+            self._stages = self.plan(epochs, getattr(self, "_space_cls", None),
+                                     getattr(self, "_space_options", None))
             self._stages_epochs = epochs
         return self._stages
 

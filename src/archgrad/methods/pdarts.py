@@ -1,7 +1,9 @@
 """P-DARTS (Chen, Xie, Wu & Tian, ICCV 2019): progressive DARTS.
 
 The search runs in stages of increasing depth (5 -> 11 -> 17 cells on the DARTS space, the space's
-``progressive_depths`` elsewhere; §3.2); between stages the weakest candidates of every edge are
+``progressive_depths`` elsewhere; §3.2; a depth given for the space, e.g. ``--cells 8``, is the
+first stage's and the later ones add the same increments, 8 -> 14 -> 20, as the official
+``--layers`` and ``--add_layers``); between stages the weakest candidates of every edge are
 dropped (8 -> 5 -> 3 on the DARTS space: 5/8 and 3/8 of the candidates), the supernet is rebuilt
 deeper and the architecture parameters are re-initialised over the candidates left. As the
 official ``train_search.py``, every stage builds a new weight optimizer with its own cosine
@@ -37,15 +39,23 @@ class ProgressiveStrategy(Strategy):
     def min_epochs(self) -> int:
         return len(self.skip_dropout)
 
-    def plan(self, epochs, space_cls=None):
+    def plan(self, epochs, space_cls=None, space_options=None):
         n = len(self.skip_dropout)
         if epochs < n:
             raise ArchgradError(f"pdarts runs {n} stages and needs at least {n} epochs, got "
                                 f"{epochs}")
         depths = self.stage_depths
         option = getattr(space_cls, "depth_option", None)
+        given = (space_options or {}).get(option) if option else None
         if depths is None and space_cls is not None:
             depths = space_cls.progressive_depths
+            if given is not None and depths:
+                # a depth given for the space is the first stage's, the later stages add the
+                # space's increments (official train_search.py: --layers 5, --add_layers 6 12)
+                depths = tuple(given + d - depths[0] for d in depths)
+        elif depths is not None and given is not None and given != depths[0]:
+            raise ArchgradError(f"pdarts: {option}={given} and stage_depths={list(depths)} "
+                                f"disagree on the first stage's depth; give one of them")
         bounds = [round(i * epochs / n) for i in range(n + 1)]
         stages = []
         for i in range(n):
@@ -142,6 +152,16 @@ def pdarts(stage_depths=None, keep=None, skip_dropout=(0.1, 0.4, 0.7), stage_war
            dropout_decay: float = 0.2, max_skip: int = 2, **options) -> Strategy:
     """P-DARTS: progressive depth, candidate pruning between stages, skip-connection dropout and
     a cap on skip connections."""
+    n = len(skip_dropout)  # one rate per stage: the number of stages
+    if n < 1 or any(not 0.0 <= r < 1.0 for r in skip_dropout):
+        raise ArchgradError(f"pdarts option skip_dropout takes one rate in [0, 1) per stage, "
+                            f"got {list(skip_dropout)}")
+    if stage_depths is not None and len(stage_depths) != n:
+        raise ArchgradError(f"pdarts option stage_depths takes one depth per stage ({n}, as "
+                            f"skip_dropout has them), got {list(stage_depths)}")
+    if keep is not None and len(keep) != n - 1:
+        raise ArchgradError(f"pdarts option keep takes the candidates kept at each stage after "
+                            f"the first ({n - 1} numbers), got {list(keep)}")
     update = adam_update(options)
     opts = common(options)
     opts.setdefault("derive_options", {})["max_skip"] = max_skip
