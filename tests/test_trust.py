@@ -21,6 +21,13 @@ BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_con
 TINY = ["--dataset", "synthetic", "--channels", "4", "--cells", "1", "--quiet", "--device", "cpu",
         "--epochs", "1"]
 KW = dict(dataset="synthetic", C=4, N=1, batch_size=32, device="cpu")
+# a DARTS genotype longer than a file name may be (it is tried as a run directory first)
+LONG_DARTS = ("Genotype(normal=[('dil_conv_3x3', 1), ('skip_connect', 0), ('dil_conv_5x5', 2), "
+              "('skip_connect', 0), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3), ('sep_conv_3x3', 4), "
+              "('avg_pool_3x3', 0)], normal_concat=[2, 3, 4, 5], reduce=[('sep_conv_3x3', 1), "
+              "('sep_conv_5x5', 0), ('sep_conv_5x5', 0), ('skip_connect', 2), ('dil_conv_5x5', 0), "
+              "('avg_pool_3x3', 1), ('skip_connect', 2), ('dil_conv_3x3', 1)], "
+              "reduce_concat=[2, 3, 4, 5])")
 V2_BAD_OP = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_cnv_3x3', 1)], normal_concat=[2], "
              "reduce=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], reduce_concat=[2])")
 V2_BAD_INPUT = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 5)], normal_concat=[2], "
@@ -79,10 +86,23 @@ BAD = [
     (["train", "--genotype", BEST, "--set", "epochs=0"], "epochs must be an integer"),
     (["train", "--genotype", BEST, "--set", "drop_path=2"], "drop_path must be a number in"),
     (["train", "--genotype", "|nor_conv_3x3~0|"], "malformed NAS-Bench-201 genotype"),
-    (["train", "--genotype", "DARTS_V2"], "genotype of the darts and darts-rnn spaces: give "
+    (["train", "--genotype", "DARTS_V2"], "genotype of the darts and darts-rnn spaces, not of "
+                                          "nb201: give --space darts"),
+    (["train", "--genotype", LONG_DARTS], "genotype of the darts space, not of nb201: give "
                                           "--space darts"),
-    (["info", "ENAS", "--space", "darts"], "genotype of the darts-rnn space: give --space "
-                                           "darts-rnn"),
+    (["lookup", LONG_DARTS], "genotype of the darts space, which has no benchmark table"),
+    (["info", LONG_DARTS, "--space", "darts", "--channels", "100000"], "more than the"),
+    (["export", "DARTS_V2", "--space", "advantagenas-rnn"], "genotype of the darts and "
+                                                            "darts-rnn spaces, not of"),
+    (["info", "|tanh~0|+|tanh~0|tanh~1|+|tanh~0|tanh~1|tanh~2|", "--space", "advantagenas-rnn",
+      "--channels", "100000"], "more than the"),
+    (["search", "--set", "N=100000"], "option N must be an integer in [1, 100]"),
+    (["search", "--space", "darts", "--strategy", "pdarts", "--set", "stage_depths=3,4"],
+     "one depth per stage"),
+    (["search", "--space", "darts", "--strategy", "pdarts", "--cells", "95"],
+     "the last stage would have layers=107"),
+    (["info", "ENAS", "--space", "darts"], "genotype of the darts-rnn space, not of darts: "
+                                           "give --space darts-rnn"),
     (["info", "0,1,2,3,4,5,6,7,8,9", "--space", "toy", "--image-size", "8"], "--set image_size=8, not"),
     (["search", "--space", "advantagenas-rnn", "--dataset", "synthetic-text", "--channels", "8"],
      "256 sequences of 11 tokens gives no step: a step takes two windows (weights, then θ)"),

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ArchgradError
+from .errors import ArchgradError, GenotypeError
 
 EPILOG_OPTIONS = ("Strategy and space options beyond the flags above are passed with "
                   "--set KEY=VALUE (repeatable); `archgrad list strategies` shows each "
@@ -680,9 +680,21 @@ def _nb201_genotype_arg(value: str) -> str:
     if src is not None and src != "nb201":
         raise ArchgradError(f"{value} is a search of the '{src}' space, which has no benchmark "
                             f"table; lookup answers for NAS-Bench-201 (nb201) cells only")
-    if src is None:
-        return genotype_source(value)
     from .spaces import get_space
+    if src is None:
+        text = genotype_source(value)
+        try:
+            get_space("nb201").genotype(text.strip())
+        except GenotypeError:
+            from .train import spaces_of
+            others = spaces_of(text.strip(), "nb201")
+            if others:
+                raise ArchgradError(f"that is a genotype of the {' and '.join(others)} "
+                                    f"space{'s' if len(others) > 1 else ''}, which has no "
+                                    f"benchmark table; lookup answers for NAS-Bench-201 (nb201) "
+                                    f"cells only") from None
+            raise
+        return text
     return genotype_source(value, lambda text: str(get_space("nb201").genotype(text)))
 
 
@@ -734,28 +746,48 @@ def _build_space(args, space_name: str):
 
 
 def cmd_info(args) -> int:
-    import torch
 
-    from .memory import guarded
     from .profile import describe
     from .train import genotype_source
     space_name = _space_of(args)
     sp = _build_space(args, space_name)
     g = genotype_source(args.genotype, sp.genotype)
     _image_flags_only_for_images(args, space_name, sp)
+    _check_network_fits(sp, g, args.image_size)
     if sp.modality == "sequence":
         return _info_language_model(args, space_name, sp, g)
     shape = sp.input_shape(args.image_size)
     shown = "x".join(str(d) for d in shape)
-    guarded(lambda: sp.build(g), lambda m: m.eval()(torch.empty(1, *shape, device="meta")),
-            "cpu", f"the {space_name} network on a {shown} input",
-            "use a smaller --image-size or fewer --channels / --cells", backward=False)
     info = {"space": space_name, "genotype": str(g)}
     info.update(describe(sp.build(g), shape))
     return _show_info(args, info, [
         f"FLOPs (multiply-accumulates) for a {shown} input: "
         f"{info['flops'] / 1e6:.2f} M",
         f"memory access cost (SNAS Appendix F): {info['mac'] / 1e6:.2f} M"])
+
+
+def _check_network_fits(sp, g, image_size=None) -> None:
+    """Refuse in one line a stand-alone network that cannot be built here (estimated on the
+    meta device for one input: an image, or one token of a language model)."""
+    import torch
+
+    from .memory import guarded
+    if sp.modality == "sequence":
+        from .data.text import StateBox, Window
+
+        def run(m):
+            return m.eval()(Window(torch.zeros(1, 1, dtype=torch.long, device="meta"), None,
+                                   StateBox()))
+        what, hint = f"the {sp.name} network", "use fewer --channels (or a smaller --set " \
+            "vocab_size=)"
+    else:
+        shape = sp.input_shape(image_size)
+
+        def run(m):
+            return m.eval()(torch.empty(1, *shape, device="meta"))
+        what = f"the {sp.name} network on a {'x'.join(str(d) for d in shape)} input"
+        hint = "use a smaller --image-size or fewer --channels / --cells"
+    guarded(lambda: sp.build(g), run, "cpu", what, hint, backward=False)
 
 
 def _show_info(args, info: dict, lines: list[str]) -> int:
@@ -806,9 +838,10 @@ def cmd_export(args) -> int:
     (torch.export). Weights from a training run directory, else freshly initialised."""
     import torch
 
+    from .rundir import existing_dir
     from .train import export_example, export_program, genotype_source, load_model, save_model
-    src = Path(args.genotype)
-    if src.is_dir() and (src / "model.pt").is_file():  # a training run: its trained weights
+    src = existing_dir(args.genotype)
+    if src is not None and (src / "model.pt").is_file():  # a training run: its trained weights
         net = load_model(src / "model.pt")
         ck = torch.load(src / "model.pt", map_location="cpu", weights_only=True)
         from .spaces import get_space
@@ -818,6 +851,8 @@ def cmd_export(args) -> int:
         space_name = _space_of(args)
         sp = _build_space(args, space_name)
         g = str(genotype_source(args.genotype, sp.genotype))
+        _image_flags_only_for_images(args, sp.name, sp)
+        _check_network_fits(sp, g, args.image_size)
         net = sp.build(g)
     _image_flags_only_for_images(args, sp.name, sp)
     out = Path(args.out)

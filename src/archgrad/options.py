@@ -59,6 +59,9 @@ class Spec:
         return out
 
 
+#: the deepest network a depth option (cells) accepts: a network is built, even on the meta
+#: device, one module at a time, and 100 DARTS cells already take seconds to build
+MAX_DEPTH = 100
 POS = dict(lo=0.0, lo_open=True)
 NONNEG = dict(lo=0.0)
 UNIT = dict(lo=0.0, hi=1.0)
@@ -96,12 +99,14 @@ KNOWN: dict[str, Spec] = {
     "candidates": Spec("int", lo=1, hi=100_000), "grad_bound": Spec("float", **POS),
     "wipeout": Spec("bool"), "entropic": Spec("float", **NONNEG),
     "partial_channels": Spec("int", lo=1, hi=64),
-    "stage_depths": Spec("ints", none=True, lo=1, hi=200), "keep": Spec("ints", none=True, lo=1),
+    "stage_depths": Spec("ints", none=True, lo=1, hi=MAX_DEPTH),
+    "keep": Spec("ints", none=True, lo=1),
     "skip_dropout": Spec("floats", lo=0.0, hi=0.99), "stage_warmup": Spec("float", lo=0.0,
                                                                            hi=0.99),
     "dropout_decay": Spec("float", **NONNEG), "max_skip": Spec("int", none=True, lo=0),
     # spaces
-    "C": Spec("int", lo=1), "N": Spec("int", lo=1), "layers": Spec("int", lo=1),
+    "C": Spec("int", lo=1), "N": Spec("int", lo=1, hi=MAX_DEPTH),
+    "layers": Spec("int", lo=1, hi=MAX_DEPTH),
     "steps": Spec("int", lo=1, hi=32), "multiplier": Spec("int", lo=1, hi=32),
     "stem_multiplier": Spec("int", lo=1, hi=64), "num_classes": Spec("int", none=True, lo=1,
                                                                      hi=1_000_000),
@@ -109,7 +114,8 @@ KNOWN: dict[str, Spec] = {
     "include_none": Spec("bool"), "affine": Spec("bool"), "track_running_stats": Spec("bool"),
     "fused": Spec("bool"), "channels_last": Spec("bool", none=True),
     "network": Spec("str", choices=("cifar", "imagenet")),
-    "eval_C": Spec("int", none=True, lo=1), "eval_layers": Spec("int", none=True, lo=1),
+    "eval_C": Spec("int", none=True, lo=1),
+    "eval_layers": Spec("int", none=True, lo=1, hi=MAX_DEPTH),
     "auxiliary": Spec("bool"), "edges": Spec("int", lo=1, hi=10_000),
     "kernel": Spec("int", lo=1, hi=64), "stride": Spec("int", lo=1, hi=64),
     "image_size": Spec("int", lo=1, hi=4096), "head_kernel": Spec("int", none=True, lo=1),

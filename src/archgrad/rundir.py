@@ -206,6 +206,19 @@ def as_path(value, what: str) -> Path:
     return Path(value).expanduser()  # "~/runs/x" from Python as from a shell
 
 
+def existing_dir(value) -> Path | None:
+    """``value`` as a directory that exists, else None: a genotype string is not a path, and a
+    name too long for the file system (a DARTS genotype) or one no file system takes is not an
+    error here."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        return None
+    try:
+        p = Path(value).expanduser()
+        return p if p.is_dir() else None
+    except (OSError, ValueError):
+        return None
+
+
 def check_out_dir(path: Path, what: str = "--out") -> None:
     """Refuse a run directory that cannot be one, before anything is created."""
     path = Path(path)

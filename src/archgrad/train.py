@@ -38,6 +38,7 @@ from .rundir import (
     claim_dir,
     clean_temporaries,
     config_digest,
+    existing_dir,
     load_checkpoint,
     make_dir,
     read_json,
@@ -117,8 +118,8 @@ def genotype_source(value: str, parse=None):
     if not isinstance(value, str) or not value.strip():
         raise ArchgradError("the genotype is empty; give a genotype string, a named genotype "
                             "(DARTS_V2, ...) or a search run directory")
-    p = Path(value)
-    if p.is_dir():
+    p = existing_dir(value)
+    if p is not None:
         if (p / "genotype.txt").is_file():
             try:
                 text = (p / "genotype.txt").read_text().strip()
@@ -139,20 +140,22 @@ def genotype_source(value: str, parse=None):
         return value
     try:
         return parse(value)
-    except GenotypeError as e:
-        others = _spaces_naming(value.strip(), getattr(getattr(parse, "__self__", None),
-                                                       "name", None))
+    except GenotypeError:
+        this = getattr(getattr(parse, "__self__", None), "name", None)
+        name = value.strip()
+        others = spaces_of(name, this)
         if not others:
             raise
-        raise GenotypeError(f"{e} -- '{value.strip()}' is a genotype of the "
-                            f"{' and '.join(others)} space{'s' if len(others) > 1 else ''}: "
-                            f"give --space {others[0]}") from None
+        what = f"'{name}' is a genotype" if name.isidentifier() else "that is a genotype"
+        raise GenotypeError(f"{what} of the {' and '.join(others)} space"
+                            f"{'s' if len(others) > 1 else ''}" + (f", not of {this}" if this
+                                                                  else "")
+                            + f": give --space {others[0]}") from None
 
 
-def _spaces_naming(name: str, but: str | None) -> list[str]:
-    """The registered spaces other than ``but`` that know a genotype called ``name``."""
-    if not name.isidentifier():
-        return []
+def spaces_of(name: str, but: str | None) -> list[str]:
+    """The registered spaces other than ``but`` that read ``name``: a genotype they know by that
+    name or a genotype string of their form."""
     found = []
     for space in SPACES.names():
         if space == but:
@@ -168,8 +171,8 @@ def _spaces_naming(name: str, but: str | None) -> list[str]:
 def _run_search(value) -> dict | None:
     """The ``search`` settings of a search run directory given as a genotype (None: not a run
     directory); a damaged config.json is one line naming it."""
-    p = Path(value) if isinstance(value, (str, Path)) and str(value).strip() else None
-    if p is None or not p.is_dir() or not (p / "config.json").is_file():
+    p = existing_dir(value)
+    if p is None or not (p / "config.json").is_file():
         return None
     try:
         cfg = read_json(p / "config.json")["search"]
@@ -291,7 +294,7 @@ def _new_config(space: str, genotype, dataset, seed, device, data_dir, subset, e
                 f"unknown option {k!r}; space '{space}' accepts "
                 f"{', '.join(sorted(space_cls.options))}; training accepts "
                 f"{', '.join(recipe_keys(space_cls))}")
-    if isinstance(genotype, (str, Path)) and Path(genotype).is_dir():
+    if existing_dir(genotype) is not None:
         geno = genotype_source(str(genotype), get_space(space, **sp).genotype)
     else:
         geno = genotype_source(str(genotype)) if isinstance(genotype, (str, Path)) \

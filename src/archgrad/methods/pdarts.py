@@ -23,6 +23,7 @@ import math
 import torch
 
 from ..errors import ArchgradError
+from ..options import MAX_DEPTH
 from ..strategy import Estimator, Stage, Strategy, cosine
 from . import adam_update, common, register
 
@@ -56,6 +57,9 @@ class ProgressiveStrategy(Strategy):
         elif depths is not None and given is not None and given != depths[0]:
             raise ArchgradError(f"pdarts: {option}={given} and stage_depths={list(depths)} "
                                 f"disagree on the first stage's depth; give one of them")
+        if depths and option and max(depths) > MAX_DEPTH:
+            raise ArchgradError(f"pdarts: the last stage would have {option}={max(depths)}, over "
+                                f"the {MAX_DEPTH} accepted; give a smaller first depth")
         bounds = [round(i * epochs / n) for i in range(n + 1)]
         stages = []
         for i in range(n):
