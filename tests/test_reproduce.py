@@ -12,6 +12,7 @@ from conftest import run_cli as run
 
 import archgrad
 from archgrad.cli import main
+from archgrad.errors import ArchgradError
 from archgrad.protocols import SCALES, load, names
 
 
@@ -293,6 +294,21 @@ def test_grid_values_of_list_options_are_separated_by_semicolons(capsys, tmp_pat
     code, _, err = run(capsys, *args)
     assert code == 0, err
     assert [json.loads(json.dumps(r.values)) for r in seen["runs"]] == want
+
+
+def test_grid_values_that_differ_past_a_long_prefix_keep_their_own_run_names():
+    from archgrad.sweep import grid
+    ops = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+           "dil_conv_3x3", "dil_conv_5x5"]
+    runs = grid({"space": "darts"}, ["darts"], [0], {"ops": [ops, ops + ["none"]]})
+    names = [r.name for r in runs]
+    assert len(set(names)) == 2 and all(len(n) < 100 for n in names)
+    assert names == [r.name for r in grid({"space": "darts"}, ["darts"], [0],
+                                          {"ops": [ops, ops + ["none"]]})]  # stable
+    with pytest.raises(ArchgradError, match="lists run darts-arch_lr=0.001-seed0 twice"):
+        grid({}, ["darts"], [0], {"arch_lr": [0.001, 0.001]})
+    with pytest.raises(ArchgradError, match="lists run darts-seed0 twice"):
+        grid({}, ["darts", "darts"], [0])
 
 
 def test_a_configuration_of_one_search_reproduces_as_a_grid_of_one(capsys, tmp_path):

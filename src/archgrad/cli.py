@@ -140,8 +140,12 @@ def _number(lo: float | None = None, lo_open: bool = False):
 
 
 def _path(text: str) -> str:
+    from .rundir import path_problem
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    problem = path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -320,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write OUT.md (final results of each run) and OUT.png/.svg "
                         "(validation accuracy, training loss, entropy and, on nb201, the "
                         "benchmark accuracy of the derived cell, per epoch).")
-    cp.add_argument("runs", nargs="+", metavar="RUN_DIR",
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR", type=_path,
                     help="search run directories (a sweep's directory stands for its runs)")
     cp.add_argument("--out", type=_path, default="compare", help="output path without suffix")
     cp.add_argument("--json", action="store_true", help="print JSON")
@@ -370,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr = sub.add_parser("report", help="the report of a sweep (also of a partial one)",
                         description="Write SWEEP_DIR/report.md, report.csv and report.png from "
                         "the runs finished so far.")
-    rr.add_argument("sweep", metavar="SWEEP_DIR")
+    rr.add_argument("sweep", metavar="SWEEP_DIR", type=_path)
     rr.add_argument("--out", type=_path, default=None,
                     help="directory for the report (default: the sweep's)")
     rr.add_argument("--json", action="store_true", help="print JSON")
@@ -1153,6 +1157,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except OSError as e:  # a file the checks could not foresee: one line, not a traceback
+        import errno
+        bad_name = e.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.ENOTDIR)
+        what = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
+        print(f"archgrad: error: {what}", file=sys.stderr)
+        return 2 if bad_name else 1
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)

@@ -199,10 +199,31 @@ def claimed(path: str | Path) -> Path:
     return _AUTO.get(str(path), Path(path))
 
 
+#: the longest file name (one path component) and path the file systems here take, in bytes
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def path_problem(text: str) -> str | None:
+    """What makes ``text`` unusable as a path on any file system here (None: nothing)."""
+    if "\0" in text:
+        return "a path cannot contain a NUL character"
+    raw = os.fsencode(text)
+    if len(raw) > PATH_MAX:
+        return f"the path is {len(raw)} bytes long, more than the {PATH_MAX} a path may have"
+    longest = max(raw.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        return (f"a name in the path is {len(longest)} bytes long, more than the {NAME_MAX} a "
+                f"file name may have ({os.fsdecode(longest[:40])}...)")
+    return None
+
+
 def as_path(value, what: str) -> Path:
     """``value`` as a path, or one line saying what is accepted (the Python API's out=, ...)."""
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ArchgradError(f"{what} must be a path (a str or a pathlib.Path), got {value!r}")
+    problem = path_problem(str(value))
+    if problem:
+        raise ArchgradError(f"{what}: {problem}")
     return Path(value).expanduser()  # "~/runs/x" from Python as from a shell
 
 

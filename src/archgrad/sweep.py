@@ -50,8 +50,14 @@ class RunSpec:
 
 
 def _slug(v: Any) -> str:
+    """A value as part of a directory name: readable, and a long one cut with a digest of the
+    whole so that two values that differ past the cut keep their own names."""
     s = json.dumps(v) if not isinstance(v, str) else v
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", s).strip("_")[:40] or "x"
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", s).strip("_") or "x"
+    if len(slug) <= 40:
+        return slug
+    import hashlib
+    return f"{slug[:31]}-{hashlib.sha1(s.encode()).hexdigest()[:8]}"
 
 
 def grid(base: dict, strategies: list[str], seeds: list[int],
@@ -73,9 +79,16 @@ def grid(base: dict, strategies: list[str], seeds: list[int],
                 name = "-".join([strat] + [f"{k}={_slug(v)}" for k, v in vals.items()]
                                 + [f"seed{seed}"])
                 runs.append(RunSpec(name, strat, seed, kw, vals))
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):
-        raise ArchgradError("the grid gives two runs the same name; list each value once")
+    seen: dict[str, RunSpec] = {}
+    for r in runs:
+        other = seen.setdefault(r.name, r)
+        if other is r:
+            continue
+        if other.values == r.values:
+            raise ArchgradError(f"the grid lists run {r.name} twice; list each value once")
+        raise ArchgradError(f"the values {other.values} and {r.values} give two runs the same "
+                            f"directory name ({r.name}); write the values alike (e.g. both "
+                            f"as numbers)")
     return runs
 
 
