@@ -855,7 +855,6 @@ def cmd_export(args) -> int:
         space_name = _space_of(args)
         sp = _build_space(args, space_name)
         g = str(genotype_source(args.genotype, sp.genotype))
-        _image_flags_only_for_images(args, sp.name, sp)
         _check_network_fits(sp, g, args.image_size)
         net = sp.build(g)
     _image_flags_only_for_images(args, sp.name, sp)
