@@ -240,6 +240,20 @@ def existing_dir(value) -> Path | None:
         return None
 
 
+def resumed_config(cfg, config_path: Path, check, device: str = "auto", data_dir=None):
+    """A saved run configuration as it resumes: on ``device`` and ``data_dir`` where given (the
+    machine's settings, not the run's), checked by ``check`` again, an error naming the file."""
+    if device != "auto":
+        cfg.device = device
+    if data_dir is not None:
+        cfg.data_dir = str(data_dir)
+    try:
+        check(cfg)
+    except ArchgradError as e:
+        raise ArchgradError(f"{config_path}: {e}") from None
+    return cfg
+
+
 def check_out_dir(path: Path, what: str = "--out") -> None:
     """Refuse a run directory that cannot be one, before anything is created."""
     path = Path(path)

@@ -48,6 +48,7 @@ from .rundir import (
     load_checkpoint,
     make_dir,
     read_json,
+    resumed_config,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -396,14 +397,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
                 f"functions of the total, so a longer search is not this one continued. Start "
                 f"a new search with --epochs {epochs}")
         saved_digest = _digest(cfg)
-        if device != "auto":
-            cfg.device = device
-        if data_dir is not None:
-            cfg.data_dir = str(data_dir)
-        try:
-            _check_config(cfg)
-        except ArchgradError as e:
-            raise ArchgradError(f"{run_dir / 'config.json'}: {e}") from None
+        resumed_config(cfg, run_dir / "config.json", _check_config, device, data_dir)
         return _run(cfg, run_dir, True, progress, callbacks, meta, saved_digest,
                     log_csv=log_csv, tensorboard=tensorboard)
     cfg = _new_config(space, strategy, dataset, epochs, batch_size, seed, device, data_dir,

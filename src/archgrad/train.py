@@ -42,6 +42,7 @@ from .rundir import (
     load_checkpoint,
     make_dir,
     read_json,
+    resumed_config,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -334,14 +335,7 @@ def train(space: str, genotype, dataset: str | None = None, *, seed: int = 0, de
         run_dir = as_path(resume, "resume")
         cfg, meta = _read_config(run_dir)
         saved = _digest(cfg)
-        if device != "auto":
-            cfg.device = device
-        if data_dir is not None:
-            cfg.data_dir = str(data_dir)
-        try:
-            _validate(cfg)
-        except ArchgradError as e:
-            raise ArchgradError(f"{run_dir / 'train_config.json'}: {e}") from None
+        resumed_config(cfg, run_dir / "train_config.json", _validate, device, data_dir)
         return _train(cfg, run_dir, True, progress, meta, saved, log)
     cfg = _new_config(space, genotype, dataset, seed, device, data_dir, subset, eval_every,
                       space_options, options)
