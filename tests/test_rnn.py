@@ -3,6 +3,7 @@ equations computed step by step, truncated BPTT, DARTS's variable window length 
 learning-rate scaling, parameter counts, search / train / resume on PTB-like data."""
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -331,6 +332,21 @@ def test_cli_train_json_prints_perplexities(ptb_dir, tmp_path, capsys):
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["valid_ppl"] > 1 and res["test_ppl"] > 1 and res["test_batch_size"] == 1
+
+
+def test_cli_search_prints_perplexities_per_epoch_and_at_the_end(ptb_dir, tmp_path, capsys):
+    from archgrad.cli import main
+    rc = main(["search", "--space", "darts-rnn", "--strategy", "gdas", "--dataset", "ptb",
+               "--data-dir", str(ptb_dir), "--channels", "8", "--cells", "3", "--batch-size", "8",
+               "--epochs", "1", "--out", str(tmp_path / "s")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert re.search(r"epoch 1/1 .*train_ppl \d+\.\d .*valid_ppl \d+\.\d", out)
+    line = next(x for x in out.splitlines() if x.startswith("supernet valid"))
+    # a sampled network per window of the validation stream, not per image batch
+    assert re.match(r"supernet valid perplexity \d+\.\d\d on valid \(batch 10\) \(one "
+                    r"architecture sampled .*windows of 35 tokens in 10 streams\)\); derived "
+                    r"architecture with the shared weights \d+\.\d\d$", line), line
 
 
 @pytest.mark.parametrize("space,genotype", [

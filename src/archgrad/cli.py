@@ -408,6 +408,10 @@ def _print_search_summary(result) -> None:
               f"derived architecture with the shared weights {f['derived_valid_acc_bn']:.2f}% "
               f"with BN statistics recalibrated ({f['derived_valid_acc']:.2f}% without); "
               f"discretization gap {f['discretization_gap_bn']:+.2f} points")
+    elif f.get("supernet_valid_ppl") is not None:  # a language model
+        print(f"supernet valid perplexity {f['supernet_valid_ppl']:.2f} on {f['eval_split']} "
+              f"({f['supernet_eval']}); derived architecture with the shared weights "
+              f"{f['derived_valid_ppl']:.2f}")
     else:
         print(f"supernet valid loss {f['supernet_valid_loss']:.5g}   derived architecture "
               f"{f['derived_valid_loss']:.5g}")

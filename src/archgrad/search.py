@@ -921,8 +921,8 @@ def _tensorboard(writer, record: dict) -> None:
 
 def _epoch_line(r: dict, epochs: int) -> str:
     parts = [f"epoch {r['epoch']}/{epochs}"]
-    for k, fmt in (("train_loss", "{:.3f}"), ("train_acc", "{:.1f}%"), ("valid_acc", "{:.1f}%"),
-                   ("entropy", "{:.3f}")):
+    for k, fmt in (("train_loss", "{:.3f}"), ("train_acc", "{:.1f}%"), ("train_ppl", "{:.1f}"),
+                   ("valid_acc", "{:.1f}%"), ("valid_ppl", "{:.1f}"), ("entropy", "{:.3f}")):
         if r.get(k) is not None:
             parts.append(f"{k} " + fmt.format(r[k]))
     if r.get("max_prob") is not None:
@@ -961,6 +961,8 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
         strategy.arch, eval_generator(cfg.seed, last), last, cfg.epochs),
         bn=strategy.estimator.eval_bn)
     final["supernet_eval"] = strategy.estimator.eval_mode
+    if strategy.estimator.eval_bn == "batch" and getattr(task, "eval_batches", None):
+        final["supernet_eval"] += f" ({task.eval_batches})"  # what one sample covers
     if getattr(task, "eval_split", None):
         final["eval_split"] = task.eval_split
     dmix = space.discrete_mix(geno, device=dev)

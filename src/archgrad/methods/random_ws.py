@@ -16,8 +16,8 @@ from . import common, register
 class UniformSampler(Estimator):
     dense = False
     joint_ok = False
-    eval_mode = ("one architecture sampled uniformly per validation batch of the training "
-                 "batch size, BN with the batch's statistics as in training")
+    eval_mode = ("one architecture sampled uniformly per validation batch, BN with the "
+                 "batch's statistics as in training")
     eval_bn = "batch"
 
     def eval_mix(self, arch, generator=None, epoch=0, epochs=1):
