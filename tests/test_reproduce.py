@@ -27,6 +27,18 @@ def test_the_shipped_protocols_are_listed_with_their_sources(capsys):
     assert "source: Sato, Sakuma & Akimoto" in out
 
 
+@pytest.mark.parametrize("name", names())
+def test_listing_one_protocol_shows_it_alone_with_its_scales(capsys, name):
+    code, out, _ = run(capsys, "reproduce", "--list", name)
+    assert code == 0
+    assert out.startswith(f"{name}: ") and not any(
+        f"{n}: " in out for n in names() if n != name and not n.startswith(name))
+    p = load(name)
+    assert p.description.split()[0] in out
+    for k, v in p.scale.items():
+        assert f"scale {k}: {v['note']}" in out
+
+
 @pytest.mark.parametrize("name", names() + ["quickstart"])
 def test_show_prints_a_file_that_loads_as_the_same_protocol(capsys, tmp_path, name):
     code, out, err = run(capsys, "reproduce", name, "--show")

@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "settings) as a sweep and write the report beside the published "
                         "figures. `archgrad reproduce --list` lists the protocols.")
     rp.add_argument("protocol", nargs="?", default=None, help="protocol name or TOML file")
-    rp.add_argument("--list", action="store_true", help="list the shipped protocols")
+    rp.add_argument("--list", action="store_true", help="list the shipped protocols (with a "
+                    "PROTOCOL: that one, with its settings and scales)")
     rp.add_argument("--show", action="store_true", help="print the protocol's TOML (a start "
                     "for a file of your own) and run nothing")
     rp.add_argument("--scale", default="full", choices=["full", "proxy", "tiny"],
@@ -920,6 +921,8 @@ def _sweep_flags(p, quiet: bool = True) -> None:
 
 def _devices(args) -> list[str]:
     from .search import resolve_device
+    if args.devices is not None and not args.devices.strip(", "):
+        raise ArchgradError("--devices needs at least one device, e.g. cuda:0,cuda:1 or cpu")
     devs = [d.strip() for d in (args.devices or "").split(",") if d.strip()] or \
         [getattr(args, "device", "auto") or "auto"]
     return [str(resolve_device(d)) for d in devs]
@@ -976,6 +979,13 @@ def cmd_sweep(args) -> int:
     strategies = strategies or list(per)
     values = {}
     base_space = per[strategies[0]].get("space", "nb201")
+    # what the command line fixes, as (owner, name): a swept key must not be among them
+    given = {(k.rpartition(".")[0], k.rpartition(".")[2]): f"--set {k}" for k in _sets(args.set)}
+    given.update({("space", k): args._flag_names.get(k, k)
+                  for k in _space_flags(args, base_space)})
+    given.update({("", k): f"--{k.replace('_', '-')}" for k in
+                  ("epochs", "batch_size", "subset", "data_dir", "eval_every")
+                  if getattr(args, k, None) is not None})
     for item in args.grid or []:
         if "=" not in item:
             raise ArchgradError(f"--grid expects KEY=V1,V2,..., got {item!r}")
@@ -989,6 +999,12 @@ def cmd_sweep(args) -> int:
         if k in values:
             raise ArchgradError(f"--grid {k} is given twice; list its values once "
                                 f"({k}=V1,V2,...)")
+        owner, _, name = k.rpartition(".")
+        fixed = next((flag for (o, n), flag in given.items()
+                      if n == name and (not o or not owner or o == owner)), None)
+        if fixed:  # the grid would silently override a value the command line fixes
+            raise ArchgradError(f"{k} is both swept (--grid {k}=...) and fixed ({fixed}); "
+                                f"give it once")
         # values are separated by commas; those of a list option (ops, arch_betas, ...) by
         # semicolons, each a comma-separated list
         sep = ";" if ";" in v or _list_option(k, strategies, base_space) else ","
@@ -1029,11 +1045,13 @@ def cmd_reproduce(args) -> int:
     from .protocols import load, names
     if args.list:
         rows = []
-        for n in names():
+        for n in [args.protocol] if args.protocol else names():  # one, when named
             p = load(n)
             rows.append({"name": n, "title": p.title, "source": p.source,
                          "strategies": p.strategies, "seeds": p.seeds,
-                         "scales": ["full"] + sorted(p.scale)})
+                         "scales": ["full"] + sorted(p.scale),
+                         "description": p.description.strip(),
+                         "scale_notes": {k: v.get("note", "") for k, v in sorted(p.scale.items())}})
         if args.json:
             _print_json(rows)
             return 0
@@ -1042,6 +1060,10 @@ def cmd_reproduce(args) -> int:
             print(f"    source: {r['source']}")
             print(f"    strategies: {', '.join(r['strategies'])}; seeds {r['seeds']}; scales "
                   f"{', '.join(r['scales'])}")
+            if args.protocol:  # one protocol: what it runs, and what each scale changes
+                print("", *(f"    {x}" for x in r["description"].splitlines()), sep="\n")
+                for k, note in r["scale_notes"].items():
+                    print(f"    scale {k}: {note}")
         return 0
     if not args.protocol:
         raise ArchgradError("archgrad reproduce needs a protocol (archgrad reproduce --list)")
