@@ -105,7 +105,28 @@ BAD_FILES = [
     ('[labels]\ndarts = 5\n', "labels.darts must be a string"),
     ('[search]\namp = "fp8"\n', "--amp must be one of bf16, fp16"),
     ('[search]\nsync_bn = 1\n', "search.sync_bn must be true or false, got 1"),
+    ('seeds = []\n', "seeds is empty: list at least one"),
+    ('strategies = []\n', "strategies is empty: list at least one"),
+    ('seeds = [0, 0]\n', "seeds lists 0 twice"),
+    ('strategies = ["darts", "darts"]\n', "strategies lists 'darts' twice"),
+    ('strategies = ["darts"]\n[search]\nstrategy = "gdas"\n',
+     "search.strategy 'gdas' is not among strategies (darts)"),
+    ('seeds = [0, 1]\n[search]\nseed = 3\n', "search.seed 3 is not among seeds [0, 1]"),
+    ('[train]\nbogus = 1\n', "train.bogus is not a training option"),  # whichever command
+    ('[retrain]\nepochs = "x"\n', "retrain.epochs: training option epochs must be"),
 ]
+
+
+@pytest.mark.parametrize("text,needle", BAD_FILES)
+def test_a_sweep_refuses_a_bad_configuration_file_before_making_anything(capsys, tmp_path, text,
+                                                                          needle):
+    _bad_file_is_refused(capsys, tmp_path, text, needle, "sweep", "--dataset", "synthetic")
+
+
+def test_a_sweep_refuses_a_search_that_cannot_fit_before_making_anything(capsys, tmp_path):
+    for dry in ([], ["--dry-run"]):
+        _bad_file_is_refused(capsys, tmp_path, "[space]\nC = 100000\nN = 1\n", "needs about",
+                             "sweep", "--dataset", "synthetic", *dry)
 
 
 def test_a_configuration_file_sets_mixed_precision(capsys, tmp_path):

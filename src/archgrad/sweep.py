@@ -365,26 +365,24 @@ def check_runs(runs: list[RunSpec]) -> list[tuple[RunSpec, Any, Any]]:
 
 
 def check_workers_fit(runs: list[RunSpec], workers: int, devices: list[str]) -> None:
-    """With several workers on a device, the searches that may run there at once must fit
-    together: the largest ones (by the memory estimate each search makes of itself) are summed
-    against the memory available, and too many workers are refused in one line before anything
-    starts."""
+    """Every search must fit on the devices it may run on (the estimate each search makes of
+    itself), and with several workers on a device the searches that may run there at once must
+    fit together: the largest ones are summed against the memory available. Either is refused
+    in one line before anything starts."""
     from collections import Counter
 
     from .memory import GB, available_bytes
     from .search import memory_need
     per_device = Counter(devices[i % len(devices)] for i in range(workers))
     shared = {dev: k for dev, k in per_device.items() if k > 1}
-    if not shared:
-        return
-    needs: dict[str, list[tuple[int, str]]] = {dev: [] for dev in shared}
+    needs: dict[str, list[tuple[int, str]]] = {dev: [] for dev in per_device}
     known: dict[tuple[str, str], int] = {}
     for r, cfg, data in check_runs(runs):
         settings = json.dumps([cfg.space, cfg.space_options, cfg.strategy,
                                cfg.strategy_options, cfg.batch_size, cfg.epochs, cfg.dataset,
                                cfg.data_dir, cfg.subset], sort_keys=True,
                               default=str)   # the seed does not change the network
-        for dev in shared:
+        for dev in per_device:
             try:
                 if (settings, dev) not in known:
                     known[settings, dev] = memory_need(cfg, data, dev)

@@ -187,12 +187,28 @@ def _check(path: str, data: dict) -> None:
         for s in data.get(k, []):
             if not isinstance(s, int) or isinstance(s, bool) or s < 0:
                 fail(k, f"must list integers >= 0, got {s!r}")
+    for k in ("seeds", "strategies"):
+        items = data.get(k)
+        if items is not None and not items:
+            fail(k, "is empty: list at least one (or leave the key out)")
+        for s in items or []:
+            if isinstance(s, (int, str)) and items.count(s) > 1:
+                fail(k, f"lists {s!r} twice")
     for d in data.get("derive", []):
         if d not in DERIVES:
             fail("derive", f"must list derivations among {', '.join(DERIVES)}, got {d!r}")
     for s in data.get("strategies", []):
         if not isinstance(s, str):
             fail("strategies", f"must list strategy names, got {s!r}")
+    # a file's one search beside its grid: it must be one of the grid's, or a sweep of the
+    # file would silently run something else than `search --config` does
+    search = data.get("search", {})
+    if data.get("strategies") and search.get("strategy", data["strategies"][0]) \
+            not in data["strategies"]:
+        fail("search.strategy", f"{search['strategy']!r} is not among strategies "
+                                f"({', '.join(data['strategies'])})")
+    if data.get("seeds") and search.get("seed", data["seeds"][0]) not in data["seeds"]:
+        fail("search.seed", f"{search['seed']!r} is not among seeds {data['seeds']}")
     for k, v in data.get("labels", {}).items():
         if not isinstance(v, str):
             fail(f"labels.{k}", f"must be a string (the name the report shows), got {v!r}")
@@ -232,16 +248,24 @@ def _check_names(p: Protocol) -> None:
                                     f"{', '.join(names)} or the space")
     except ArchgradError as e:
         raise ArchgradError(f"{p.path}: {e}") from None
+    from ..options import check_options
     from ..search import check_search_kwargs
-    from ..train import recipe_keys
+    from ..train import RECIPE_SPECS, recipe_keys
+    if p.train:  # checked whichever command reads the file
+        _check_train(p.path, {"space": p.search.get("space", "nb201"), **p.train})
     for scale in ["full"] + sorted(p.scale):
         q = p.at_scale(scale)
         takes = set(recipe_keys(space)) | set(space.options)
-        for k in q.retrain:
+        where = f"{p.path}" + (f" (scale {scale})" if scale != "full" else "")
+        for k, v in q.retrain.items():
             if k not in takes:
-                where = f"{p.path}" + (f" (scale {scale})" if scale != "full" else "")
                 raise ArchgradError(f"{where}: retrain.{k} is not a training option of space "
                                     f"'{space.name}' ({', '.join(sorted(takes))})")
+            if k in RECIPE_SPECS:
+                try:
+                    check_options("training", {k: v}, {}, RECIPE_SPECS)
+                except ArchgradError as e:
+                    raise ArchgradError(f"{where}: retrain.{k}: {e}") from None
         for s in (q.strategies or [None]):
             try:
                 check_search_kwargs(**q.search_kwargs(s))
