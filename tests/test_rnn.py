@@ -346,7 +346,8 @@ def test_cli_search_prints_perplexities_per_epoch_and_at_the_end(ptb_dir, tmp_pa
     # a sampled network per window of the validation stream, not per image batch
     assert re.match(r"supernet valid perplexity \d+\.\d\d on valid \(batch 10\) \(one "
                     r"architecture sampled .*windows of 35 tokens in 10 streams\)\); derived "
-                    r"architecture with the shared weights \d+\.\d\d$", line), line
+                    r"architecture with the shared weights \d+\.\d\d with BN statistics recalibrated "
+                    r"\(\S+ without\)$", line), line
 
 
 @pytest.mark.parametrize("space,genotype", [

@@ -26,6 +26,16 @@ def recalibrated(model: nn.Module, mix, batches: Iterable):
     cumulative average); the original statistics are restored afterwards."""
     mods = bn_modules(model)
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in mods]
+    calls = {m: 0 for m in mods}
+
+    def cumulative(m, _inputs):
+        # a cumulative average over every call: over the batches, and over the time steps and
+        # nodes of a recurrent cell whose one batch norm runs many times a batch (a momentum of
+        # 1/(batch+1) kept only each batch's last call)
+        calls[m] += 1
+        m.momentum = 1.0 / calls[m]
+
+    hooks = [m.register_forward_pre_hook(cumulative) for m in mods]
     was = model.training
     try:
         # only the batch norms in training mode: no dropout (a recurrent cell's masks would
@@ -34,13 +44,15 @@ def recalibrated(model: nn.Module, mix, batches: Iterable):
         for m in mods:
             m.train()
         with torch.no_grad():
-            for i, (x, _) in enumerate(batches):
-                for m in mods:
-                    m.momentum = 1.0 / (i + 1)  # cumulative average over the batches
+            for x, _ in batches:
                 model(x, mix)
+        for h in hooks:
+            h.remove()
         model.train(was)
         yield model
     finally:
+        for h in hooks:
+            h.remove()
         for m, (rm, rv, mom) in zip(mods, saved):
             m.running_mean.copy_(rm)
             m.running_var.copy_(rv)

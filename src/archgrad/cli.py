@@ -410,9 +410,13 @@ def _print_search_summary(result) -> None:
               f"with BN statistics recalibrated ({f['derived_valid_acc']:.2f}% without); "
               f"discretization gap {f['discretization_gap_bn']:+.2f} points")
     elif f.get("supernet_valid_ppl") is not None:  # a language model
-        print(f"supernet valid perplexity {f['supernet_valid_ppl']:.2f} on {f['eval_split']} "
-              f"({f['supernet_eval']}); derived architecture with the shared weights "
-              f"{f['derived_valid_ppl']:.2f}")
+        ppl = lambda x: "n/a" if x is None else f"{x:.2f}" if x < 1e5 else f"{x:.3g}"  # noqa: E731
+        bn = f.get("derived_valid_ppl_bn")
+        derived = ppl(f["derived_valid_ppl"]) if bn is None or bn == f["derived_valid_ppl"] \
+            else (f"{ppl(bn)} with BN statistics recalibrated "
+                  f"({ppl(f['derived_valid_ppl'])} without)")
+        print(f"supernet valid perplexity {ppl(f['supernet_valid_ppl'])} on {f['eval_split']} "
+              f"({f['supernet_eval']}); derived architecture with the shared weights {derived}")
     else:
         print(f"supernet valid loss {f['supernet_valid_loss']:.5g}   derived architecture "
               f"{f['derived_valid_loss']:.5g}")
@@ -899,7 +903,8 @@ def cmd_compare(args) -> int:
         for note in res["skipped"]:
             print(f"skipped {note}")
         n = res["runs"]
-        print(f"wrote {res['table']} and {res['figure']} ({n} run{'s' if n != 1 else ''})")
+        svg = str(Path(res["figure"]).with_suffix(".svg"))
+        print(f"wrote {res['table']}, {res['figure']} and {svg} ({n} run{'s' if n != 1 else ''})")
     return 0
 
 

@@ -90,7 +90,9 @@ def table(runs: list[dict]) -> str:
 
         def num(k, fmt="{:.2f}"):
             v = f.get(k)
-            return fmt.format(v) if isinstance(v, (int, float)) else "-"
+            if not isinstance(v, (int, float)):
+                return "-"
+            return fmt.format(v) if abs(v) < 1e5 else f"{v:.3g}"  # a diverged perplexity
 
         bench = f.get("benchmark") or {}
         m = "ppl" if "supernet_valid_ppl" in f else "acc"  # a language model: perplexity
