@@ -702,10 +702,10 @@ def _nb201_genotype_arg(value: str) -> str:
             from .train import spaces_of
             others = spaces_of(text.strip(), "nb201")
             if others:
-                raise ArchgradError(f"that is a genotype of the {' and '.join(others)} "
-                                    f"space{'s' if len(others) > 1 else ''}, which has no "
-                                    f"benchmark table; lookup answers for NAS-Bench-201 (nb201) "
-                                    f"cells only") from None
+                which = "spaces, which have" if len(others) > 1 else "space, which has"
+                raise ArchgradError(f"that is a genotype of the {' and '.join(others)} {which} "
+                                    f"no benchmark table; lookup answers for NAS-Bench-201 "
+                                    f"(nb201) cells only") from None
             raise
         return text
     return genotype_source(value, lambda text: str(get_space("nb201").genotype(text)))
