@@ -410,7 +410,9 @@ def _print_search_summary(result) -> None:
               f"with BN statistics recalibrated ({f['derived_valid_acc']:.2f}% without); "
               f"discretization gap {f['discretization_gap_bn']:+.2f} points")
     elif f.get("supernet_valid_ppl") is not None:  # a language model
-        ppl = lambda x: "n/a" if x is None else f"{x:.2f}" if x < 1e5 else f"{x:.3g}"  # noqa: E731
+        def ppl(x):  # a diverged perplexity (up to 1e304) in short form
+            return "n/a" if x is None else f"{x:.2f}" if x < 1e5 else f"{x:.3g}"
+
         bn = f.get("derived_valid_ppl_bn")
         derived = ppl(f["derived_valid_ppl"]) if bn is None or bn == f["derived_valid_ppl"] \
             else (f"{ppl(bn)} with BN statistics recalibrated "
