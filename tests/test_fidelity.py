@@ -305,10 +305,15 @@ def test_sampling_strategies_evaluate_the_networks_they_train(name):
 def test_result_says_how_the_supernet_was_evaluated():
     res = archgrad.search(strategy="gdas", dataset="synthetic", epochs=1, C=4, N=1,
                           device="cpu")
-    assert "sampled" in res.final["supernet_eval"]
+    assert res.final["supernet_eval"] == (
+        "one architecture sampled from p (hard sample) per validation batch (a batch: 64 "
+        "examples, the training batch size), BN with each batch's statistics as in training")
     res = archgrad.search(strategy="darts", dataset="synthetic", epochs=1, C=4, N=1,
                           device="cpu")
     assert "dense" in res.final["supernet_eval"]
+    # a network without batch norms (the toy task) is not said to use batch statistics
+    res = archgrad.search(space="toy", strategy="reinforce", epochs=1, device="cpu")
+    assert res.final["supernet_eval"] == "one architecture sampled from p per validation batch"
 
 
 # ---- AdvantageNAS's toy task --------------------------------------------------------------------

@@ -345,7 +345,8 @@ def test_cli_search_prints_perplexities_per_epoch_and_at_the_end(ptb_dir, tmp_pa
     line = next(x for x in out.splitlines() if x.startswith("supernet valid"))
     # a sampled network per window of the validation stream, not per image batch
     assert re.match(r"supernet valid perplexity \d+\.\d\d on valid \(batch 10\) \(one "
-                    r"architecture sampled .*windows of 35 tokens in 10 streams\)\); derived "
+                    r"architecture sampled .*a window of 35 tokens in 10 streams\), BN with each "
+                    r"batch's statistics as in training\); derived "
                     r"architecture with the shared weights \d+\.\d\d with BN statistics recalibrated "
                     r"\(\S+ without\)$", line), line
 

@@ -75,7 +75,7 @@ class LMTask(Task):
                           "two windows (weights, then θ)" if arch_stream == "train-alternate"
                           else "a window")
         self.eval_split = f"valid (batch {eval_batch_size})"
-        self.eval_batches = (f"windows of {bptt} tokens in {eval_batch_size} stream"
+        self.eval_batches = (f"a batch: a window of {bptt} tokens in {eval_batch_size} stream"
                              + ("s" if eval_batch_size != 1 else ""))
 
     def _windows(self, epoch: int) -> list[int]:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from . import __version__
 from .arch import Mix, entropy, max_prob
-from .bn import recalibrated
+from .bn import bn_modules, recalibrated
 from .data import DATASETS, load_dataset
 from .errors import ArchgradError, DivergenceError
 from .methods import STRATEGIES, accepted_options, make_strategy
@@ -960,9 +960,8 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
     sup = task.evaluate(model, strategy.estimator.eval_mix(
         strategy.arch, eval_generator(cfg.seed, last), last, cfg.epochs),
         bn=strategy.estimator.eval_bn)
-    final["supernet_eval"] = strategy.estimator.eval_mode
-    if strategy.estimator.eval_bn == "batch" and getattr(task, "eval_batches", None):
-        final["supernet_eval"] += f" ({task.eval_batches})"  # what one sample covers
+    final["supernet_eval"] = strategy.estimator.describe_eval(
+        bool(bn_modules(model)), getattr(task, "eval_batches", None))
     if getattr(task, "eval_split", None):
         final["eval_split"] = task.eval_split
     dmix = space.discrete_mix(geno, device=dev)

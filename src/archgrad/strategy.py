@@ -148,6 +148,16 @@ class Estimator(nn.Module):
         #: dropout on identity skip connections while training, set by the schedule (P-DARTS)
         self.skip_dropout: float = 0.0
 
+    def describe_eval(self, has_bn: bool = True, batches: str | None = None) -> str:
+        """How the supernet is evaluated, for the output: :attr:`eval_mode`, what one sample
+        covers (``batches``, from the task) and, for a network with batch norms, which
+        statistics they use."""
+        text = self.eval_mode
+        if self.eval_bn == "batch":
+            text += f" ({batches})" if batches else ""
+            text += ", BN with each batch's statistics as in training" if has_bn else ""
+        return text
+
     def weight_mix(self, ctx: StepContext) -> Mix:
         with torch.no_grad():
             return Mix(ctx.arch.probs_detached(), ctx.arch.dense_active(),
@@ -714,7 +724,7 @@ class Strategy(nn.Module):
                 "bilevel": self.bilevel, "arch_first": self.arch_first,
                 "warmup_epochs": self.warmup_epochs, "derive": self.final_derive,
                 "dense": self.estimator.dense, "data_split": self.data_split,
-                "arch_every": self.arch_every, "eval": self.estimator.eval_mode}
+                "arch_every": self.arch_every, "eval": self.estimator.describe_eval()}
 
     def settings(self) -> dict[str, Any]:
         """Every setting this strategy runs with (weights, architecture, schedule, estimator),

@@ -84,7 +84,7 @@ class ImageTask(Task):
         #: examples, the training batch size: as it trains (and its batch statistics), and
         #: over many networks rather than one per evaluation batch (3 on digits)
         self.sample_batch = batch_size
-        self.eval_batches = f"validation batches of {batch_size} examples, the training batch size"
+        self.eval_batches = f"a batch: {batch_size} examples, the training batch size"
 
     def weight_batches(self, epoch):
         return self.train.epoch(epoch)

@@ -241,7 +241,7 @@ def defaults_table() -> str:
         st = make_strategy(name)
         settings = st.settings()
         lines += [f"## `{name}`", "", e.doc, "",
-                  f"Supernet evaluated as: {st.estimator.eval_mode}.", "",
+                  f"Supernet evaluated as: {st.estimator.describe_eval()}.", "",
                   "| settings | source |", "| --- | --- |"]
         rows: dict[str, list[str]] = {}
         for k, v in settings.items():

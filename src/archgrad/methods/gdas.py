@@ -20,8 +20,7 @@ from . import adam_update, common, register
 
 class HardGumbel(Estimator):
     dense = False
-    eval_mode = ("one architecture sampled from p (hard sample) per validation batch,"
-                 " BN with the batch's statistics as in training")
+    eval_mode = "one architecture sampled from p (hard sample) per validation batch"
     eval_bn = "batch"
 
     def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1,

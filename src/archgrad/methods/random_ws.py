@@ -16,8 +16,7 @@ from . import common, register
 class UniformSampler(Estimator):
     dense = False
     joint_ok = False
-    eval_mode = ("one architecture sampled uniformly per validation batch, BN with the "
-                 "batch's statistics as in training")
+    eval_mode = "one architecture sampled uniformly per validation batch"
     eval_bn = "batch"
 
     def eval_mix(self, arch, generator=None, epoch=0, epochs=1):

@@ -15,8 +15,7 @@ class OneHotSampler(Estimator):
 
     dense = False
     joint_ok = False
-    eval_mode = ("one architecture sampled from p per validation batch,"
-                 " BN with the batch's statistics as in training")
+    eval_mode = "one architecture sampled from p per validation batch"
     eval_bn = "batch"
 
     def sample(self, ctx: StepContext) -> dict[str, list[int]]:

@@ -31,7 +31,7 @@ RESOURCE_LEVELS = {"none": 0.0, "mild": 0.01, "moderate": 0.03, "aggressive": 0.
 class GumbelSoftmax(Estimator):
     needs_costs = False
     eval_mode = ("one relaxed sample Z (Gumbel-softmax at the epoch's temperature) per "
-                 "validation batch, BN with the batch's statistics, as SNAS trains")
+                 "validation batch, as SNAS trains")
     eval_bn = "batch"
 
     def __init__(self, temp_init: float = 1.0, temp_min: float = 0.03,
