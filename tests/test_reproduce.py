@@ -123,6 +123,25 @@ def test_a_sweep_refuses_a_bad_configuration_file_before_making_anything(capsys,
     _bad_file_is_refused(capsys, tmp_path, text, needle, "sweep", "--dataset", "synthetic")
 
 
+def test_a_grid_over_spaces_sizes_each_run_for_its_space_and_reports_each(capsys, tmp_path):
+    out = tmp_path / "sw"
+    code, _, err = run(capsys, "sweep", "--grid", "space=nb201,darts", "--channels", "4",
+                       "--cells", "3", "--dataset", "synthetic", "--subset", "64", "--epochs",
+                       "1", "--quiet", "--out", str(out))
+    assert code == 0, err
+    cfg = {d.name: json.loads((d / "config.json").read_text())["search"]
+           for d in (out / "runs").iterdir()}
+    # --cells is N (cells per stage) on nb201 and layers (cells in all) on darts
+    assert cfg["darts-space=nb201-seed0"]["space_options"]["N"] == 3
+    assert cfg["darts-space=darts-seed0"]["space_options"]["layers"] == 3
+    assert "N" not in cfg["darts-space=darts-seed0"]["space_options"]
+    report = (out / "report.md").read_text()
+    nb201 = report.split("## argmax")[1].split("##")[0]
+    assert "darts space=nb201 | 1 |" in nb201 and "space=darts" not in nb201
+    supernet = report.split("## Supernet")[1].split("##")[0]
+    assert "darts space=nb201 | 1 |" in supernet and "darts space=darts | 1 |" in supernet
+
+
 def test_a_sweep_refuses_a_search_that_cannot_fit_before_making_anything(capsys, tmp_path):
     for dry in ([], ["--dry-run"]):
         _bad_file_is_refused(capsys, tmp_path, "[space]\nC = 100000\nN = 1\n", "needs about",

@@ -1022,6 +1022,8 @@ def cmd_sweep(args) -> int:
     seeds = list(args.seeds) if args.seeds else list(proto.seeds) if proto else [0]
     base = per[strategies[0]]
     runs = grid(base, strategies, seeds, values, per)
+    if "space" in values:  # the size flags and the default dataset mean something per space
+        _per_space_flags(args, runs, base_space)
     devices = _devices(args)  # checked before the sweep directory is made
     if not args.out:
         args.out = str(new_run_dir("runs", "sweep"))
@@ -1031,6 +1033,25 @@ def cmd_sweep(args) -> int:
                    retry_failed=args.retry_failed, dry_run=args.dry_run)
     args.out = res["sweep"]
     return _print_sweep(args, res)
+
+
+def _per_space_flags(args, runs, base_space: str) -> None:
+    """A grid over spaces: --channels / --cells / --exclude-none set each run's own space's
+    options (not the first space's), and without --dataset each space takes its default."""
+    from .search import resolve_dataset
+    from .spaces import SPACES
+    base_flags = _space_flags(args, base_space)
+    for r in runs:
+        space = r.kwargs.get("space", base_space)
+        if space == base_space or not isinstance(space, str):
+            continue
+        SPACES.get(space)
+        for k, v in base_flags.items():
+            if r.kwargs.get(k) == v:
+                del r.kwargs[k]
+        r.kwargs.update(_space_flags(args, space))
+        if args.dataset is None and getattr(args, "config", None) is None:
+            r.kwargs["dataset"] = resolve_dataset(SPACES.get(space), None)
 
 
 def _list_option(key: str, strategies: list[str], space: str) -> bool:

@@ -289,8 +289,11 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
         rows.append((rec, final, history))
         by_group.setdefault(group, []).append((rec, final, history))
 
-    space = meta.get("space")
-    bench = NB201Benchmark.load() if space == "nb201" else None
+    # a grid may sweep the space itself: each run's own space decides its figures
+    run_space = {spec.name: spec.kwargs.get("space") or meta.get("space") for spec in sweep.runs}
+    spaces = set(run_space.values())
+    space = spaces.pop() if len(spaces) == 1 else None   # None: several
+    bench = NB201Benchmark.load() if "nb201" in run_space.values() else None
     lines = [f"# {proto.title if proto else 'Sweep ' + sweep.root.name}", ""]
     if proto:
         lines += [f"Protocol `{proto.name}`, scale `{meta.get('scale', 'full')}`: "
@@ -317,6 +320,8 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
                       "| --- | ---: |" + " ---: |" * len(BENCH_DATASETS) + (" ---: |" if pub
                                                                           else "")]
             for group, items in by_group.items():
+                if any(run_space[rec["run"]] != "nb201" for rec, _, _ in items):
+                    continue  # the benchmark has no table for the group's space
                 vals = {ds: [] for ds in BENCH_DATASETS}
                 for rec, final, _ in items:
                     # a strategy that derives without a distribution (RSPS ranks random
@@ -346,7 +351,7 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
                           f"random cells ranked by shared-weight validation accuracy.", ""]
             if pub and published.get("source"):
                 lines += [f"Published: {published['source']}.", ""]
-    elif space == "toy":
+    if space == "toy":
         lines += ["## Recovering the teacher (Figure 1)", "",
                   "| strategy | trials | found a* | iterations to recover (median) | final test "
                   "loss (median) |", "| --- | ---: | ---: | ---: | ---: |"]
@@ -367,7 +372,7 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
         lines.append("")
         if published.get("source"):
             lines += [f"Published: {published['source']}.", ""]
-    else:
+    if space not in ("nb201", "toy"):  # spaces without a table, and a grid over spaces
         ppl = any(f and f.get("supernet_valid_ppl") is not None for r, f, _ in rows)
         m, title = ("ppl", "perplexity") if ppl else ("acc", "acc (%)")
         # the derived cells' skip connections (collapse) and evaluation size, where recorded
