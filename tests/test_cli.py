@@ -5,6 +5,9 @@ import sys
 import pytest
 from conftest import run_cli as run
 
+from archgrad.ops import count_parameters
+from archgrad.spaces import get_space
+
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 TINY = ["--dataset", "synthetic", "--channels", "4", "--cells", "1", "--quiet", "--device", "cpu"]
 
@@ -228,6 +231,11 @@ def test_train_dry_run_plans_what_training_then_runs_and_writes_nothing(capsys, 
     assert plan["params"] == res["params"] == cfg["params"]
     assert plan["recipe"] == cfg["recipe"] and plan["epochs"] == res["epochs"] == 1
     assert plan["memory_gb"] > 0 and plan["steps"] == plan["steps_per_epoch"] >= 1
+    # the network options are those the network of the genotype is built with, resolved
+    sp = get_space(space, **{k: v for k, v in plan["space_options"].items()})
+    assert count_parameters(sp.build(genotype)) == plan["params"]
+    assert not set(plan["space_options"]) & get_space(space).search_only
+    assert "network options: " in text
     # what training refuses, the dry run refuses: here a directory that holds a run
     code, _, err = run(capsys, *argv, "--out", "r", "--dry-run")
     assert code == 2 and "already holds a training run" in err

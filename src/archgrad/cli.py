@@ -678,8 +678,8 @@ def _print_train_plan(plan: dict, as_json: bool) -> int:
           f"{plan['steps']} steps")
     print(f"genotype: {plan['genotype']}")
     print(f"network: {plan['params']:,} parameters; memory: {mem}")
-    for what in ("recipe", "space_options"):
-        print(f"{what.split('_')[0]}: " + ", ".join(f"{k}={v}" for k, v in plan[what].items()))
+    for what, label in (("recipe", "recipe"), ("space_options", "network options")):
+        print(f"{label}: " + ", ".join(f"{k}={v}" for k, v in plan[what].items()))
     print("nothing was run or written (--dry-run)")
     return 0
 

@@ -381,7 +381,7 @@ def plan_train(space: str, genotype, dataset: str | None = None, *, seed: int = 
             "batch_size": int(recipe["batch_size"]), "steps_per_epoch": steps,
             "steps": steps * int(recipe["epochs"]), "params": params, "memory_gb": need / GB,
             "available_gb": have / GB if have is not None else None, "recipe": recipe,
-            "space_options": dict(net_space.config)}
+            "space_options": net_space.network_options()}
 
 
 def _check_memory(space, cfg: TrainConfig, trainer, batch: int, dev) -> int:

@@ -73,6 +73,8 @@ class SearchSpace(ABC):
     #: the options --channels and --cells set (an option name, or a tuple of names)
     search_flags: ClassVar[dict[str, Any]] = {"channels": "C", "cells": "N"}
     build_flags: ClassVar[dict[str, Any]] = {"channels": "C", "cells": "N"}
+    #: options that shape the search network only (the network of a genotype ignores them)
+    search_only: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **options):
         from ..options import check_options
@@ -98,6 +100,10 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def build(self, genotype: Genotype | str) -> nn.Module: ...
+
+    def network_options(self) -> dict[str, Any]:
+        """The options :meth:`build` uses, as it resolves them (what `train --dry-run` shows)."""
+        return {k: v for k, v in self.config.items() if k not in self.search_only}
 
     # -- genotypes ---------------------------------------------------------------------------
     @abstractmethod

@@ -480,6 +480,8 @@ class DartsSpace(SearchSpace):
     search_flags = {"channels": "C", "cells": "layers"}
     depth_option, progressive_depths = "layers", (5, 11, 17)  # P-DARTS
     build_flags = {"channels": "eval_C", "cells": "eval_layers"}
+    search_only = frozenset({"C", "layers", "steps", "multiplier", "ops", "include_none",
+                             "partial_channels", "track_running_stats", "rule", "max_skip"})
     options = {
         "C": (16, "channels of the search network's first cells"),
         "layers": (8, "cells of the search network"),
@@ -552,6 +554,13 @@ class DartsSpace(SearchSpace):
                                    c["num_classes"], c["auxiliary"], c["in_channels"])
         return NetworkCIFAR(g, c["eval_C"] or 36, c["eval_layers"] or 20, c["num_classes"],
                             c["auxiliary"], c["in_channels"], c["stem_multiplier"])
+
+    def network_options(self):
+        out = super().network_options()
+        imagenet = out["network"] == "imagenet"
+        out["eval_C"] = out["eval_C"] or (48 if imagenet else 36)  # as build resolves them
+        out["eval_layers"] = out["eval_layers"] or (14 if imagenet else 20)
+        return out
 
     def parse(self, text: str) -> DartsGenotype:
         return DartsGenotype.parse(text)

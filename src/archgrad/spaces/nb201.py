@@ -228,6 +228,8 @@ class NB201Space(SearchSpace):
     name = "nb201"
     tiny = {"C": 4, "N": 1}
     depth_option, progressive_depths = "N", (1, 3, 5)  # 3, 9, 15 cells
+    search_only = frozenset({"include_none", "ops", "affine", "track_running_stats",
+                             "partial_channels", "fused", "channels_last"})
     options = {
         "C": (16, "channels of the first stage"),
         "N": (5, "cells per stage"),

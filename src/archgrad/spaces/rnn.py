@@ -538,6 +538,7 @@ class DartsRNNSpace(_LMSpace):
     #: the embedding and hidden sizes are tied (weight tying needs them equal)
     search_flags = {"channels": ("ninp", "nhid"), "cells": "steps"}
     build_flags = {"channels": ("eval_ninp", "eval_nhid"), "cells": "steps"}
+    search_only = frozenset({"ninp", "nhid", "steps", "dropoute", "ops", "include_none"})
     options = {
         "vocab_size": (10000, "words (the corpus's; PTB 10,000 with <eos>)"),
         "ninp": (300, "embedding size of the search network"),
