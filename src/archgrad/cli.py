@@ -466,7 +466,8 @@ def cmd_search(args) -> int:
         return 0
     dist.teardown()
     if getattr(result, "already_finished", False) and not args.json:
-        print(f"{result.run_dir} is finished ({result.config.epochs} epochs); nothing to do")
+        print(f"{result.run_dir} is finished ({_count(result.config.epochs, 'epoch')}); "
+              f"nothing to do")
     if args.json:
         _print_json({"run_dir": result.run_dir, **result.final,
                      "already_finished": getattr(result, "already_finished", False)})
@@ -484,13 +485,12 @@ def _dry_run(args) -> int:
     if args.json:
         _print_json(plan)
         return 0
-    mem = f"about {plan['memory_gb']:.2f} GB" + (
-        f" of the {plan['available_gb']:.1f} GB available" if plan["available_gb"] else "")
+    mem = _plan_memory(plan)
     first = plan["first_arch_epoch"]
     print(f"search {plan['space']} / {plan['strategy']} on {plan['dataset']} ({plan['device']}): "
-          f"{plan['epochs']} epochs x {plan['steps_per_epoch']} steps (batch "
-          f"{plan['batch_size']}) = {plan['weight_steps']} weight steps, "
-          f"{plan['arch_steps']} architecture steps"
+          f"{_count(plan['epochs'], 'epoch')} x {_count(plan['steps_per_epoch'], 'step')} "
+          f"(batch {plan['batch_size']}) = {_count(plan['weight_steps'], 'weight step')}, "
+          f"{_count(plan['arch_steps'], 'architecture step')}"
           + (f" (from epoch {first})" if first is not None and first > 1 else ""))
     print(f"memory: {mem} ({plan['device']})")
     if plan["stages"] > 1:
@@ -647,7 +647,7 @@ def cmd_train(args) -> int:
         _print_json({k: v for k, v in res.items() if k != "history"})
         return 0
     if res.get("already_finished"):
-        print(f"{res['run_dir']} is finished ({res['epochs']} epochs); nothing to do")
+        print(f"{res['run_dir']} is finished ({_count(res['epochs'], 'epoch')}); nothing to do")
     print(f"genotype: {res['genotype']}")
     print(f"parameters: {res['params']:,}")
     if "test_acc" in res:
@@ -667,15 +667,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _count(n: int, word: str) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _plan_memory(plan: dict) -> str:
+    return f"about {plan['memory_gb']:.2f} GB" + (
+        f" of the {plan['available_gb']:.1f} GB available" if plan["available_gb"] else "")
+
+
 def _print_train_plan(plan: dict, as_json: bool) -> int:
     if as_json:
         _print_json(plan)
         return 0
-    mem = f"about {plan['memory_gb']:.2f} GB" + (
-        f" of the {plan['available_gb']:.1f} GB available" if plan["available_gb"] else "")
-    print(f"train {plan['space']} on {plan['dataset']} ({plan['device']}): {plan['epochs']} "
-          f"epochs x {plan['steps_per_epoch']} steps (batch {plan['batch_size']}) = "
-          f"{plan['steps']} steps")
+    mem = _plan_memory(plan)
+    print(f"train {plan['space']} on {plan['dataset']} ({plan['device']}): "
+          f"{_count(plan['epochs'], 'epoch')} x {_count(plan['steps_per_epoch'], 'step')} "
+          f"(batch {plan['batch_size']}) = {_count(plan['steps'], 'step')}")
     print(f"genotype: {plan['genotype']}")
     print(f"network: {plan['params']:,} parameters; memory: {mem}")
     for what, label in (("recipe", "recipe"), ("space_options", "network options")):

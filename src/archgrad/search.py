@@ -339,7 +339,8 @@ def _check_config(cfg: SearchConfig) -> Strategy:
     if not isinstance(strat.update, NoUpdate) and \
             strat.first_arch_epoch(cfg.epochs) >= cfg.epochs:
         raise ArchgradError(f"warmup_epochs={strat.warmup_epochs} leaves no epoch with "
-                            f"architecture steps in a search of {cfg.epochs} epochs; give a "
+                            f"architecture steps in a search of {cfg.epochs} epoch"
+                            f"{'s' if cfg.epochs != 1 else ''}; give a "
                             f"smaller warmup_epochs (or a fraction below 1) or more epochs")
     resolve_device(cfg.device)
     if cfg.amp is not None and cfg.amp not in AMP_DTYPES:
@@ -392,7 +393,8 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
         cfg, meta = read_run_config(run_dir)
         if epochs is not None and epochs != cfg.epochs:
             raise ArchgradError(
-                f"{run_dir} is a search of {cfg.epochs} epochs; it cannot be extended to "
+                f"{run_dir} is a search of {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}; it "
+                f"cannot be extended to "
                 f"{epochs}: the learning-rate cosine, the temperature and the warm-up share are "
                 f"functions of the total, so a longer search is not this one continued. Start "
                 f"a new search with --epochs {epochs}")
