@@ -36,7 +36,7 @@ def test_listing_one_protocol_shows_it_alone_with_its_scales(capsys, name):
     p = load(name)
     assert p.description.split()[0] in out
     for k, v in p.scale.items():
-        assert f"scale {k}: {v['note']}" in out
+        assert f"scale {k}: {' '.join(v['note'].split())}" in out  # on one line
 
 
 @pytest.mark.parametrize("name", names() + ["quickstart"])
@@ -513,6 +513,21 @@ def test_the_ptb_protocols_search_retrain_and_report_perplexities(capsys, tmp_pa
     key = _progress_panel(hist, False, False)[0]
     assert key == "valid_ppl" and all(r[key] > 1 for r in hist if key in r)
     assert (out / "report.png").is_file()
+
+
+def test_the_darts_cifar10_protocol_trains_each_found_cell_and_reports_test_accuracy(capsys,
+                                                                                    tmp_path):
+    out = tmp_path / "dc"
+    code, o, err = run(capsys, "reproduce", "darts-cifar10", "--scale", "tiny", "--out", str(out),
+                       "--quiet", "--strategies", "darts")
+    assert code == 0, err
+    res = json.loads((out / "runs" / "darts-seed0" / "retrain" / "train_result.json").read_text())
+    assert res["space"] == "darts" and 0 <= res["test_acc"] <= 100
+    assert res["genotype"] == (out / "runs" / "darts-seed0" / "genotype.txt").read_text().strip()
+    md = (out / "report.md").read_text()
+    # an image network's training has no validation figure: test accuracy beside the paper's
+    assert "| strategy | runs | test accuracy (%) | published (test) |" in md
+    assert f"| DARTS (first order) | 1 | {res['test_acc']:.2f} | 97.00 |" in md
 
 
 def test_the_argmax_row_of_a_ranking_strategy_is_its_own_derivation(capsys, tmp_path):

@@ -1088,7 +1088,8 @@ def cmd_reproduce(args) -> int:
                          "strategies": p.strategies, "seeds": p.seeds,
                          "scales": ["full"] + sorted(p.scale),
                          "description": p.description.strip(),
-                         "scale_notes": {k: v.get("note", "") for k, v in sorted(p.scale.items())}})
+                         "scale_notes": {k: " ".join(str(v.get("note", "")).split())
+                                         for k, v in sorted(p.scale.items())}})
         if args.json:
             _print_json(rows)
             return 0

@@ -59,20 +59,25 @@ def _retrain_section(sweep, by_group: dict, labels: dict, published: dict) -> li
                 vals.append(v)
                 if best is None or v < best[0]:
                     best = (v, t)
-        name = labels.get(group, group)
-        pub = ""
-        if pv or pt:
-            a, b = pv.get(group), pt.get(group)
-            pub = " | " + (f"{a:.2f}" if isinstance(a, (int, float)) else "–") + " / " + \
-                (f"{b:.2f}" if isinstance(b, (int, float)) else "–")
-        bst = f"{best[0]:.2f} / {best[1]:.2f}" if best else "–"
-        body.append(f"| {name} | {len(tests)} | {_fmt_ms(_mean_std(vals))} | "
-                    f"{_fmt_ms(_mean_std(tests))} | {bst}{pub} |")
+        a, b = pv.get(group), pt.get(group)
+        body.append((labels.get(group, group), len(tests), _fmt_ms(_mean_std(vals)),
+                     _fmt_ms(_mean_std(tests)), f"{best[0]:.2f} / {best[1]:.2f}" if best else "–",
+                     f"{a:.2f}" if isinstance(a, (int, float)) else "–",
+                     f"{b:.2f}" if isinstance(b, (int, float)) else "–"))
     unit = "perplexity" if lm or lm is None else "accuracy (%)"
-    head = f"| strategy | runs | valid {unit} | test {unit} | best by valid (valid / test)"
-    head += " | published (valid / test) |" if (pv or pt) else " |"
-    lines += [head, "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if (pv or pt) else ""),
-              *body, ""]
+    # an image network's training reports the test split only: no validation columns then
+    valid = lm or lm is None or pv or any(row[2] != "–" for row in body)
+    head = ["strategy", "runs"] + ([f"valid {unit}"] if valid else []) + [f"test {unit}"] \
+        + (["best by valid (valid / test)"] if valid else [])
+    if pv or pt:
+        head.append("published (valid / test)" if valid else "published (test)")
+    lines += ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for name, n, v, t, bst, a, b in body:
+        cells = [name, str(n)] + ([v] if valid else []) + [t] + ([bst] if valid else [])
+        if pv or pt:
+            cells.append(f"{a} / {b}" if valid else b)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
     r = sweep.meta["retrain"]
     lines += ["Retraining: " + ", ".join(f"{k} {v}" for k, v in sorted(r.items())) + ".", ""]
     if published.get("source"):
