@@ -1,7 +1,8 @@
 """Architecture decisions, their parameters, and the mixing weights a supernet consumes.
 
-* :class:`Candidate` — one candidate operation and its role (``zero``: outputs zeros and is never
-  computed; ``parametric``: has weights). Roles are properties of the op, not read from names.
+* :class:`Candidate` — one candidate operation and its roles (``zero``: its output is zero, the
+  role estimators read; ``computed``: whether a forward still computes it, by default not for a
+  zero op; ``parametric``: has weights). Roles are properties of the op, not read from names.
 * :class:`ChoiceGroup` — a table of categorical decisions that share one candidate list: one row
   per edge (the edge's source and target node are recorded so node-level rules such as PC-DARTS's
   edge normalisation or I-DARTS's node softmax can be written once). Cells that use the same
@@ -25,9 +26,21 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class Candidate:
+    """One candidate op. ``zero``: its output is zero (DARTS's ``none``; AdvantageNAS's PTB
+    ``zero``), the role the estimators read (AdvantageNAS's worst advantage, ProxylessNAS's
+    frozen gate, derivations that drop it). ``computed``: whether a forward computes it; by
+    default a zero op is skipped, but one that sits inside other computation (AdvantageNAS's
+    PTB ``zero``, h = 0 inside a highway that still passes its input) says ``computed=True``."""
+
     name: str
     zero: bool = False
     parametric: bool = True
+    computed: bool | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """Never computed: a forward leaves it out (its contribution is zero)."""
+        return self.zero if self.computed is None else not self.computed
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,13 @@ class ChoiceGroup:
 
     @property
     def zero_mask(self) -> tuple[bool, ...]:
+        """Per candidate, whether its output is zero (the role estimators read)."""
         return tuple(c.zero for c in self.candidates)
+
+    @property
+    def skip_mask(self) -> tuple[bool, ...]:
+        """Per candidate, whether a forward leaves it out (see :attr:`Candidate.skipped`)."""
+        return tuple(c.skipped for c in self.candidates)
 
     def index(self, op: str) -> int:
         return self.ops.index(op)
@@ -250,13 +269,13 @@ class ArchParams(nn.Module):
         return list(self.theta) + [k + EDGE_SUFFIX for k in self.beta]
 
     def dense_active(self) -> dict[str, list[tuple[int, ...]]]:
-        """Per edge, the candidates a dense forward computes: alive and not zero-valued."""
+        """Per edge, the candidates a dense forward computes: alive and not skipped."""
         if self._active_cache is None:
             cache = {}
             for label, g in self.groups.items():
                 alive = self.alive(label).cpu().tolist()
                 cache[label] = [tuple(k for k, c in enumerate(g.candidates)
-                                      if alive[e][k] and not c.zero)
+                                      if alive[e][k] and not c.skipped)
                                 for e in range(len(g.edges))]
             self._active_cache = cache
         return self._active_cache
@@ -319,10 +338,12 @@ class Mix:
     #: the official code wraps only ``Identity`` in dropout, never the stride-2 skip)
     skip_dropout: float = 0.0
 
-    def edge_active(self, label: str, e: int, zero_mask: Sequence[bool]) -> Iterable[int]:
+    def edge_active(self, label: str, e: int, skip_mask: Sequence[bool]) -> Iterable[int]:
+        """The candidates edge ``e`` computes: ``active``'s, else all but the skipped ones
+        (``skip_mask``: the group's :attr:`ChoiceGroup.skip_mask`)."""
         act = self.active.get(label)
         if act is None:
-            return [k for k, z in enumerate(zero_mask) if not z]
+            return [k for k, z in enumerate(skip_mask) if not z]
         return act[e]
 
     @staticmethod
@@ -337,7 +358,7 @@ class Mix:
             for e, k in enumerate(idx):
                 if k >= 0:
                     w[e, k] = 1.0
-                    act.append((k,) if not g.candidates[k].zero else ())
+                    act.append((k,) if not g.candidates[k].skipped else ())
                 else:
                     act.append(())
             weights[label], active[label] = w, act

@@ -233,7 +233,7 @@ def mixed_node(edges: Sequence[nn.Module], incoming: Iterable[int], states: Sequ
     (``edges[e]``, a ``MixedOp`` or ``PartialMixedOp``) on the edge's source state, each times its
     edge weight where the mix carries them (PC-DARTS's edge normalisation). ``None`` when no
     incoming edge computes anything."""
-    label, zero = group.label, group.zero_mask
+    label, zero = group.label, group.skip_mask
     w, scale = mix.weights[label], mix.edge_scale.get(label)
     s = None
     for e in incoming:

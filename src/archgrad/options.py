@@ -87,6 +87,7 @@ KNOWN: dict[str, Spec] = {
     # estimators
     "xi": Spec("float", none=True, **NONNEG), "eps_scale": Spec("float", **POS),
     "unroll": Spec("str", choices=("optimizer", "sgd")),
+    "hvp": Spec("str", choices=("finite-difference", "exact")), "unroll_clip": Spec("bool"),
     "tau_max": Spec("float", **POS), "tau_min": Spec("float", **POS),
     "temp_init": Spec("float", **POS), "temp_min": Spec("float", **POS),
     "resource_weight": Spec("float", also=("none", "mild", "moderate", "aggressive"), **NONNEG),

@@ -877,7 +877,7 @@ def _check_memory(space, data, cfg: SearchConfig, dev) -> int:
     def run(model):
         mix = Mix({g.label: torch.full(g.shape, 1.0 / g.shape[1], device="meta")
                    for g in groups},
-                  {g.label: [tuple(k for k, c in enumerate(g.candidates) if not c.zero)]
+                  {g.label: [tuple(k for k, c in enumerate(g.candidates) if not c.skipped)]
                    * g.shape[0] for g in groups})
         return model(space.meta_input(cfg.batch_size, data), mix)
 

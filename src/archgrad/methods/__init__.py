@@ -249,7 +249,34 @@ def defaults_table() -> str:
         for src, items in rows.items():
             lines.append(f"| {', '.join(items)} | {src} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + space_defaults_table())
+
+
+def space_defaults_table() -> list[str]:
+    """Markdown lines: the defaults a space gives the strategies run on it (its recipe),
+    applied where a strategy takes the option and the user has not set it."""
+    from ..spaces import SPACES
+    lines = ["# Defaults a space gives every strategy run on it", "",
+             "Applied where the strategy takes the option and it is not set (`--set` wins); "
+             "`arch_*`: only strategies that step their architecture with Adam.", ""]
+    for name in SPACES:
+        cls = SPACES.get(name)
+        items = {**cls.strategy_defaults, **cls.arch_defaults}
+        if not items:
+            continue
+        lines += [f"## space `{name}`", "", "| settings | source |", "| --- | --- |"]
+        rows: dict[str, list[str]] = {}
+        for k, v in items.items():
+            src = cls.defaults_sources.get(k)
+            if src is None:
+                group = next((g for g, keys in _GROUPS.items() if k in keys or
+                              (g == "arch" and k == "init_scale")), None)
+                src = cls.defaults_sources.get(group, "")
+            rows.setdefault(src, []).append(f"`{k}` {_fmt(v)}")
+        for src, its in rows.items():
+            lines.append(f"| {', '.join(its)} | {src} |")
+        lines.append("")
+    return lines
 
 
 # importing the method modules registers them

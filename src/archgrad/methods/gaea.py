@@ -115,11 +115,15 @@ def gaea_darts_single(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: f
     "weight decay 0.01 as the entropic term, tau 10 -> 0.1; its 50 warm-up epochs belong to a "
     "longer search: set warmup_epochs)", "tau_max": "GAEA release egdas config (max_tau 10)",
     "tau_min": "GAEA release egdas config (min_tau 0.1)", "inactive_gradient": "as GDAS"},
-    help={**HELP, "tau_max": "initial temperature", "tau_min": "final temperature"})
+    help={**HELP, "tau_max": "initial temperature", "tau_min": "final temperature",
+          "inactive_gradient": "straight-through gradient to the unsampled candidates (NB201's "
+                               "cell; off on the darts space)"})
 def gaea_gdas(arch_lr: float = 0.01, entropic: float = 0.01, tau_max: float = 10.0,
-              tau_min: float = 0.1, init_scale: float = 0.0, **options) -> Strategy:
+              tau_min: float = 0.1, inactive_gradient: bool = True, init_scale: float = 0.0,
+              **options) -> Strategy:
     """GAEA GDAS: GDAS's hard Gumbel samples with exponentiated-gradient updates."""
-    return _gaea("gaea-gdas", HardGumbel(tau_max, tau_min), bilevel=True, arch_lr=arch_lr,
+    return _gaea("gaea-gdas", HardGumbel(tau_max, tau_min, inactive_gradient), bilevel=True,
+                 arch_lr=arch_lr,
                  entropic=entropic, init_scale=init_scale, **options)
 
 

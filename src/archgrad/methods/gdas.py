@@ -2,10 +2,12 @@
 
 Per edge the soft sample s = softmax((log p + G) / tau) picks h = onehot(argmax s); the forward
 uses h = onehot - s.detach() + s (value one-hot, gradient of s), so only the sampled op is
-computed. As in the official code, every other candidate adds its weight h_k (zero in value) to the
-edge's output, which gives it the gradient sum(dL/dO). tau decays linearly per epoch from 10 to
-0.1 (§3.3). Bi-level; the architecture by Adam with DARTS's settings; 240 epochs (§4.1 and
-NAS-Bench-201's ``GDAS.config``).
+computed. On NAS-Bench-201's cell, as its official code (``NAS201SearchCell.forward_gdas``), every
+other candidate adds its weight h_k (zero in value) to the edge's output, which gives it the
+gradient sum(dL/dO) (``inactive_gradient``); on the DARTS cell the official code
+(``NASNetSearchCell.forward_gdas``) has no such terms, and the darts space turns them off. tau
+decays linearly per architecture epoch from 10 to 0.1 (§3.3). Bi-level; the architecture by Adam
+with DARTS's settings; 240 epochs (§4.1 and NAS-Bench-201's ``GDAS.config``).
 """
 from __future__ import annotations
 
@@ -32,7 +34,12 @@ class HardGumbel(Estimator):
         self.inactive_gradient = inactive_gradient
 
     def tau(self, ctx: StepContext) -> float:
-        return self.tau_max - (self.tau_max - self.tau_min) * ctx.epoch / max(ctx.epochs - 1, 1)
+        """Linear per epoch from tau_max to tau_min over the epochs with architecture steps
+        (GDAS §3.3; exps/algos/GDAS.py ``set_tau(tau_max - (tau_max - tau_min) * epoch /
+        (total_epoch - 1))``): after a warm-up, the first architecture epoch starts at
+        tau_max. Without a warm-up these are the search's epochs."""
+        e, n = ctx.arch_epoch
+        return self.tau_max - (self.tau_max - self.tau_min) * e / max(n - 1, 1)
 
     def _sample(self, ctx, log_probs, constant: bool):
         tau = self.tau(ctx)

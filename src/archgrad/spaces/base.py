@@ -63,8 +63,12 @@ class SearchSpace(ABC):
     #: architecture-optimizer defaults this space's experiments use, applied to strategies that
     #: step with Adam where the user sets none (the toy task: AdvantageNAS's Adam 1e-3)
     arch_defaults: ClassVar[dict[str, Any]] = {}
-    #: likewise for every strategy (the toy task: an architecture step every iteration)
+    #: likewise for every strategy that takes the option (the toy task: an architecture step
+    #: every iteration; the DARTS space: GDAS without the constant terms)
     strategy_defaults: ClassVar[dict[str, Any]] = {}
+    #: where each of those defaults comes from (docs/defaults.md prints it; a test requires one
+    #: per default)
+    defaults_sources: ClassVar[dict[str, str]] = {}
     #: which options the command line's --channels / --cells set, for the search network and
     #: for the stand-alone network of a genotype
     #: the option that sets the supernet's depth, and P-DARTS's stage depths for it

@@ -477,6 +477,13 @@ class DartsSpace(SearchSpace):
 
     name = "darts"
     tiny = {"C": 4, "layers": 3, "eval_C": 4, "eval_layers": 3}
+    #: GDAS on this cell multiplies only the sampled op by its hard weight (AutoDL-Projects'
+    #: NASNet search cell ``forward_gdas`` / ``MixedOp.forward_gdas``): no constant terms of the
+    #: other candidates, which NAS-Bench-201's cell adds
+    strategy_defaults = {"inactive_gradient": False}
+    defaults_sources = {"inactive_gradient": "AutoDL-Projects models/cell_searchs/"
+                        "search_cells.py NAS201SearchCell vs NASNetSearchCell.forward_gdas: "
+                        "the NASNet (DARTS) cell has no constant terms"}
     search_flags = {"channels": "C", "cells": "layers"}
     depth_option, progressive_depths = "layers", (5, 11, 17)  # P-DARTS
     build_flags = {"channels": "eval_C", "cells": "eval_layers"}

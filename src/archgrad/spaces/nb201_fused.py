@@ -161,7 +161,7 @@ class FusedSearchCell(nn.Module):
 
     def forward(self, x: Tensor, mix: Mix) -> Tensor:
         label = self.group.label
-        zero = self.group.zero_mask
+        zero = self.group.skip_mask
         w = mix.weights[label]
         scale = mix.edge_scale.get(label)
         if scale is not None:  # edge normalisation folds into the edges' mixing weights

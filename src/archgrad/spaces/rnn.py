@@ -399,7 +399,7 @@ class DartsRNNCell(LanguageModel):
         # the search network: one map per node shared by its incoming edges; per node one
         # matmul over its predecessors' states, each candidate computed on the predecessors
         # whose edge has it active (a sampled architecture computes one op per edge)
-        label, zero = self.group.label, self.group.zero_mask
+        label, zero = self.group.label, self.group.skip_mask
         w = mix.weights[label]
         ops = self.group.ops
         states = [self.bn(s0)]
@@ -471,7 +471,7 @@ class AdvantageRNNCell(LanguageModel):
                     y = self._act(self.genotype.ops[e], nj, e)
                 else:
                     w = mix.weights[label]
-                    act = list(mix.edge_active(label, e, self.group.zero_mask))
+                    act = list(mix.edge_active(label, e, self.group.skip_mask))
                     y = None
                     for k in act:
                         t = self._act(ops[k], nj, e) * w[e, k]
@@ -529,12 +529,21 @@ class DartsRNNSpace(_LMSpace):
             "eval_nhid": 8}
     search_epochs = 50
     #: DARTS's recurrent search (rnn/train_search.py): the weights by SGD lr 20 (constant,
-    #: scaled per window by its length), weight decay 5e-7, clip 0.25, for every strategy
+    #: scaled per window by its length), weight decay 5e-7, clip 0.25, for every strategy;
+    #: second order: the virtual step's gradient and v clipped to that 0.25 and the implicit
+    #: term scaled by the clip coefficient (rnn/architect.py)
     strategy_defaults = {"lr": 20.0, "lr_min": 20.0, "momentum": 0.0, "weight_decay": 5e-7,
-                         "grad_clip": 0.25}
+                         "grad_clip": 0.25, "unroll_clip": True}
     #: and the architecture by Adam lr 3e-3, betas (0.9, 0.999), weight decay 1e-3
     #: (rnn/architect.py) for the strategies that step with Adam
     arch_defaults = {"arch_lr": 3e-3, "arch_betas": (0.9, 0.999), "arch_weight_decay": 1e-3}
+    defaults_sources = {
+        "lr": "rnn/train_search.py (--lr 20, constant; scaled by seq_len / bptt)",
+        "lr_min": "rnn/train_search.py (no schedule)", "momentum": "rnn/train_search.py (SGD)",
+        "weight_decay": "rnn/train_search.py (--wdecay 5e-7)",
+        "grad_clip": "rnn/train_search.py (--clip 0.25)",
+        "unroll_clip": "rnn/architect.py _compute_unrolled_model / _backward_step_unrolled",
+        "arch": "rnn/architect.py (Adam lr 3e-3, weight decay 1e-3, betas (0.9, 0.999))"}
     #: the embedding and hidden sizes are tied (weight tying needs them equal)
     search_flags = {"channels": ("ninp", "nhid"), "cells": "steps"}
     build_flags = {"channels": ("eval_ninp", "eval_nhid"), "cells": "steps"}
@@ -672,6 +681,11 @@ class AdvantageRNNSpace(_LMSpace):
     #: theta by Adam lr 3e-3 cosine-annealed, beta1 0.5, clip 1 (util.Param), uniform init
     arch_defaults = {"arch_lr": 3e-3, "arch_lr_schedule": "cosine", "arch_betas": (0.5, 0.999),
                      "arch_weight_decay": 0.0, "arch_grad_clip": 1.0, "init_scale": 0.0}
+    defaults_sources = {
+        "weights": "AdvantageNAS ptb/custom.py (SGD lr 20 x (cos + 1) / 2 per epoch, "
+                   "GradientClipping 0.25, no weight decay)",
+        "arch": "AdvantageNAS ptb/custom.py / util.Param (Adam alpha 3e-3 cosine, beta1 0.5, "
+                "GradientClipping 1.0, theta = ones)"}
     search_flags = build_flags = {"channels": "nhid", "cells": "nodes"}
     options = {
         "vocab_size": (10000, "words (the corpus's; PTB 10,000 with <eos>)"),
@@ -690,8 +704,11 @@ class AdvantageRNNSpace(_LMSpace):
             raise GenotypeError(f"advantagenas-rnn option ops must be among "
                                 f"{', '.join(ADV_OPS)}; got {list(ops)}")
         ops = tuple(o for o in ADV_OPS if o in ops)
-        # 'zero' gives h = 0 inside the highway; the edge still passes n_j (1 - c): computed
-        cands = tuple(Candidate(o, parametric=o != "zero") for o in ops)
+        # 'zero' outputs zero (the role AdvantageNAS's footnote 4 and ptb/custom.py's
+        # zero_pos give the worst advantage), but h = 0 sits inside the highway, which still
+        # passes n_j (1 - c): it is computed
+        cands = tuple(Candidate(o, zero=o == "zero", parametric=o != "zero", computed=True)
+                      for o in ops)
         n = c["nodes"]
         edges = tuple((j, i) for i in range(1, n + 1) for j in range(i))
         self._group = ChoiceGroup("edges", cands, edges)
@@ -720,8 +737,12 @@ class AdvantageRNNSpace(_LMSpace):
         raise GenotypeError(f"expected a cell genotype or its string, got {value!r}")
 
     def derive(self, probs, *, exclude_none: bool = False, edge_weights=None) -> EdgeGenotype:
-        """The argmax of every edge (AdvantageNAS's 'argmax'; every edge keeps an op)."""
+        """The argmax of every edge (AdvantageNAS's 'argmax'; every edge keeps an op; with
+        ``exclude_none`` the best op other than ``zero``)."""
         p = probs[self._group.label].detach()
+        zero = torch.tensor(self._group.zero_mask, device=p.device)
+        if exclude_none and not bool(zero.all()):
+            p = p.masked_fill(zero, -1.0)
         return EdgeGenotype([self._group.ops[int(k)] for k in p.argmax(-1)],
                             self.config["nodes"], self._group.ops)
 

@@ -69,7 +69,7 @@ class ToySupernet(Supernet):
         E, K = self.conv_weight.shape[:2]
         w = mix.weights[LABEL]
         pairs = [(e, k) for e in range(E)
-                 for k in mix.edge_active(LABEL, e, self.group.zero_mask)]
+                 for k in mix.edge_active(LABEL, e, self.group.skip_mask)]
         h = x.new_zeros(x.shape[0], E, 1, 1)
         if pairs:
             e_idx = torch.tensor([p[0] for p in pairs], device=x.device)
@@ -154,6 +154,9 @@ class ToySpace(SearchSpace):
     arch_defaults = {"arch_lr": 1e-3, "arch_betas": (0.9, 0.999), "arch_weight_decay": 0.0}
     #: every iteration is an architecture iteration (the weights are fixed), for every strategy
     strategy_defaults = {"arch_every": 1}
+    defaults_sources = {"arch": "AdvantageNAS §5.1 (Adam, lr 0.001, betas (0.9, 0.999))",
+                        "arch_every": "AdvantageNAS §5.1 / toy/toy.py (fixed weights: every "
+                                      "iteration updates theta)"}
     own_data_epochs = 20  # x 100 steps = the paper's 2000 iterations
     default_batch_size = 100
     tiny = {"edges": 3, "candidates": 4}

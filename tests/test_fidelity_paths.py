@@ -1,0 +1,288 @@
+"""Fidelity, third pass: the paths that differed from the official code, each held against the
+official formula computed exactly here (several seeds; both regimes where one applies)."""
+import pytest
+import torch
+from torch.func import functional_call
+
+from archgrad.arch import Mix
+from archgrad.data.text import StateBox, Window
+from archgrad.methods import make_strategy
+from archgrad.spaces import get_space
+from archgrad.strategy import StepContext
+
+SEEDS = [0, 1, 2]
+
+
+# ---- darts-2nd on the recurrent cell: rnn/architect.py's clipping ------------------------------
+def _rnn_setup(seed, clip, dtype=torch.float64, **strat_opts):
+    torch.manual_seed(seed)
+    sp = get_space("darts-rnn", ninp=6, nhid=6, vocab_size=15, steps=3, dropout=0.0,
+                   dropouth=0.0, dropoutx=0.0, dropouti=0.0, dropoute=0.0)
+    model = sp.supernet().to(dtype)
+    strat = make_strategy("darts-2nd", xi=0.5, lr=20.0, momentum=0.0, weight_decay=5e-7,
+                          grad_clip=clip, **strat_opts)
+    strat.setup(sp.choices(), model, seed=seed)
+    strat.arch.to(dtype)
+    with torch.no_grad():
+        for t in strat.arch.theta.values():
+            t.copy_(torch.randn(t.shape, dtype=dtype))
+    g = torch.Generator().manual_seed(100 + seed)
+
+    def batch():
+        toks = torch.randint(0, 15, (6, 3), generator=g)
+        return Window(toks[:-1], None, StateBox()), toks[1:].reshape(-1)
+
+    return sp, model, strat, batch(), batch()
+
+
+def _clip(gs, c):
+    norm = torch.sqrt(sum((x ** 2).sum() for x in gs))
+    coef = c / (norm + 1e-6)
+    return [x * min(float(coef), 1.0) for x in gs], float(coef)
+
+
+def _official_rnn_gradient(sp, model, strat, tb, vb, xi, clip, wd):
+    """rnn/architect.py, computed exactly: g clipped (coefficient c1), w' = w - xi (g + wd w),
+    v = grad_w' L_val(w') clipped, grad = grad_a L_val(w') - xi c1 H v, H v by double backward."""
+    names = [n for n, _ in model.named_parameters()]
+    w0 = [p.detach().clone() for p in model.parameters()]
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    keys = strat.arch.param_keys()
+    thetas = [strat.arch.param(k) for k in keys]
+
+    def loss(ws, batch):
+        mix = Mix(strat.arch.probs(), strat.arch.dense_active())
+        out = functional_call(model, {**dict(zip(names, ws)), **buffers}, (batch[0], mix))
+        return sp.loss(out, batch[1])
+
+    w = [x.clone().requires_grad_(True) for x in w0]
+    g = torch.autograd.grad(loss(w, tb), w)
+    gc, c1 = _clip(list(g), clip)
+    wu = [(x - xi * (gi + wd * x)).detach().requires_grad_(True) for x, gi in zip(w0, gc)]
+    gs = torch.autograd.grad(loss(wu, vb), thetas + wu)
+    d_alpha, v = gs[:len(thetas)], list(gs[len(thetas):])
+    vc, _ = _clip(v, clip)
+    w = [x.clone().requires_grad_(True) for x in w0]
+    gw = torch.autograd.grad(loss(w, tb), w, create_graph=True)
+    hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(gw, vc)), thetas)
+    return {k: da - xi * c1 * h for k, da, h in zip(keys, d_alpha, hv)}, c1
+
+
+def _ours(sp, model, strat, tb, vb):
+    ctx = StepContext(model, strat.arch, sp.loss, vb, tb, strat.weight_params, 20.0, 0, 1, 0, 1,
+                      strat.generator, weight_opt=strat.weight_opt,
+                      weights_cfg=strat.weights_cfg)
+    return strat.estimator.arch_step(ctx).grads
+
+
+def _rel(a, b):
+    num = sum(float((a[k] - b[k]).norm() ** 2) for k in a) ** 0.5
+    return num / sum(float(b[k].norm() ** 2) for k in b) ** 0.5
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("clip", [1e-3, 0.25, 50.0])
+def test_rnn_second_order_follows_the_official_clipping(seed, clip):
+    """Clip active (1e-3, 0.25 on this cell) and inactive (50: the coefficient exceeds 1 and the
+    official code still scales the implicit term by it)."""
+    sp, model, strat, tb, vb = _rnn_setup(seed, clip, unroll_clip=True, hvp="exact")
+    ref, c1 = _official_rnn_gradient(sp, model, strat, tb, vb, 0.5, clip, 5e-7)
+    assert _rel(_ours(sp, model, strat, tb, vb), ref) < 1e-9
+    # the paper's finite difference at a small step agrees with it too
+    strat.estimator.hvp, strat.estimator.eps_scale = "finite-difference", 1e-6
+    assert _rel(_ours(sp, model, strat, tb, vb), ref) < 1e-5
+    # without the clipping (the CNN code's path) the gradient is another one
+    strat.estimator.unroll_clip = False
+    assert _rel(_ours(sp, model, strat, tb, vb), ref) > 1e-3
+    assert (c1 < 1) == (clip < 1)
+
+
+def test_the_recurrent_space_turns_the_clipping_on_and_the_image_spaces_do_not():
+    from archgrad.search import check_search_kwargs
+    rnn = check_search_kwargs("darts-rnn", "darts-2nd", "synthetic-text", device="cpu")
+    cnn = check_search_kwargs("darts", "darts-2nd", "digits", device="cpu")
+    nb = check_search_kwargs("nb201", "darts-2nd", "digits", device="cpu")
+    assert make_strategy("darts-2nd", **rnn.strategy_options).estimator.unroll_clip
+    assert not make_strategy("darts-2nd", **cnn.strategy_options).estimator.unroll_clip
+    assert not make_strategy("darts-2nd", **nb.strategy_options).estimator.unroll_clip
+    # the user's setting wins
+    off = check_search_kwargs("darts-rnn", "darts-2nd", "synthetic-text", device="cpu",
+                              unroll_clip=False)
+    assert not make_strategy("darts-2nd", **off.strategy_options).estimator.unroll_clip
+
+
+# ---- the exact Hessian-vector product --------------------------------------------------------
+@pytest.mark.parametrize("seed", SEEDS)
+def test_exact_hvp_equals_the_exact_unrolled_gradient(seed):
+    """hvp=exact gives grad_a L_val(w') - xi H v with H v by double backward: the exact gradient
+    through the unrolled step (momentum and weight decay included), on every edge kind of the
+    NB201 cell; it leaves weights and batch-norm statistics as they were."""
+    torch.manual_seed(seed)
+    dtype = torch.float64
+    sp = get_space("nb201", C=3, N=1, num_classes=4, in_channels=2)
+    model = sp.supernet().to(dtype)
+    strat = make_strategy("darts-2nd", xi=0.1, hvp="exact")
+    strat.setup(sp.choices(), model, seed=seed)
+    strat.arch.to(dtype)
+    with torch.no_grad():
+        strat.arch.theta["cell"].copy_(torch.randn(6, 5, dtype=dtype))
+    g = torch.Generator().manual_seed(seed)
+    batch = lambda: (torch.randn(8, 2, 6, 6, generator=g, dtype=dtype),  # noqa: E731
+                     torch.randint(0, 4, (8,), generator=g))
+    tb, vb = batch(), batch()
+    opt = strat.weight_opt
+    for _ in range(2):  # a momentum buffer
+        opt.zero_grad()
+        sp.loss(model(tb[0], Mix(strat.arch.probs_detached(), strat.arch.dense_active())),
+                tb[1]).backward()
+        opt.step()
+    names = [n for n, _ in model.named_parameters()]
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    w = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
+    cfg = strat.weights_cfg
+
+    def loss(ws, b):
+        out = functional_call(model, {**dict(zip(names, ws)), **buffers},
+                              (b[0], Mix(strat.arch.probs(), strat.arch.dense_active())))
+        return sp.loss(out, b[1])
+
+    gt = torch.autograd.grad(loss(w, tb), w, create_graph=True)
+    bufs = [opt.state[p]["momentum_buffer"] for p in model.parameters()]
+    wu = [wi - 0.1 * (cfg.momentum * m + gi + cfg.weight_decay * wi)
+          for wi, gi, m in zip(w, gt, bufs)]
+    exact = torch.autograd.grad(loss(wu, vb), strat.arch.theta["cell"])[0]
+    before = [p.detach().clone() for p in model.parameters()] + \
+        [b.clone() for b in model.buffers()]
+    ctx = StepContext(model, strat.arch, sp.loss, vb, tb, strat.weight_params, 0.5, 0, 1, 0, 1,
+                      strat.generator, weight_opt=opt, weights_cfg=cfg)
+    ours = strat.estimator.arch_step(ctx).grads["cell"]
+    after = [p.detach() for p in model.parameters()] + list(model.buffers())
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert float((ours - exact).norm() / exact.norm()) < 1e-10
+
+
+# ---- AdvantageNAS's zero-op rule on its recurrent cell ----------------------------------------
+def test_candidate_roles_are_separate_output_zero_and_skipped():
+    groups = {name: get_space(name, **kw).choices()[0] for name, kw in (
+        ("advantagenas-rnn", {}), ("nb201", {}), ("darts-rnn", {"include_none": True}))}
+    adv = groups["advantagenas-rnn"]
+    z = adv.index("zero")
+    assert adv.zero_mask[z] and not adv.skip_mask[z]  # outputs zero, computed (highway)
+    assert sum(adv.zero_mask) == 1 and not any(adv.skip_mask)
+    for g in (groups["nb201"], groups["darts-rnn"]):  # 'none': zero and never computed
+        assert g.zero_mask == g.skip_mask and g.zero_mask[g.index("none")]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_advantage_gives_a_sampled_ptb_zero_the_worst_moving_average(seed):
+    """AdvantageNAS footnote 4 / util.adv_grad(zero_pos=4): a sampled 'zero' takes the worst
+    moving-average advantage of the other ops on its edge (it read exactly 0, a zero-valued
+    op's gradient, on every sample before). The moving averages are kept here independently."""
+    torch.manual_seed(seed)
+    sp = get_space("advantagenas-rnn", nhid=6, vocab_size=15, nodes=2, dropout=0.0)
+    model = sp.supernet()
+    strat = make_strategy("advantage")
+    strat.setup(sp.choices(), model, seed=seed)
+    est, group = strat.estimator, sp.choices()[0]
+    z = group.index("zero")
+    g = torch.Generator().manual_seed(seed)
+    table = torch.zeros(group.shape, dtype=torch.float64)
+    seen_zero = worst_nonzero = 0
+    real = est.advantages
+    for step in range(40):
+        toks = torch.randint(0, 15, (6, 3), generator=g)
+        b = (Window(toks[:-1], None, StateBox()), toks[1:].reshape(-1))
+        ctx = StepContext(model, strat.arch, sp.loss, b, b, strat.weight_params, 1.0, 0, 1,
+                          step, 40, strat.generator)
+        mix, idx = est.arch_mix(ctx)
+        _, loss = ctx.forward(mix)
+        grads = torch.autograd.grad(loss, [mix.weights[group.label]])
+        adv = real(strat.arch, idx, grads)[group.label]
+        raw = -grads[0].double()
+        for e, j in enumerate(idx[group.label]):
+            if j == z:
+                others = table[e].clone()
+                others[z] = float("inf")
+                worst = float(others.min())
+                assert float(adv[e]) == pytest.approx(worst, abs=1e-12)
+                seen_zero += 1
+                worst_nonzero += worst != 0.0
+            else:
+                assert float(adv[e]) == pytest.approx(float(raw[e, j]), rel=1e-5, abs=1e-9)
+                table[e, j] = 0.95 * table[e, j] + 0.05 * raw[e, j]
+    assert seen_zero > 3 and worst_nonzero > 0
+
+
+# ---- GDAS on the DARTS cell: no constant terms (NASNetSearchCell.forward_gdas) ----------------
+def _gdas_on(space_name, seed, **space_kw):
+    from archgrad.search import check_search_kwargs
+    from archgrad.sampling import gumbel
+    cfg = check_search_kwargs(space_name, "gdas", "digits", device="cpu")
+    torch.manual_seed(seed)
+    sp = get_space(space_name, **space_kw)
+    model = sp.supernet().double()
+    strat = make_strategy("gdas", **cfg.strategy_options)
+    strat.setup(sp.choices(), model, seed=seed)
+    strat.arch.double()
+    with torch.no_grad():
+        for t in strat.arch.theta.values():
+            t.copy_(torch.randn(t.shape, dtype=torch.float64))
+    g = torch.Generator().manual_seed(seed)
+    b = (torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64),
+         torch.randint(0, 10, (4,), generator=g))
+    ctx = StepContext(model, strat.arch, sp.loss, b, b, strat.weight_params, 0.1, 3, 10, 0, 5,
+                      strat.generator, total_arch_steps=50, arch_step_index=15)
+    state = strat.generator.get_state()
+    ours = strat.estimator.arch_step(ctx).grads
+    # the official estimator: per edge the sampled op j times its hard weight h_j, where
+    # h = onehot - s.detach() + s, s = softmax((log p + G) / tau); nothing for the others
+    gen = torch.Generator()
+    gen.set_state(state)
+    tau = 10.0 - (10.0 - 0.1) * 3 / 9
+    lps = strat.arch.log_probs()
+    soft, idx = {}, {}
+    for k, lp in lps.items():
+        s = torch.softmax((lp + gumbel(lp.shape, gen).to(lp.dtype)) / tau, -1)
+        soft[k], idx[k] = s, s.argmax(-1).tolist()
+    mix = Mix.onehot(idx, strat.arch.groups, dtype=torch.float64)
+    mix.active = {k: [(j,) for j in v] for k, v in idx.items()}
+    for w in mix.weights.values():
+        w.requires_grad_(True)
+    loss = sp.loss(model(b[0], mix), b[1])
+    gw = torch.autograd.grad(loss, list(mix.weights.values()))
+    keys = list(soft)
+    ref = torch.autograd.grad([soft[k] for k in keys], [strat.arch.theta[k] for k in keys],
+                              grad_outputs=[gw[list(mix.weights).index(k)] * mix.weights[k]
+                                            .detach() for k in keys])
+    return strat, ours, dict(zip(keys, ref))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gdas_on_the_darts_cell_is_the_official_nasnet_estimator(seed):
+    """Normal and reduction cells (both edge kinds): the theta-gradient equals the official
+    NASNet cell's; the NB201 cell keeps its constant terms."""
+    strat, ours, ref = _gdas_on("darts", seed, C=4, layers=3, num_classes=10)
+    assert not strat.estimator.inactive_gradient
+    assert set(ours) == {"normal", "reduce"}
+    assert _rel(ours, ref) < 1e-10
+    strat, _, _ = _gdas_on("nb201", seed, C=4, N=1, num_classes=10)
+    assert strat.estimator.inactive_gradient
+
+
+def test_gdas_temperature_anneals_over_the_architecture_epochs():
+    """With a warm-up, tau is tau_max at the first architecture epoch and tau_min at the last;
+    without one, exps/algos/GDAS.py's tau_max - (tau_max - tau_min) epoch / (epochs - 1)."""
+    est = make_strategy("gdas").estimator
+    spe, epochs = 4, 10
+
+    def tau(epoch, warmup):
+        arch_epochs = epochs - warmup
+        index = max(epoch - warmup, 0) * spe
+        ctx = StepContext(None, None, None, None, None, [], 0.1, epoch, epochs, 0, spe, None,
+                          total_arch_steps=arch_epochs * spe, arch_step_index=index)
+        return est.tau(ctx)
+
+    assert [tau(e, 0) for e in range(10)] == pytest.approx(
+        [10.0 - 9.9 * e / 9 for e in range(10)])
+    assert tau(4, 4) == pytest.approx(10.0) and tau(9, 4) == pytest.approx(0.1)
+    assert tau(6, 4) == pytest.approx(10.0 - 9.9 * 2 / 5)
