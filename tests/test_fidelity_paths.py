@@ -215,8 +215,8 @@ def test_advantage_gives_a_sampled_ptb_zero_the_worst_moving_average(seed):
 
 # ---- GDAS on the DARTS cell: no constant terms (NASNetSearchCell.forward_gdas) ----------------
 def _gdas_on(space_name, seed, **space_kw):
-    from archgrad.search import check_search_kwargs
     from archgrad.sampling import gumbel
+    from archgrad.search import check_search_kwargs
     cfg = check_search_kwargs(space_name, "gdas", "digits", device="cpu")
     torch.manual_seed(seed)
     sp = get_space(space_name, **space_kw)

@@ -25,7 +25,6 @@ from ..errors import ArchgradError
 from ..strategy import ArchStepResult, Estimator, StepContext, Strategy, accuracy
 from . import adam_update, common, register
 
-
 HVP_MODES = ("finite-difference", "exact")
 
 
