@@ -724,6 +724,7 @@ def test_exclude_none_removes_the_zero_candidate_wherever_a_space_has_one(capsys
     code, out, err = run(capsys, "search", "--space", space, "--exclude-none", "--dry-run",
                          "--json", "--dataset", "synthetic-text" if cls.modality == "sequence"
                          else "synthetic" if not cls.own_data else cls.own_data,
+                         "--batch-size", "8",
                          *[a for k, v in cls.tiny.items() for a in ("--set", f"{k}={v}")])
     if not has_zero:
         assert code == 2 and "has no 'none' candidate to exclude" in err

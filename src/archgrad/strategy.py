@@ -44,8 +44,8 @@ class StepContext:
     steps_per_epoch: int
     generator: torch.Generator
     #: iterations with architecture steps in the whole search (after warm-up) and the index of
-    #: this one among them
-    total_arch_steps: int = 1
+    #: this one among them (0: not given, as in a context built by hand)
+    total_arch_steps: int = 0
     arch_step_index: int = 0
     #: the weight optimizer and its settings (DARTS's unrolled step reads the momentum)
     weight_opt: torch.optim.Optimizer | None = None
@@ -78,7 +78,10 @@ class StepContext:
 
     @property
     def arch_epoch(self) -> tuple[int, int]:
-        """(epochs with architecture steps done before this one, all of them)."""
+        """(epochs with architecture steps done before this one, all of them); without the
+        architecture-step schedule (``total_arch_steps`` 0), the search's (epoch, epochs)."""
+        if self.total_arch_steps <= 0:
+            return self.epoch, max(self.epochs, 1)
         spe = max(self.steps_per_epoch, 1)
         return self.arch_step_index // spe, max(-(-self.total_arch_steps // spe), 1)
 

@@ -65,7 +65,7 @@ class XNASUpdate(ArchUpdate):
     @torch.no_grad()
     def step(self, grads, ctx=None):
         eta = self.eta(ctx)
-        T, t = ctx.total_arch_steps, ctx.arch_step_index + 1
+        T, t = max(ctx.total_arch_steps, 1), ctx.arch_step_index + 1
         wiped = 0
         for k, g in grads.items():
             theta, alive = self.arch.theta[k], self.arch.alive(k)

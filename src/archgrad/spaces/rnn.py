@@ -693,6 +693,7 @@ class AdvantageRNNSpace(_LMSpace):
         "nodes": (3, "intermediate nodes (each fed by every earlier node)"),
         "dropout": (0.5, "dropout before and after the cell"),
         "ops": (None, "candidate ops (default: identity, tanh, sigmoid, relu, zero)"),
+        "include_none": (True, "keep 'zero' among the candidates (--exclude-none removes it)"),
     }
 
     def __init__(self, **options):
@@ -703,7 +704,9 @@ class AdvantageRNNSpace(_LMSpace):
         if bad or not ops:
             raise GenotypeError(f"advantagenas-rnn option ops must be among "
                                 f"{', '.join(ADV_OPS)}; got {list(ops)}")
-        ops = tuple(o for o in ADV_OPS if o in ops)
+        ops = tuple(o for o in ADV_OPS if o in ops and (c["include_none"] or o != "zero"))
+        if not ops:
+            raise GenotypeError("advantagenas-rnn: no candidate is left once 'zero' is excluded")
         # 'zero' outputs zero (the role AdvantageNAS's footnote 4 and ptb/custom.py's
         # zero_pos give the worst advantage), but h = 0 sits inside the highway, which still
         # passes n_j (1 - c): it is computed
