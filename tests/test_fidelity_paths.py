@@ -286,3 +286,99 @@ def test_gdas_temperature_anneals_over_the_architecture_epochs():
         [10.0 - 9.9 * e / 9 for e in range(10)])
     assert tau(4, 4) == pytest.approx(10.0) and tau(9, 4) == pytest.approx(0.1)
     assert tau(6, 4) == pytest.approx(10.0 - 9.9 * 2 / 5)
+
+
+# ---- PARSEC as AdvantageNAS compared against it (util.py mode "PA") ---------------------------
+def _parsec_setup(seed, **opts):
+    torch.manual_seed(seed)
+    sp = get_space("nb201", C=4, N=1, fused=False)
+    model = sp.supernet()
+    st = make_strategy("parsec", form="advantagenas", arch_weight_decay=0.0, **opts)
+    st.setup(sp.choices(), model, seed=seed)
+    st.set_lr(0, 10)
+    with torch.no_grad():
+        for t in st.arch.theta.values():
+            t.copy_(torch.randn(t.shape) * 0.5)
+    g = torch.Generator().manual_seed(50 + seed)
+    batches = [sp.example_batch(6, g) for _ in range(16)]
+    return sp, model, st, batches
+
+
+def _parsec_ctx(sp, model, st, batch, step):
+    return StepContext(model, st.arch, sp.loss, batch, batch, st.weight_params, st.lr, 0, 10,
+                       step, 20, st.generator, total_arch_steps=200, arch_step_index=step)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_parsec_comparison_form_updates_once_per_eight_draws_with_softmax_of_the_losses(seed):
+    sp, model, st, batches = _parsec_setup(seed)
+    model.eval()
+    draws = []
+    theta0 = st.arch.theta["cell"].detach().clone()
+    for i in range(7):
+        res = st.estimator.arch_step(_parsec_ctx(sp, model, st, batches[i], i))
+        assert res.grads == {}
+        draws.append(res.samples[0][0])
+    assert torch.equal(st.arch.theta["cell"], theta0)
+    res = st.estimator.arch_step(_parsec_ctx(sp, model, st, batches[7], 7))
+    draws.append(res.samples[0][0])
+    # the official computation: each draw's mean loss on its own batch, w = softmax(+losses),
+    # grad = sum_i w_i (onehot(a_i) - p)
+    with torch.no_grad():
+        losses = torch.tensor([float(sp.loss(model(batches[i][0], sp.discrete_mix(
+            sp.genotype_from_indices(d))), batches[i][1])) for i, d in enumerate(draws)],
+            dtype=torch.float64)
+    w = torch.softmax(losses, 0)
+    p = torch.softmax(theta0, -1).double()
+    expected = sum(wi * (torch.nn.functional.one_hot(torch.tensor(d["cell"]), 5).double() - p)
+                   for wi, d in zip(w, draws))
+    assert torch.allclose(res.grads["cell"].double(), expected, atol=1e-6)
+    assert st.estimator.pending == []
+
+
+def test_parsec_comparison_form_steps_theta_every_eighth_iteration_and_resumes_its_draws():
+    sp, model, st, batches = _parsec_setup(0)
+    changes = []
+    for i in range(12):
+        before = st.arch.theta["cell"].detach().clone()
+        st.arch_step(_parsec_ctx(sp, model, st, batches[i], i))
+        changes.append(not torch.equal(before, st.arch.theta["cell"]))
+        if i == 9:
+            state = {k: v for k, v in st.state_dict().items()}
+    assert changes == [i == 7 for i in range(12)]
+    sp2, model2, st2, _ = _parsec_setup(0)
+    st2.load_state_dict(state)
+    assert st2.estimator.pending == st.estimator.pending[:2]
+    with pytest.raises(Exception, match="form"):
+        make_strategy("parsec", form="official")
+
+
+def test_the_advantagenas_protocols_run_parsec_as_its_comparison_code():
+    from archgrad import protocols
+    for name in ("advantagenas-toy", "advantagenas-nb201", "advantagenas-ptb"):
+        proto = protocols.load(name)
+        for scale in ("full", "proxy", "tiny"):
+            opts = proto.at_scale(scale).search_kwargs("parsec")["strategy_options"]
+            assert opts.get("form") == "advantagenas", (name, scale)
+
+
+# ---- SNAS's temperature in AdvantageNAS's toy comparison -------------------------------------
+def test_snas_cosine_temperature_is_the_comparison_codes_over_iterations():
+    st = make_strategy("snas", temp_schedule="cosine", temp_init=1.0, temp_min=0.0)
+    est = st.estimator
+    T = 2000
+    for t in (0, 1, 500, 1000, 1999):
+        ctx = StepContext(None, None, None, None, None, [], 0.1, t // 10, 200, t % 10, 10, None,
+                          total_arch_steps=T, arch_step_index=t)
+        assert est.temperature(ctx) == pytest.approx((torch.cos(torch.tensor(
+            t * torch.pi / T, dtype=torch.float64)).item() + 1) / 2, abs=1e-12)
+    # the default stays SNAS's own: linear per epoch
+    lin = make_strategy("snas").estimator
+    ctx = StepContext(None, None, None, None, None, [], 0.1, 4, 10, 3, 10, None,
+                      total_arch_steps=100, arch_step_index=43)
+    assert lin.temperature(ctx) == pytest.approx(0.03 + 0.97 * (1 - 5 / 10))
+    with pytest.raises(Exception, match="temp_min"):
+        make_strategy("snas", temp_min=0.0)
+    from archgrad import protocols
+    opts = protocols.load("advantagenas-toy").search_kwargs("snas")["strategy_options"]
+    assert opts["temp_schedule"] == "cosine" and opts["temp_min"] == 0.0

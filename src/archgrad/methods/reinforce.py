@@ -1,6 +1,10 @@
 """REINFORCE with an independent categorical distribution per edge (the ENAS-style baseline of
 AdvantageNAS's comparison, eq. 4): sample a ~ p, reward r = -L_val(a) from a forward pass only,
-gradient (r - b) grad log p(a) with b a moving average of the reward."""
+gradient (r - b) grad log p(a) with b a moving average of the reward. Eq. 4 has no baseline; the
+moving average (coefficient 0.05) is the comparison code's (toy/toy.py, cifar10/search.py,
+util.EMA). That code folds the current loss into the average before subtracting it (a factor
+0.95 on the advantage, which Adam does not see) and, on NAS-Bench-201, also the weight steps'
+training losses; here the average is of the architecture steps' rewards."""
 from __future__ import annotations
 
 import torch
@@ -69,7 +73,8 @@ class Reinforce(OneHotSampler):
 SOURCES = {"weights": "DARTS's (AdvantageNAS §5 runs every method with the same weight training)",
            "arch": "DARTS's Adam (AdvantageNAS §5)",
            "schedule": "DARTS's bi-level schedule",
-           "baseline": "AdvantageNAS eq. 4 (REINFORCE with a baseline)",
+           "baseline": "AdvantageNAS's comparison code (toy/toy.py, cifar10/search.py: reward "
+                       "loss - moving average; eq. 4 itself has no baseline)",
            "baseline_coef": "AdvantageNAS official util.py EMA(coef=0.05)",
            "*": "REINFORCE (Williams 1992) as AdvantageNAS's and ENAS's baseline"}
 

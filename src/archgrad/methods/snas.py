@@ -16,6 +16,8 @@ three levels calibrated on NAS-Bench-201 (bench/snas_resource.py).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..arch import Mix
@@ -28,6 +30,9 @@ from . import adam_update, common, register
 RESOURCE_LEVELS = {"none": 0.0, "mild": 0.01, "moderate": 0.03, "aggressive": 0.1}
 
 
+TEMP_SCHEDULES = ("linear", "cosine")
+
+
 class GumbelSoftmax(Estimator):
     needs_costs = False
     eval_mode = ("one relaxed sample Z (Gumbel-softmax at the epoch's temperature) per "
@@ -35,8 +40,12 @@ class GumbelSoftmax(Estimator):
     eval_bn = "batch"
 
     def __init__(self, temp_init: float = 1.0, temp_min: float = 0.03,
-                 resource_weight: float | str = 0.0, resource: str = "all"):
+                 resource_weight: float | str = 0.0, resource: str = "all",
+                 temp_schedule: str = "linear"):
         super().__init__()
+        if temp_schedule not in TEMP_SCHEDULES:
+            raise ArchgradError(f"temp_schedule must be one of {', '.join(TEMP_SCHEDULES)}, "
+                                f"got {temp_schedule!r}")
         if isinstance(resource_weight, str):
             if resource_weight not in RESOURCE_LEVELS:
                 raise ArchgradError(f"resource_weight must be a number or one of "
@@ -45,9 +54,11 @@ class GumbelSoftmax(Estimator):
         if resource not in ("all",) + CRITERIA:
             raise ArchgradError(f"resource must be one of all, {', '.join(CRITERIA)}; "
                                 f"got {resource!r}")
-        if not 0 < temp_min <= temp_init:
-            raise ArchgradError("SNAS needs 0 < temp_min <= temp_init")
-        self.temp_init, self.temp_min = temp_init, temp_min
+        if not (0 < temp_min if temp_schedule == "linear" else 0 <= temp_min) \
+                or not temp_min <= temp_init or temp_init <= 0:
+            raise ArchgradError("SNAS needs 0 < temp_min <= temp_init (0 <= temp_min with "
+                                "temp_schedule=cosine)")
+        self.temp_init, self.temp_min, self.temp_schedule = temp_init, temp_min, temp_schedule
         self.resource_weight, self.resource = float(resource_weight), resource
         self.needs_costs = self.resource_weight > 0
         self.costs: dict[str, torch.Tensor] = {}
@@ -63,11 +74,23 @@ class GumbelSoftmax(Estimator):
 
     def temperature_at(self, epoch: int, epochs: int) -> float:
         """Linear per epoch, as the official Temp_Scheduler (stepped before each epoch):
-        temp_min + (temp_init - temp_min) (1 - (epoch + 1) / epochs), at least temp_min."""
+        temp_min + (temp_init - temp_min) (1 - (epoch + 1) / epochs), at least temp_min.
+        Cosine: its value at the epoch's start (for evaluation)."""
+        if self.temp_schedule == "cosine":
+            return self._cosine(epoch / max(epochs, 1))
         frac = 1.0 - (epoch + 1) / max(epochs, 1)
         return max(self.temp_min + (self.temp_init - self.temp_min) * frac, self.temp_min)
 
+    def _cosine(self, frac: float) -> float:
+        # AdvantageNAS's comparison code (util.py mode "S"): (cos(pi t / T) + 1) / 2 at
+        # iteration t of T, from temp_init to temp_min
+        return self.temp_min + (self.temp_init - self.temp_min) * (1 + math.cos(math.pi * frac)) / 2
+
     def temperature(self, ctx: StepContext) -> float:
+        if self.temp_schedule == "cosine":
+            if ctx.total_arch_steps > 0:
+                return self._cosine(ctx.arch_step_index / ctx.total_arch_steps)
+            return self._cosine(ctx.progress)
         return self.temperature_at(ctx.epoch, ctx.epochs)
 
     def eval_mix(self, arch, generator=None, epoch=0, epochs=1):
@@ -85,6 +108,7 @@ class GumbelSoftmax(Estimator):
 
     def settings(self):
         return {"temp_init": self.temp_init, "temp_min": self.temp_min,
+                "temp_schedule": self.temp_schedule,
                 "resource_weight": self.resource_weight, "resource": self.resource}
 
     def _relaxed(self, ctx: StepContext, log_probs):
@@ -130,6 +154,8 @@ SOURCES = {"weights": "SNAS Appendix G.1 (DARTS's: momentum SGD 0.025 cosine, mo
                        "150 epochs, batch 64",
            "temp_init": "SNAS train_search.py --temp 1, utils.Temp_Scheduler (linear)",
            "temp_min": "SNAS train_search.py --temp_min 0.03",
+           "temp_schedule": "SNAS utils.Temp_Scheduler (linear per epoch); 'cosine' per "
+                            "iteration as AdvantageNAS's comparison code (util.py mode S)",
            "rule": "SNAS train_search.py genotype_edge_all (argmax per edge with none)",
            "resource_weight": "SNAS §2.4 eq. 9 (off by default)", "resource": "SNAS Appendix F",
            "*": "SNAS (Xie et al. 2019)"}
@@ -137,16 +163,18 @@ SOURCES = {"weights": "SNAS Appendix G.1 (DARTS's: momentum SGD 0.025 cosine, mo
 
 @register("snas", family="relaxed", adam=True, defaults=DEFAULTS, sources=SOURCES,
           help={"temp_init": "initial temperature", "temp_min": "final temperature",
+                "temp_schedule": "'linear' per epoch (SNAS) or 'cosine' per iteration "
+                                 "(AdvantageNAS's comparison code)",
                 "resource_weight": "eta of eq. 9, or mild / moderate / aggressive",
                 "resource": "all, params, flops or mac", "rule": "derivation rule on the DARTS "
                 "space: 'snas' (per-edge argmax with none) or 'darts' (two inputs per node)",
                 "bilevel": "architecture steps on the validation half (as NNI's GumbelDARTS)"})
 def snas(temp_init: float = 1.0, temp_min: float = 0.03, resource_weight: float | str = 0.0,
          resource: str = "all", bilevel: bool = False, rule: str = "snas",
-         **options) -> Strategy:
+         temp_schedule: str = "linear", **options) -> Strategy:
     """SNAS: Gumbel-softmax relaxation, annealed temperature, single level, optional resource
     constraint (Xie et al. 2019)."""
-    est = GumbelSoftmax(temp_init, temp_min, resource_weight, resource)
+    est = GumbelSoftmax(temp_init, temp_min, resource_weight, resource, temp_schedule)
     if rule not in ("snas", "darts"):
         raise ArchgradError(f"rule must be 'snas' or 'darts', got {rule!r}")
     update = adam_update(options)
