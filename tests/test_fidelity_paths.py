@@ -382,3 +382,62 @@ def test_snas_cosine_temperature_is_the_comparison_codes_over_iterations():
     from archgrad import protocols
     opts = protocols.load("advantagenas-toy").search_kwargs("snas")["strategy_options"]
     assert opts["temp_schedule"] == "cosine" and opts["temp_min"] == 0.0
+
+
+# ---- RSPS as NAS-Bench-201 selects: one validation batch per random cell ----------------------
+class _Loader:
+    def __init__(self, batches):
+        self.batches = batches
+
+    def epoch(self, epoch=0):
+        return iter(self.batches)
+
+
+class _OneBatchTask:
+    def __init__(self, batches):
+        self.loader = _Loader(batches)
+
+    def validation_batches(self, seed):
+        return self.loader
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_ws_one_batch_selection_scores_each_cell_on_its_own_batch(seed):
+    from archgrad.search import _rank_random
+    torch.manual_seed(seed)
+    sp = get_space("nb201", C=4, N=1, fused=False)
+    model = sp.supernet()
+    st = make_strategy("random-ws", candidates=12, selection="one-batch")
+    st.setup(sp.choices(), model, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    batches = [sp.example_batch(5, g) for _ in range(5)]  # fewer batches than cells: cycles
+    calls = []
+    h = model.register_forward_pre_hook(lambda m, a: calls.append((a[0], a[1], m.training)))
+    model.train()
+    best, info = _rank_random(sp, model, st, _OneBatchTask(batches), torch.device("cpu"),
+                              top=12)
+    h.remove()
+    assert len(calls) == 12 and not any(tr for _, _, tr in calls) and model.training
+    assert all(torch.equal(x, batches[i % 5][0]) for i, (x, _, _) in enumerate(calls))
+    model.eval()
+    with torch.no_grad():
+        accs = [float((model(x, mix).argmax(-1) == batches[i % 5][1]).float().mean()) * 100
+                for i, (x, mix, _) in enumerate(calls)]
+    assert sorted((round(a, 6) for _, a in info["top"]), reverse=True) == \
+        sorted((round(a, 6) for a in accs), reverse=True)
+    assert info["top"][0][1] == pytest.approx(max(accs)) and str(best) == info["top"][0][0]
+    assert st.final_derive == "rank-random (one-batch)"
+
+
+# ---- protocol and default settings read from the official configurations ---------------------
+def test_settings_follow_the_official_configurations():
+    from archgrad import protocols
+    from archgrad.methods import STRATEGIES
+    gp = make_strategy("gaea-pcdarts").settings()
+    assert gp["lr_min"] == 0.0 and gp["warmup_epochs"] == 0 and gp["batch_size"] == 256
+    pc = make_strategy("pcdarts").settings()
+    assert pc["lr_min"] == 1e-3 and pc["warmup_epochs"] == 0.3  # the stored train_search.py
+    assert "search_pcdarts.yaml" in STRATEGIES.get("gaea-pcdarts").sources["weights"]
+    assert protocols.load("gaea-nb201").search_kwargs("gaea-darts")["space_options"]["C"] == 24
+    rs = protocols.load("nb201-darts-family").search_kwargs("random-ws")["strategy_options"]
+    assert rs["selection"] == "one-batch" and rs["candidates"] == 100

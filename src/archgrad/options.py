@@ -99,6 +99,7 @@ KNOWN: dict[str, Spec] = {
     "ema_coef": Spec("float", lo=0.0, hi=1.0, lo_open=True),
     "samples": Spec("int", lo=1, hi=1024), "likelihood": Spec("str", choices=("batch", "mean")),
     "form": Spec("str", choices=("paper", "advantagenas")),
+    "selection": Spec("str", choices=("li-talwalkar", "one-batch")),
     "candidates": Spec("int", lo=1, hi=100_000), "grad_bound": Spec("float", **POS),
     "wipeout": Spec("bool"), "entropic": Spec("float", **NONNEG),
     "partial_channels": Spec("int", lo=1, hi=64),

@@ -1029,6 +1029,26 @@ def _rank_random(space, model, strategy, task, dev, top: int = 5, limit: int = 5
     def score(ev):
         return ev["acc"] if "acc" in ev else -ev["loss"]
 
+    loader = task.validation_batches(strategy.seed + 7919) \
+        if strategy.rank_selection == "one-batch" else None
+    if loader is not None:
+        # NAS-Bench-201's RSPS (RANDOM-NAS.py search_find_best): each cell on the next batch of
+        # a shuffled pass over the validation split, eval mode, the first best kept
+        scores, it, was = [], loader.epoch(0), model.training
+        model.eval()
+        with torch.no_grad():
+            for g in cands:
+                batch = next(it, None)
+                if batch is None:
+                    it = loader.epoch(len(scores))
+                    batch = next(it)
+                out = model(batch[0], space.discrete_mix(g, device=dev))
+                scores.append(float((out.argmax(-1) == batch[1]).float().mean()) * 100.0)
+        model.train(was)
+        order = sorted(range(len(cands)), key=lambda i: (-scores[i], i))
+        return cands[order[0]], {"candidates": len(cands), "selection": "one-batch",
+                                 "top": [(str(cands[i]), scores[i]) for i in order[:top]]}
+
     def evaluate(g, lim, n_bn):
         mix = space.discrete_mix(g, device=dev)
         with recalibrated(model, mix, itertools.islice(task.weight_batches(0), n_bn)):

@@ -427,6 +427,8 @@ class Strategy(nn.Module):
         #: > 0: the final architecture is the best of this many uniformly sampled ones, ranked by
         #: their shared-weight validation score (random search with weight sharing)
         self.rank_candidates = int(rank_candidates)
+        #: how the ranked candidates are scored (random-ws's ``selection``)
+        self.rank_selection = "li-talwalkar"
         #: learn per-edge weights normalised per node (PC-DARTS's edge normalisation)
         self.edge_weights = edge_weights
         #: supernet options this strategy is designed for, applied where the space accepts
@@ -449,7 +451,10 @@ class Strategy(nn.Module):
 
     @property
     def final_derive(self) -> str:
-        return "rank-random" if self.rank_candidates else self.derive_mode
+        if self.rank_candidates:
+            return "rank-random" if self.rank_selection == "li-talwalkar" else \
+                f"rank-random ({self.rank_selection})"
+        return self.derive_mode
 
     def setup(self, groups: Sequence[ChoiceGroup], model: nn.Module, seed: int,
               device: torch.device | str = "cpu", costs: dict | None = None) -> None:

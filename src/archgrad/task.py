@@ -40,6 +40,11 @@ class Task:
         """(weights' batch, architecture's batch) per iteration of an epoch."""
         return zip(self.weight_batches(epoch), self.arch_batches(epoch))
 
+    def validation_batches(self, seed: int):
+        """A loader of the validation split at the search's batch size, shuffled, without
+        augmentation (NAS-Bench-201's one-batch selection); None where a task has none."""
+        return None
+
     def summarize(self, record: dict) -> None:
         """Derived figures of an epoch's record (a language model's perplexities)."""
 
@@ -80,11 +85,16 @@ class ImageTask(Task):
             self.eval_split = "training data, second half (the architecture's)"
             self.steps_per_epoch = min(len(self.train), len(self.arch))
         self.eval_loader = BatchLoader(xev, yev, max(batch_size, 256), **kw)
+        self._valid, self._valid_kw = (xev, yev), kw
         #: a sampling strategy's supernet is evaluated one sampled network per this many
         #: examples, the training batch size: as it trains (and its batch statistics), and
         #: over many networks rather than one per evaluation batch (3 on digits)
         self.sample_batch = batch_size
         self.eval_batches = f"a batch: {batch_size} examples, the training batch size"
+
+    def validation_batches(self, seed):
+        return BatchLoader(self._valid[0], self._valid[1], self.sample_batch, shuffle=True,
+                           seed=seed, **self._valid_kw)
 
     def weight_batches(self, epoch):
         return self.train.epoch(epoch)

@@ -23,7 +23,10 @@ from .gdas import HardGumbel
 from .pcdarts import DEFAULTS as _PC
 from .pcdarts import SOURCES as PCDARTS_SOURCES
 
-PCDARTS_DEFAULTS = {k: v for k, v in _PC.items() if k != "arch_lr"}
+#: PC-DARTS's search settings as the GAEA release runs them (configs/cnn/mode/search_pcdarts.yaml:
+#: learning_rate_min 0; the release has no architecture warm-up)
+PCDARTS_DEFAULTS = {**{k: v for k, v in _PC.items() if k != "arch_lr"}, "lr_min": 0.0,
+                    "warmup_epochs": 0}
 
 
 class ExponentiatedGradient(ArchUpdate):
@@ -129,7 +132,11 @@ def gaea_gdas(arch_lr: float = 0.01, entropic: float = 0.01, tau_max: float = 10
 
 @register("gaea-pcdarts", family="gaea", defaults=PCDARTS_DEFAULTS, sources={
     **PCDARTS_SOURCES, "arch": "GAEA release method_eedarts_space_pcdarts.yaml "
-    "(exponentiated gradient on the operation and edge weights, eta 0.1)"},
+    "(exponentiated gradient on the operation and edge weights, eta 0.1)",
+    "weights": "GAEA release configs/cnn/mode/search_pcdarts.yaml (batch 256, lr 0.1 cosine "
+               "to learning_rate_min 0, momentum 0.9, weight decay 3e-4, clip 5)",
+    "schedule": "GAEA release (PC-DARTS's 50 epochs, architecture steps from the first: the "
+                "release has no warm-up)"},
     help={**HELP, "partial_channels": "K: mixed ops process 1/K of the channels"})
 def gaea_pcdarts(arch_lr: float = 0.1, entropic: float = 0.0, partial_channels: int = 4,
                  init_scale: float = 0.0, **options) -> Strategy:

@@ -22,8 +22,9 @@ from . import adam_update, common, register
 
 DEFAULTS = {"batch_size": 256, "epochs": 50, "lr": 0.1, "lr_min": 1e-3, "warmup_epochs": 0.3,
             "arch_lr": 6e-4}
-SOURCES = {"weights": "PC-DARTS train_search.py (lr 0.1, learning_rate_min 0.001, momentum "
-           "0.9, weight decay 3e-4, clip 5)",
+SOURCES = {"weights": "PC-DARTS train_search.py and V100_python1.0/train_search.py as stored "
+           "(commits 8c434ef, 50b51a9: lr 0.1, learning_rate_min 0.001, momentum 0.9, weight "
+           "decay 3e-4, clip 5)",
            "arch": "PC-DARTS train_search.py (arch_learning_rate 6e-4, weight decay 1e-3); "
                    "architect.py (betas (0.5, 0.999)); model_search.py (1e-3*randn)",
            "schedule": "PC-DARTS train_search.py (batch 256, 50 epochs, architecture from "
