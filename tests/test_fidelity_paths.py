@@ -441,3 +441,37 @@ def test_settings_follow_the_official_configurations():
     assert protocols.load("gaea-nb201").search_kwargs("gaea-darts")["space_options"]["C"] == 24
     rs = protocols.load("nb201-darts-family").search_kwargs("random-ws")["strategy_options"]
     assert rs["selection"] == "one-batch" and rs["candidates"] == 100
+
+
+# ---- GAEA's bi-level search keeps its best-validation epoch ----------------------------------
+def test_best_valid_derivation_keeps_the_first_best_validation_epoch():
+    from archgrad.search import best_valid_record
+    h = [{"epoch": 1, "valid_acc": 50.0, "genotype": "a"}, {"epoch": 2, "genotype": "b"},
+         {"epoch": 3, "valid_acc": 61.0, "genotype": "c"},
+         {"epoch": 4, "valid_acc": 61.0, "genotype": "d"},
+         {"epoch": 5, "valid_acc": 40.0, "genotype": "e"}]
+    assert best_valid_record(h)["genotype"] == "c"
+    lm = [{"epoch": 1, "valid_ppl": 300.0, "genotype": "a"},
+          {"epoch": 2, "valid_ppl": 250.0, "genotype": "b"},
+          {"epoch": 3, "valid_ppl": 280.0, "genotype": "c"}]
+    assert best_valid_record(lm)["genotype"] == "b"
+    assert best_valid_record([{"epoch": 1, "genotype": "a"}]) is None
+
+
+def test_a_best_valid_search_returns_the_genotype_of_its_best_epoch():
+    import archgrad
+    from archgrad.errors import ArchgradError
+    res = archgrad.search("nb201", "gaea-darts", "synthetic", epochs=4, seed=1,
+                          space_options={"C": 4, "N": 1},
+                          strategy_options={"derive": "best-valid"})
+    accs = [r["valid_acc"] for r in res.history]
+    best = accs.index(max(accs))
+    assert str(res.genotype) == res.history[best]["genotype"]
+    assert res.final["best_valid_epoch"] == best + 1 and res.final["derive"] == "best-valid"
+    with pytest.raises(ArchgradError, match="best-valid"):
+        archgrad.search("nb201", "gaea-darts", "synthetic", epochs=2, eval_every=0,
+                        space_options={"C": 4, "N": 1},
+                        strategy_options={"derive": "best-valid"})
+    from archgrad import protocols
+    opts = protocols.load("gaea-nb201").search_kwargs("gaea-darts")["strategy_options"]
+    assert opts["derive"] == "best-valid"

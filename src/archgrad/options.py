@@ -77,7 +77,8 @@ KNOWN: dict[str, Spec] = {
     # schedule
     "warmup_epochs": Spec("float", **NONNEG), "arch_every": Spec("int", lo=1),
     "data_split": Spec("str", choices=("halves", "all")),
-    "derive": Spec("str", choices=("argmax", "process-best", "process-best-mean")),
+    "derive": Spec("str", choices=("argmax", "process-best", "process-best-mean",
+                                    "best-valid")),
     "exclude_none": Spec("bool"), "bilevel": Spec("bool"),
     # architecture optimizer
     "arch_lr": Spec("float", **POS), "arch_betas": Spec("floats", length=2, lo=0.0, hi=0.999999),

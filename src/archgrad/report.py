@@ -229,6 +229,13 @@ def _fmt_ms(ms, digits: int = 2) -> str:
     return f"{ms[0]:.{digits}f}" + ("" if ms[1] is None else f" ± {ms[1]:.{digits}f}")
 
 
+def _own_derivation(final: dict | None) -> bool:
+    """Whether a run's final cell comes from its own rule rather than the argmax of its
+    distribution (random-ws's ranking, best-valid)."""
+    d = str((final or {}).get("derive", ""))
+    return d.startswith("rank-random") or d == "best-valid"
+
+
 def _recovered_at(losses: list, every: int) -> int | None:
     """The first iteration from which the derived architecture's test loss stays 0 (toy)."""
     for i in range(len(losses)):
@@ -329,9 +336,9 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
                     continue  # the benchmark has no table for the group's space
                 vals = {ds: [] for ds in BENCH_DATASETS}
                 for rec, final, _ in items:
-                    # a strategy that derives without a distribution (RSPS ranks random
-                    # cells) has no argmax: its row is its own derivation
-                    own = mode == "argmax" and (final or {}).get("derive") == "rank-random"
+                    # a strategy that derives otherwise (RSPS ranks random cells, GAEA's
+                    # bi-level search keeps its best-validation epoch): its row is its own
+                    own = mode == "argmax" and _own_derivation(final)
                     g = (final or {}).get("genotype" if own else key)
                     if own:
                         ranked.add(labels.get(group, group))
@@ -472,7 +479,8 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
         for gi, (group, items) in enumerate(by_group.items()):
             curves = []
             for _, final, h in items:
-                if key == "benchmark" and (final or {}).get("derive") == "rank-random":
+                if key == "benchmark" and str((final or {}).get("derive", "")).startswith(
+                        "rank-random"):
                     continue  # no argmax cell to follow: its cell is chosen at the end
                 ys = []
                 for r in h:

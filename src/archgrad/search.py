@@ -332,6 +332,9 @@ def _check_config(cfg: SearchConfig) -> Strategy:
     strat = make_strategy(cfg.strategy, **cfg.strategy_options)
     strat.bind_space(space_cls, cfg.space_options)
     get_space(cfg.space, **cfg.space_options)  # the space's own checks
+    if strat.derive_mode == "best-valid" and not cfg.eval_every:
+        raise ArchgradError("derive=best-valid picks the epoch whose supernet validated best: "
+                            "it needs the validation figures (eval_every of at least 1)")
     need = strat.min_epochs
     if cfg.epochs < need:
         raise ArchgradError(f"strategy '{cfg.strategy}' needs at least {need} epochs, got "
@@ -947,6 +950,11 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
         pb = strategy.process_best()
         if pb is not None:
             geno = space.genotype_from_indices(pb)
+    elif strategy.derive_mode == "best-valid":
+        best = best_valid_record(history)
+        if best is not None:
+            geno = space.genotype(best["genotype"])
+            final["best_valid_epoch"] = best["epoch"]
     if strategy.seen:  # sampling strategies: both forms of "process best", for the record
         for mode in ("process-best", "process-best-mean"):
             final[mode.replace("-", "_") + "_genotype"] = \
@@ -1007,6 +1015,22 @@ def _peak_rss_mb() -> float | None:
         return round(kb / 1024 if sys.platform != "darwin" else kb / 2 ** 20, 1)
     except (ImportError, OSError):
         return None
+
+
+def best_valid_record(history: list[dict]) -> dict | None:
+    """The first epoch's record with the best supernet validation figure (accuracy, else
+    minus the loss or perplexity; GAEA's train_search.py keeps the first strict best)."""
+    def score(r):
+        for k, sign in (("valid_acc", 1.0), ("valid_ppl", -1.0), ("valid_loss", -1.0)):
+            if r.get(k) is not None:
+                return sign * float(r[k])
+        return None
+    best, best_score = None, None
+    for r in history:
+        sc = score(r)
+        if sc is not None and (best_score is None or sc > best_score):
+            best, best_score = r, sc
+    return best
 
 
 def _rank_random(space, model, strategy, task, dev, top: int = 5, limit: int = 512):

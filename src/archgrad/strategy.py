@@ -367,7 +367,9 @@ class Stage:
     warmup: int = 0                             # weights-only epochs at its start
 
 
-DERIVE_MODES = ("argmax", "process-best", "process-best-mean")
+#: "best-valid": the argmax genotype of the epoch whose supernet scored best on the validation
+#: split (the GAEA release's bi-level searches, train_search.py ``best_genotype``)
+DERIVE_MODES = ("argmax", "process-best", "process-best-mean", "best-valid")
 DATA_SPLITS = ("halves", "all")
 
 
