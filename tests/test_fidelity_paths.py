@@ -475,3 +475,39 @@ def test_a_best_valid_search_returns_the_genotype_of_its_best_epoch():
     from archgrad import protocols
     opts = protocols.load("gaea-nb201").search_kwargs("gaea-darts")["strategy_options"]
     assert opts["derive"] == "best-valid"
+
+
+# ---- GAEA's ERM: the architecture's own batch from a second pass over the same data ----------
+def test_all_resampled_steps_the_architecture_on_its_own_pass_over_the_training_data():
+    from archgrad.data import load_dataset
+    from archgrad.task import ImageTask
+    data = load_dataset("synthetic")
+    task = ImageTask(data, 16, 0, "cpu", torch.nn.functional.cross_entropy, "all-resampled")
+    pairs = list(task.batches(0))
+    assert len(pairs) == task.steps_per_epoch == len(data.y_train) // 16
+    ys_w = torch.cat([w[1] for w, _ in pairs])
+    ys_a = torch.cat([a[1] for _, a in pairs])
+    # the same examples (label multiset), in another order
+    assert torch.equal(torch.sort(ys_w).values, torch.sort(ys_a).values)
+    assert not all(torch.equal(w[0], a[0]) for w, a in pairs)
+    assert task.eval_split == "test" or "no test split" in task.eval_split
+    # the strategy: arch step on that batch (first, as the release), then the weights' step
+    sp = get_space("nb201", C=4, N=1, fused=False)
+    model = sp.supernet()
+    st = make_strategy("gaea-darts-single")
+    assert st.data_split == "all-resampled" and not st.bilevel
+    st.setup(sp.choices(), model, seed=0)
+    seen = []
+    h = model.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    (tb, vb) = pairs[0]
+    st.step(tb, vb, loss_fn=sp.loss, epoch=0, epochs=2, step=0, steps_per_epoch=4)
+    h.remove()
+    assert len(seen) == 2 and seen[0] is vb[0] and seen[1] is tb[0]
+    # plain 'all' keeps SNAS-style single level: one forward on the weights' batch
+    st2 = make_strategy("gaea-darts-single", data_split="all")
+    st2.setup(sp.choices(), model, seed=0)
+    seen.clear()
+    h = model.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    st2.step(tb, None, loss_fn=sp.loss, epoch=0, epochs=2, step=0, steps_per_epoch=4)
+    h.remove()
+    assert all(x is tb[0] for x in seen)

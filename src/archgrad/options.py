@@ -76,7 +76,7 @@ KNOWN: dict[str, Spec] = {
     "optimizer": Spec("str", choices=("sgd", "adam")),
     # schedule
     "warmup_epochs": Spec("float", **NONNEG), "arch_every": Spec("int", lo=1),
-    "data_split": Spec("str", choices=("halves", "all")),
+    "data_split": Spec("str", choices=("halves", "all", "all-resampled")),
     "derive": Spec("str", choices=("argmax", "process-best", "process-best-mean",
                                     "best-valid")),
     "exclude_none": Spec("bool"), "bilevel": Spec("bool"),

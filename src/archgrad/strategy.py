@@ -370,7 +370,9 @@ class Stage:
 #: "best-valid": the argmax genotype of the epoch whose supernet scored best on the validation
 #: split (the GAEA release's bi-level searches, train_search.py ``best_genotype``)
 DERIVE_MODES = ("argmax", "process-best", "process-best-mean", "best-valid")
-DATA_SPLITS = ("halves", "all")
+#: "all-resampled": single level over all of the training data, the architecture stepping on
+#: a batch of its own from a second shuffled pass (the GAEA release's ERM search)
+DATA_SPLITS = ("halves", "all", "all-resampled")
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,9 +414,9 @@ class Strategy(nn.Module):
         if data_split not in DATA_SPLITS:
             raise ArchgradError(f"data_split must be one of {', '.join(DATA_SPLITS)}, got "
                                 f"{data_split!r}")
-        if bilevel and data_split == "all":
-            raise ArchgradError("data_split='all' needs a single-level strategy: a bi-level one "
-                                "steps the architecture on held-out data")
+        if bilevel and data_split != "halves":
+            raise ArchgradError(f"data_split='{data_split}' needs a single-level strategy: a "
+                                f"bi-level one steps the architecture on held-out data")
         self.name = name
         self.estimator = estimator
         self.update = update
@@ -566,10 +568,11 @@ class Strategy(nn.Module):
             for g in self.weight_opt.param_groups:
                 g["lr"] = lr
         try:
-            if not self.bilevel and arch_on and self.estimator.joint_ok:
+            own_batch = self.bilevel or self.data_split == "all-resampled"
+            if not own_batch and arch_on and self.estimator.joint_ok:
                 stats.update(self.joint_step(ctx(train_batch, loss_fn)))
                 return stats
-            arch_batch = valid_batch if self.bilevel and valid_batch is not None \
+            arch_batch = valid_batch if own_batch and valid_batch is not None \
                 else train_batch
             if arch_on and self.arch_first:
                 stats.update(self.arch_step(ctx(arch_batch, afn)))

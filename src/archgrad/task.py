@@ -57,7 +57,8 @@ class ImageTask(Task):
     training data, the architecture on the second (DARTS), evaluation on the second.
     ``split="all"`` (single-level methods): every training example trains, there are no
     architecture batches of their own, and evaluation is on the test split, the only held-out
-    data left."""
+    data left. ``split="all-resampled"``: as "all", the architecture stepping on batches of a
+    second shuffled pass over the same data."""
 
     def __init__(self, data: ImageDataset, batch_size: int, seed: int, device, loss_fn,
                  split: str = "halves", shard: tuple[int, int] = (0, 1)):
@@ -65,11 +66,15 @@ class ImageTask(Task):
         skw = dict(kw, shard=shard)  # the training batches: this rank's shard
         self.data, self.split = data, split
         self.loss_fn = loss_fn
-        if split == "all":
+        if split in ("all", "all-resampled"):
             xtr, ytr = data.x_train, data.y_train
             self.train = BatchLoader(xtr, ytr, batch_size, shuffle=True, augment=data.augment,
                                      drop_last=True, seed=seed, **skw)
-            self.arch = None
+            # all-resampled: the architecture's batches from a second shuffled pass over the
+            # same data (the GAEA release's single-level search)
+            self.arch = None if split == "all" else BatchLoader(
+                xtr, ytr, batch_size, shuffle=True, augment=data.augment, drop_last=True,
+                seed=seed + 1, **skw)
             if len(data.y_test):
                 xev, yev, self.eval_split = data.x_test, data.y_test, "test"
             else:

@@ -37,7 +37,9 @@ COMMON_OPTIONS = {
                      "below 1: that share of the epochs)",
     "arch_every": "an architecture step every N iterations (ProxylessNAS: 5)",
     "data_split": "'halves' (weights on one half of the training data, architecture on the "
-                  "other) or 'all' (single level: all of it trains both)",
+                  "other), 'all' (single level: all of it trains both, on the same batch) or "
+                  "'all-resampled' (single level, the architecture on a batch of its own from "
+                  "a second shuffled pass: the GAEA release's ERM)",
     "derive": "final architecture: 'argmax' of the distribution, 'process-best' (the sampled "
               "architecture with the lowest single-minibatch validation loss, AdvantageNAS's "
               "official code) or 'process-best-mean' (the lowest mean over its samples)",

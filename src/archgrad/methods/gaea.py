@@ -105,10 +105,14 @@ def gaea_darts(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: float = 
 
 @register("gaea-darts-single", family="gaea", sources={
     **SOURCES, "schedule": "GAEA §3 (ERM: single level over all the training data); release "
-    "search.single_level=true"}, help=HELP)
+    "search.single_level=true, train_search.py (the architecture step on a batch of its own "
+    "from a second shuffled pass, next(iter(valid_queue)), then the weight step: "
+    "data_split all-resampled)"}, help=HELP)
 def gaea_darts_single(arch_lr: float = 0.1, entropic: float = 0.0, init_scale: float = 0.0,
                       **options) -> Strategy:
-    """GAEA DARTS (ERM): single level, weights and architecture from the same batch."""
+    """GAEA DARTS (ERM): single level over all the training data; as the release, the
+    architecture steps on a batch of its own (a second shuffled pass), then the weights."""
+    options.setdefault("data_split", "all-resampled")
     return _gaea("gaea-darts-single", Estimator(), bilevel=False, arch_lr=arch_lr,
                  entropic=entropic, init_scale=init_scale, **options)
 
