@@ -511,3 +511,82 @@ def test_all_resampled_steps_the_architecture_on_its_own_pass_over_the_training_
     st2.step(tb, None, loss_fn=sp.loss, epoch=0, epochs=2, step=0, steps_per_epoch=4)
     h.remove()
     assert all(x is tb[0] for x in seen)
+
+
+# ---- ProxylessNAS with both gates open (AdvantageNAS's multi_samp) and its warm-up -----------
+def _pctx(sp, model, st, batch, warmup=False):
+    return StepContext(model, st.arch, sp.loss, batch, batch, st.weight_params, st.lr, 0, 10,
+                       0, 20, st.generator, total_arch_steps=100, arch_step_index=0,
+                       warmup=warmup)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_proxyless_both_gates_is_the_comparison_codes_two_hot_estimator(seed):
+    torch.manual_seed(seed)
+    sp = get_space("nb201", C=4, N=1, fused=False)
+    model = sp.supernet().double()
+    st = make_strategy("proxyless", gates="both")
+    st.setup(sp.choices(), model, seed=seed)
+    st.arch.double()
+    with torch.no_grad():
+        st.arch.theta["cell"].copy_(torch.randn(6, 5, dtype=torch.float64))
+    g = torch.Generator().manual_seed(seed)
+    x, y = sp.example_batch(6, g)
+    batch = (x.double(), y)
+    est = st.estimator
+    ctx = _pctx(sp, model, st, batch)
+    mix, record = est.arch_mix(ctx)
+    w = mix.weights["cell"]
+    assert torch.equal(w.detach().sum(-1), torch.full((6,), 2.0, dtype=w.dtype))
+    out, loss = ctx.forward(mix)
+    tg = torch.autograd.grad(loss, [w])
+    grads = est.arch_grads(ctx, mix, record, tg, loss)["cell"]
+    # util.py proxyless_grad: p~ = softmax(theta over the pair), grad_i += g_j p~_j (d_ij - p~_i)
+    theta = st.arch.theta["cell"].detach()
+    expected = torch.zeros(6, 5, dtype=torch.float64)
+    for e in range(6):
+        pair = torch.nonzero(w[e].detach()).flatten().tolist()
+        pt = torch.softmax(theta[e, pair], -1)
+        for i in range(2):
+            for j in range(2):
+                expected[e, pair[i]] += tg[0][e, pair[j]] * pt[j] * (float(i == j) - pt[i])
+    assert torch.allclose(grads, expected, atol=1e-10)
+    # the weight steps train the same 2-hot kind of architecture
+    wm = est.weight_mix(ctx).weights["cell"]
+    assert torch.equal(wm.sum(-1), torch.full((6,), 2.0, dtype=wm.dtype))
+    # the paper's own: one gate of the pair open, one op in the weight step
+    one = make_strategy("proxyless")
+    one.setup(sp.choices(), model, seed=seed)
+    assert torch.equal(one.estimator.arch_mix(_pctx(sp, model, one, batch))[0]
+                       .weights["cell"].detach().sum(-1), torch.ones(6, dtype=w.dtype))
+    assert one.settings()["warmup_epochs"] == 0.25 and one.settings()["gates"] == "one"
+
+
+def test_the_advantagenas_protocols_open_both_gates_and_the_ptb_one_derives_as_section_5_3():
+    from archgrad import protocols
+    for name in ("advantagenas-toy", "advantagenas-nb201", "advantagenas-ptb"):
+        assert protocols.load(name).search_kwargs("proxyless")["strategy_options"][
+            "gates"] == "both", name
+    ptb = protocols.load("advantagenas-ptb")
+    assert len(ptb.seeds) == 5
+    for s, d in (("reinforce", "process-best"), ("gdas", "process-best"),
+                 ("proxyless", "argmax"), ("parsec", "argmax"), ("advantage", "argmax")):
+        assert ptb.search_kwargs(s)["strategy_options"].get("derive", "argmax") == d, s
+    assert ptb.search_kwargs("proxyless")["strategy_options"]["warmup_epochs"] == 0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_nasp_trains_random_samples_during_a_warm_up_and_the_argmax_after(seed):
+    torch.manual_seed(seed)
+    sp = get_space("nb201", C=4, N=1, fused=False)
+    model = sp.supernet()
+    st = make_strategy("nasp")
+    st.setup(sp.choices(), model, seed=seed)
+    batch = sp.example_batch(4, torch.Generator().manual_seed(seed))
+    est = st.estimator
+    warm = {tuple(est.weight_mix(_pctx(sp, model, st, batch, warmup=True)).weights["cell"]
+                  .argmax(-1).tolist()) for _ in range(20)}
+    after = {tuple(est.weight_mix(_pctx(sp, model, st, batch)).weights["cell"]
+                   .argmax(-1).tolist()) for _ in range(5)}
+    assert len(warm) > 10 and len(after) == 1
+    assert list(after)[0] == tuple(st.arch.theta["cell"].argmax(-1).tolist())

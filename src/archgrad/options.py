@@ -101,6 +101,7 @@ KNOWN: dict[str, Spec] = {
     "samples": Spec("int", lo=1, hi=1024), "likelihood": Spec("str", choices=("batch", "mean")),
     "form": Spec("str", choices=("paper", "advantagenas")),
     "selection": Spec("str", choices=("li-talwalkar", "one-batch")),
+    "gates": Spec("str", choices=("one", "both")),
     "candidates": Spec("int", lo=1, hi=100_000), "grad_bound": Spec("float", **POS),
     "wipeout": Spec("bool"), "entropic": Spec("float", **NONNEG),
     "partial_channels": Spec("int", lo=1, hi=64),

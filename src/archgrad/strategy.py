@@ -56,6 +56,8 @@ class StepContext:
     #: fp16: the weights' loss scaler (torch.amp.GradScaler); architecture gradients are taken
     #: of the scaled loss too, so that they do not underflow in fp16, and unscaled (:meth:`grad`)
     scaler: Any = None
+    #: an iteration of a warm-up (weights only, the architecture frozen)
+    warmup: bool = False
 
     def grad(self, loss: Tensor, inputs: Sequence[Tensor], scaled: int = 0
              ) -> list[Tensor | None]:
@@ -560,7 +562,7 @@ class Strategy(nn.Module):
             return StepContext(self.model, self.arch, fn, batch, train_batch,
                                self.weight_params, lr, epoch, epochs, step, steps_per_epoch,
                                self.generator, total, index, self.weight_opt, self.weights_cfg,
-                               amp=self.amp, scaler=self.scaler)
+                               amp=self.amp, scaler=self.scaler, warmup=not arch_epoch)
 
         afn = arch_loss_fn or loss_fn
         stats: dict[str, Any] = {}

@@ -5,14 +5,17 @@ the discrete set C1, a_bar = prox_C1(a) = onehot(argmax a) per edge. Weight step
 selected op (sparse); the architecture step computes every candidate with the one-hot weights
 (dense), takes the gradient with respect to a_bar and applies it to a, then projects a back onto
 the box: a <- prox_C2(a - eps grad_{a_bar} L(a_bar)) (Algorithm 2), clipping to [0, 1]. The step
-itself is Adam with DARTS's settings, as the official code uses.
+itself is Adam with DARTS's settings, as the official code uses. During a warm-up (the
+architecture frozen) the weight steps train architectures sampled from softmax(a), one op per
+edge, as AdvantageNAS's comparison code does in its freeze (util.py mode N, ``nasp_random``),
+rather than the one fixed argmax.
 """
 from __future__ import annotations
 
 import torch
 
 from ..arch import Parameterization
-from ..sampling import onehot
+from ..sampling import onehot, sample_indices
 from ..strategy import AdamUpdate, Estimator, Strategy
 from . import ADAM_OPTIONS, common, register
 
@@ -49,6 +52,11 @@ class Proximal(Estimator):
     eval_mode = "the projected architecture prox_C1(a) (argmax per edge), as NASP trains it"
 
     def weight_mix(self, ctx):  # prox_C1: one op per edge, only it computed
+        if ctx.warmup:  # the freeze of AdvantageNAS's comparison code: a ~ softmax(a)
+            probs = {k: torch.softmax(t.detach().masked_fill(~ctx.arch.alive(k), -float("inf")),
+                                      -1) for k, t in ctx.arch.theta.items()}
+            return onehot(sample_indices(probs, ctx.generator), ctx.arch.groups,
+                          ctx.batch[0].device)
         return onehot(_argmax(ctx.arch), ctx.arch.groups, ctx.batch[0].device)
 
     def eval_mix(self, arch, generator=None, epoch=0, epochs=1):

@@ -11,7 +11,13 @@ official ``MixedEdge.set_arch_param_grad``, an edge whose open gate is the zero 
 (its logits and Adam moments stay as they are). The weight step samples one candidate from p;
 an architecture step follows every fifth weight step (``grad_update_arch_param_every=5`` of the
 official search configuration). Architecture Adam lr 1e-3, betas (0, 0.999), eps 1e-8, no weight
-decay (the official ``arch_adam_*`` defaults).
+decay (the official ``arch_adam_*`` defaults). The official search first warms the weights up
+for 40 epochs on single sampled paths, then searches 120: ``warmup_epochs=0.25``, that share of
+a search (one cosine schedule of the weights' learning rate spans both here).
+
+``gates="both"``: ProxylessNAS as AdvantageNAS's comparison code runs it (util.py ``multi_samp``
+and ``proxyless_grad``): the two sampled candidates of an edge both pass (a 2-hot architecture),
+in the weight steps as in the architecture steps, the same pair gradient, and no zero-gate rule.
 """
 from __future__ import annotations
 
@@ -20,16 +26,22 @@ import math
 import torch
 
 from ..arch import Mix, Softmax
+from ..errors import ArchgradError
 from ..strategy import AdamUpdate, Strategy
 from . import ADAM_OPTIONS, common, register
 from .reinforce import OneHotSampler
+
+GATES = ("one", "both")
 
 
 class BinaryGates(OneHotSampler):
     joint_ok = False
 
-    def __init__(self):
+    def __init__(self, gates: str = "one"):
         super().__init__()
+        if gates not in GATES:
+            raise ArchgradError(f"gates must be one of {', '.join(GATES)}, got {gates!r}")
+        self.gates = gates
         self.pairs: dict[str, list[tuple[int, int]]] = {}
         #: per edge, whether the open gate of this step is a zero op (no update, as official)
         self.frozen: dict[str, list[bool]] = {}
@@ -51,9 +63,13 @@ class BinaryGates(OneHotSampler):
                 if len(two) == 1:
                     two = two * 2
                 q = p[e, two] / p[e, two].sum()
-                c = int(torch.multinomial(q.float(), 1, generator=ctx.generator))
-                w[e, two[c]] = 1.0
-                frozen.append(bool(zero[two[c]]))
+                if self.gates == "both":  # multi_samp: both sampled gates open
+                    w[e, two] = 1.0
+                    frozen.append(False)
+                else:
+                    c = int(torch.multinomial(q.float(), 1, generator=ctx.generator))
+                    w[e, two[c]] = 1.0
+                    frozen.append(bool(zero[two[c]]))
                 pk.append((two[0], two[1]))
                 act.append(tuple(dict.fromkeys(two)))
                 pt.append(q)
@@ -62,6 +78,28 @@ class BinaryGates(OneHotSampler):
             active[k], pairs[k], ptilde[k] = act, pk, torch.stack(pt)
         self.pairs = pairs
         return Mix(weights, active), (pairs, ptilde)
+
+    def weight_mix(self, ctx):
+        if self.gates == "one":
+            return super().weight_mix(ctx)
+        # the comparison code trains the weights on the same 2-hot draw as its theta steps
+        dev = ctx.batch[0].device
+        weights, active = {}, {}
+        for k, p in ctx.arch.probs_detached().items():
+            p = p.double().cpu()
+            n = min(2, int((p > 0).sum(-1).min()))
+            w = torch.zeros(p.shape)
+            act = []
+            for e in range(p.shape[0]):
+                two = torch.multinomial(p[e], n, replacement=False,
+                                        generator=ctx.generator).tolist()
+                w[e, two] = 1.0
+                act.append(tuple(two))
+            weights[k], active[k] = w.to(dev), act
+        return Mix(weights, active)
+
+    def settings(self):
+        return {"gates": self.gates}
 
     def grad_targets(self, ctx, mix, record):
         return [mix.weights[k] for k in record[0]]
@@ -132,20 +170,26 @@ class ProxylessUpdate(AdamUpdate):
 
 
 DEFAULTS = {"arch_lr": 1e-3, "arch_betas": (0.0, 0.999), "arch_weight_decay": 0.0,
-            "arch_every": 5}
+            "arch_every": 5, "warmup_epochs": 0.25}
 SOURCES = {"weights": "DARTS's, as the other strategies of AdvantageNAS's comparison",
            "arch": "ProxylessNAS official search arguments (arch_lr 1e-3, arch_adam_beta1 0, "
                    "beta2 0.999, eps 1e-8, arch_weight_decay 0, arch_init_ratio 1e-3)",
            "arch_every": "ProxylessNAS official grad_update_arch_param_every = 5",
+           "warmup_epochs": "ProxylessNAS official imagenet_arch_search.py (warmup_epochs 40 "
+                            "before n_epochs 120: a quarter of the search)",
+           "gates": "'one': ProxylessNAS 'two' mode (one of the pair open); 'both': "
+                    "AdvantageNAS's comparison code (util.py multi_samp)",
            "schedule": "ProxylessNAS §3.2: gates on held-out data, bi-level",
            "*": "ProxylessNAS (Cai et al. 2019)"}
 
 
 @register("proxyless", family="gates", adam=True, defaults=DEFAULTS, sources=SOURCES,
-          help={"arch_eps": "Adam epsilon of the architecture optimizer"})
-def proxyless(arch_eps: float = 1e-8, **options) -> Strategy:
+          help={"arch_eps": "Adam epsilon of the architecture optimizer",
+                "gates": "'one' (ProxylessNAS: one of the two sampled gates open) or 'both' "
+                         "(AdvantageNAS's comparison code: both open, 2-hot)"})
+def proxyless(arch_eps: float = 1e-8, gates: str = "one", **options) -> Strategy:
     """ProxylessNAS: binarised path gates, two sampled paths per edge, BinaryConnect gradient."""
-    est = BinaryGates()
+    est = BinaryGates(gates)
     o = {k: options.pop(k, ADAM_OPTIONS[k]) for k in ADAM_OPTIONS}
     update = ProxylessUpdate(est, o["arch_lr"], o["arch_betas"], o["arch_weight_decay"],
                              arch_eps, Softmax(o["init_scale"]), grad_clip=o["arch_grad_clip"],

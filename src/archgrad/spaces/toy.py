@@ -153,10 +153,12 @@ class ToySpace(SearchSpace):
     #: every strategy that steps its architecture with Adam
     arch_defaults = {"arch_lr": 1e-3, "arch_betas": (0.9, 0.999), "arch_weight_decay": 0.0}
     #: every iteration is an architecture iteration (the weights are fixed), for every strategy
-    strategy_defaults = {"arch_every": 1}
+    strategy_defaults = {"arch_every": 1, "warmup_epochs": 0}
     defaults_sources = {"arch": "AdvantageNAS §5.1 (Adam, lr 0.001, betas (0.9, 0.999))",
                         "arch_every": "AdvantageNAS §5.1 / toy/toy.py (fixed weights: every "
-                                      "iteration updates theta)"}
+                                      "iteration updates theta)",
+                        "warmup_epochs": "toy/toy.py (fixed weights: no warm-up; theta steps "
+                                         "from the first iteration)"}
     own_data_epochs = 20  # x 100 steps = the paper's 2000 iterations
     default_batch_size = 100
     tiny = {"edges": 3, "candidates": 4}
