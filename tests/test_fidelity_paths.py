@@ -590,3 +590,37 @@ def test_nasp_trains_random_samples_during_a_warm_up_and_the_argmax_after(seed):
                    .argmax(-1).tolist()) for _ in range(5)}
     assert len(warm) > 10 and len(after) == 1
     assert list(after)[0] == tuple(st.arch.theta["cell"].argmax(-1).tolist())
+
+
+# ---- the ImageNet evaluation network trains with DARTS's ImageNet recipe ---------------------
+def test_the_imagenet_network_trains_with_darts_imagenet_recipe():
+    from archgrad.train import epoch_lr
+    r = get_space("darts", network="imagenet").train_recipe()
+    assert (r["epochs"], r["batch_size"], r["lr"], r["lr_gamma"], r["label_smoothing"],
+            r["aux_weight"], r["cutout"], r["weight_decay"]) == \
+        (250, 128, 0.1, 0.97, 0.1, 0.4, 0, 3e-5)
+    assert [epoch_lr(r, e, 250) for e in (0, 1, 10)] == pytest.approx(
+        [0.1, 0.097, 0.1 * 0.97 ** 10])
+    c = get_space("darts").train_recipe()
+    assert c["epochs"] == 600 and c["cutout"] == 16 and "label_smoothing" not in c
+    assert epoch_lr(c, 300, 600) == pytest.approx(0.0125)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_label_smoothing_is_darts_cross_entropy_label_smooth(seed):
+    g = torch.Generator().manual_seed(seed)
+    logits, y = torch.randn(7, 10, generator=g), torch.randint(0, 10, (7,), generator=g)
+    # cnn/train_imagenet.py CrossEntropyLabelSmooth, computed here
+    t = torch.zeros(7, 10).scatter_(1, y[:, None], 1) * 0.9 + 0.1 / 10
+    ref = (-t * torch.log_softmax(logits, 1)).mean(0).sum()
+    got = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+    assert torch.allclose(got, ref, atol=1e-6)
+
+
+def test_a_training_takes_the_exponential_schedule_and_label_smoothing(tmp_path):
+    import archgrad
+    res = archgrad.train("darts", "DARTS_V2", "synthetic", epochs=3, batch_size=32,
+                         eval_every=0, space_options={"eval_C": 4, "eval_layers": 3},
+                         lr=0.05, lr_schedule="exponential", lr_gamma=0.5,
+                         label_smoothing=0.1, aux_weight=0.0, drop_path=0.0)
+    assert [h["lr"] for h in res["history"]] == pytest.approx([0.05, 0.025, 0.0125])

@@ -63,6 +63,11 @@ RECIPE_SPECS = {
     "batch_size": Spec("int", lo=1, hi=1_000_000), "epochs": Spec("int", lo=1, hi=100_000),
     "aux_weight": Spec("float", lo=0.0), "drop_path": Spec("float", lo=0.0, hi=0.99),
     "cutout": Spec("int", lo=0, hi=4096),
+    # the learning rate per epoch: cosine to lr_min, or lr x lr_gamma^epoch (DARTS's ImageNet
+    # StepLR(1, gamma 0.97)); label smoothing of the training loss (DARTS's ImageNet 0.1)
+    "lr_schedule": Spec("str", choices=("cosine", "exponential")),
+    "lr_gamma": Spec("float", lo=0.0, hi=1.0, lo_open=True),
+    "label_smoothing": Spec("float", lo=0.0, hi=0.999),
     # language models (the recurrent spaces' recipes)
     "bptt": Spec("int", lo=2, hi=100_000), "variable_length": Spec("bool"),
     "asgd": Spec("bool"), "nonmono": Spec("int", lo=1, hi=100_000),
@@ -80,8 +85,9 @@ AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 LM_KEYS = ("bptt", "variable_length", "asgd", "nonmono", "tar", "ar", "eval_batch_size",
            "test_batch_size", "loss_sum_over_time")
 # amp: image networks for now; sync_bn: the recurrent evaluation networks have no batch norm
-IMAGE_KEYS = ("aux_weight", "drop_path", "cutout", "amp", "sync_bn")
+IMAGE_KEYS = ("aux_weight", "drop_path", "cutout", "amp", "sync_bn", "label_smoothing")
 _IMAGE_ONLY = {"aux_weight": "the auxiliary head sits on a convolutional cell",
+               "label_smoothing": "it smooths a classifier's targets",
                "drop_path": "it drops the paths of a convolutional cell",
                "cutout": "it masks image patches",
                "amp": "mixed precision is offered for convolutional networks",
@@ -449,6 +455,11 @@ class ImageTrainer:
             model.drop_path_prob = float(recipe.get("drop_path", 0.0)) * epoch / \
                 int(recipe["epochs"])
         aux_w = float(recipe.get("aux_weight", 0.0) or 0.0)
+        smooth = float(recipe.get("label_smoothing", 0.0) or 0.0)
+        # DARTS's ImageNet training loss (CrossEntropyLabelSmooth), main and auxiliary heads;
+        # evaluation keeps the plain loss
+        loss_fn = self.loss_fn if not smooth else \
+            (lambda o, t: nn.functional.cross_entropy(o, t, label_smoothing=smooth))
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         correct = torch.zeros((), dtype=torch.float64, device=dev)
@@ -464,8 +475,8 @@ class ImageTrainer:
                 aux = None
                 if isinstance(out, tuple):
                     out, aux = out
-                loss = self.loss_fn(out, y).float()
-                total = loss + aux_w * self.loss_fn(aux, y).float() if aux is not None \
+                loss = loss_fn(out, y).float()
+                total = loss + aux_w * loss_fn(aux, y).float() if aux is not None \
                     and aux_w else loss
             opt.zero_grad(set_to_none=True)
             (scaler.scale(total) if scaler is not None else total).backward()
@@ -629,7 +640,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
         try:
             for epoch in range(start, epochs):
                 t0 = time.perf_counter()
-                lr = cosine(recipe["lr"], recipe["lr_min"], epoch, epochs)
+                lr = epoch_lr(recipe, epoch, epochs)
                 stats, first_bad = trainer.train_epoch(model, opt, epoch, lr, bar)
                 stats = ctx.average_floats(stats)
                 ctx.broadcast_buffers(model)
@@ -692,6 +703,15 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
             if made is not None and not (run_dir / "train_config.json").exists():
                 undo_set_up(run_dir, made, lock)  # the set-up failed: leave nothing
             lock.release()
+
+
+def epoch_lr(recipe: dict, epoch: int, epochs: int) -> float:
+    """The learning rate of an epoch: cosine from lr to lr_min (DARTS's CIFAR recipe), or
+    ``lr_schedule="exponential"``: lr x lr_gamma^epoch (DARTS's ImageNet recipe, StepLR with
+    period 1 and gamma 0.97)."""
+    if recipe.get("lr_schedule") == "exponential":
+        return float(recipe["lr"]) * float(recipe.get("lr_gamma", 0.97)) ** epoch
+    return cosine(recipe["lr"], recipe.get("lr_min", 0.0), epoch, epochs)
 
 
 def _write_logs(run_dir: Path, history: list[dict]) -> None:

@@ -705,7 +705,15 @@ class DartsSpace(SearchSpace):
 
     def train_recipe(self):
         """DARTS's CIFAR evaluation: 600 epochs, batch 96, SGD lr 0.025 cosine to 0, momentum
-        0.9, weight decay 3e-4, clip 5, auxiliary weight 0.4, drop-path 0.2, cutout 16."""
+        0.9, weight decay 3e-4, clip 5, auxiliary weight 0.4, drop-path 0.2, cutout 16. With
+        ``network="imagenet"`` DARTS's ImageNet one (§3.3 / cnn/train_imagenet.py): 250 epochs,
+        batch 128, lr 0.1 decayed by 0.97 every epoch, momentum 0.9, weight decay 3e-5, clip 5,
+        label smoothing 0.1, auxiliary weight 0.4, no drop-path, no cutout."""
+        if self.config["network"] == "imagenet":
+            return {"epochs": 250, "batch_size": 128, "lr": 0.1, "lr_min": 0.0,
+                    "lr_schedule": "exponential", "lr_gamma": 0.97, "momentum": 0.9,
+                    "weight_decay": 3e-5, "nesterov": False, "grad_clip": 5.0,
+                    "aux_weight": 0.4, "drop_path": 0.0, "cutout": 0, "label_smoothing": 0.1}
         return {"epochs": 600, "batch_size": 96, "lr": 0.025, "lr_min": 0.0, "momentum": 0.9,
                 "weight_decay": 3e-4, "nesterov": False, "grad_clip": 5.0, "aux_weight": 0.4,
                 "drop_path": 0.2, "cutout": 16}
