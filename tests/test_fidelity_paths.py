@@ -624,3 +624,46 @@ def test_a_training_takes_the_exponential_schedule_and_label_smoothing(tmp_path)
                          lr=0.05, lr_schedule="exponential", lr_gamma=0.5,
                          label_smoothing=0.1, aux_weight=0.0, drop_path=0.0)
     assert [h["lr"] for h in res["history"]] == pytest.approx([0.05, 0.025, 0.0125])
+
+
+# ---- AdvantageNAS's exact advantage (eq. 6) beside eq. 7 -------------------------------------
+@pytest.mark.parametrize("seed", SEEDS)
+def test_exact_advantage_is_the_loss_with_the_edge_zeroed_minus_the_loss(seed):
+    torch.manual_seed(seed)
+    sp = get_space("nb201", C=4, N=1, fused=False, ops=("none", "skip_connect", "nor_conv_1x1",
+                                                          "nor_conv_3x3", "avg_pool_3x3"))
+    model = sp.supernet().double().eval()
+    st = make_strategy("advantage", estimate="exact")
+    st.setup(sp.choices(), model, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    x, y = sp.example_batch(6, g)
+    batch = (x.double(), y)
+    ctx = StepContext(model, st.arch, sp.loss, batch, batch, st.weight_params, st.lr, 0, 10, 0,
+                      20, st.generator)
+    est = st.estimator
+    mix, idx = est.arch_mix(ctx)
+    out, loss = ctx.forward(mix)
+    raw = est.exact_advantages(ctx, mix, idx, loss)["cell"]
+    ops = list(sp.choices()[0].ops)
+    with torch.no_grad():
+        for e in range(6):
+            k = list(idx["cell"])
+            k[e] = ops.index("none")
+            l0 = sp.loss(model(batch[0], sp.discrete_mix(sp.genotype_from_indices({"cell": k}))),
+                         batch[1])
+            if idx["cell"][e] != ops.index("none"):
+                assert float(raw[e]) == pytest.approx(float(l0 - loss), abs=1e-9)
+    # eq. 7 (taylor) from the same sample differs from eq. 6 in general, agrees in sign often
+    tg = torch.autograd.grad(loss, [mix.weights["cell"]])
+    taylor = -tg[0][torch.arange(6), torch.tensor(idx["cell"])]
+    assert taylor.shape == raw.shape
+    grads = est.arch_grads(ctx, mix, idx, tg, loss)["cell"].double()
+    p = st.arch.probs_detached()["cell"].double()
+    onehot = torch.nn.functional.one_hot(torch.tensor(idx["cell"]), 5).double()
+    # Algorithm 1 line 9 with eq. 6, descended: -A_i (onehot(a_i) - p_i), on every edge whose
+    # sample is not the zero op (that one takes footnote 4's moving average)
+    for e in range(6):
+        if idx["cell"][e] != ops.index("none"):
+            assert torch.allclose(grads[e], -raw[e] * (onehot[e] - p[e]), atol=1e-9)
+    with pytest.raises(Exception, match="estimate"):
+        make_strategy("advantage", estimate="first-order")

@@ -102,6 +102,7 @@ KNOWN: dict[str, Spec] = {
     "form": Spec("str", choices=("paper", "advantagenas")),
     "selection": Spec("str", choices=("li-talwalkar", "one-batch")),
     "gates": Spec("str", choices=("one", "both")),
+    "estimate": Spec("str", choices=("taylor", "exact")),
     "candidates": Spec("int", lo=1, hi=100_000), "grad_bound": Spec("float", **POS),
     "wipeout": Spec("bool"), "entropic": Spec("float", **NONNEG),
     "partial_channels": Spec("int", lo=1, hi=64),

@@ -6,11 +6,19 @@ loss with respect to the sampled op's mixing weight. A sampled zero op gets the 
 advantage of the other ops on its edge (footnote 4; moving average with coefficient 0.05 as in the
 official code). Gradient: sum_i A_i grad log p_i(a_i) (Algorithm 1, line 9), unbiased by
 Theorem 4.2; theta by Adam; the final architecture by argmax.
+
+``estimate="exact"``: the advantage of eq. 6 itself, A_i = r(a) - r((s_i, 0)) = L((s_i, 0)) - L(a),
+with one extra forward pass per edge (edge i's mixing weight set to zero, the rest of the sampled
+architecture kept): the quantity eq. 7 approximates, for measuring that approximation
+(bench/advantage_bias.py). The zero-op rule of footnote 4 applies to both.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
+from ..errors import ArchgradError
 from ..sampling import onehot, score_grads
 from ..strategy import Strategy
 from . import adam_update, common, register
@@ -20,9 +28,12 @@ from .reinforce import OneHotSampler
 class Advantage(OneHotSampler):
     joint_ok = True
 
-    def __init__(self, ema_coef: float = 0.05):
+    def __init__(self, ema_coef: float = 0.05, estimate: str = "taylor"):
         super().__init__()
-        self.ema_coef = ema_coef
+        if estimate not in ESTIMATES:
+            raise ArchgradError(f"estimate must be one of {', '.join(ESTIMATES)}, got "
+                                f"{estimate!r}")
+        self.ema_coef, self.estimate = ema_coef, estimate
 
     def bind(self, groups, costs, device):
         for g in groups:
@@ -36,17 +47,21 @@ class Advantage(OneHotSampler):
     def grad_targets(self, ctx, mix, record):
         return [mix.weights[k] for k in record]
 
-    def advantages(self, arch, record, target_grads) -> dict[str, torch.Tensor]:
-        """Per edge: A_i = -dL/da_i^j at the sampled op j; for a sampled zero op, the worst
-        moving-average advantage among the other alive ops of the edge."""
+    def advantages(self, arch, record, target_grads, raw=None) -> dict[str, torch.Tensor]:
+        """Per edge: A_i = -dL/da_i^j at the sampled op j (eq. 7; ``raw[label]``: the
+        advantages given, eq. 6's); for a sampled zero op, the worst moving-average advantage
+        among the other alive ops of the edge."""
         out = {}
         for (k, idx), g in zip(record.items(), target_grads):
             group = arch.groups[k]
             zero = torch.tensor(group.zero_mask)
             rows, j = torch.arange(len(idx)), torch.tensor(idx)
-            g = torch.zeros(group.shape, dtype=torch.float64) if g is None \
-                else g.detach().double().cpu()
-            adv = -g[rows, j]
+            if raw is not None:
+                adv = raw[k].detach().double().cpu()
+            else:
+                g = torch.zeros(group.shape, dtype=torch.float64) if g is None \
+                    else g.detach().double().cpu()
+                adv = -g[rows, j]
             ema = getattr(self, f"ema_{k}")
             table = ema.cpu().clone()
             sampled_zero = zero[j]
@@ -61,8 +76,26 @@ class Advantage(OneHotSampler):
             out[k] = adv
         return out
 
+    @torch.no_grad()
+    def exact_advantages(self, ctx, mix, record, loss) -> dict[str, torch.Tensor]:
+        """Eq. 6: per edge, L with that edge's output zero (its mixing weight 0) minus L."""
+        base = float(loss)
+        out = {}
+        for k, idx in record.items():
+            vals = []
+            for e in range(len(idx)):
+                w = {key: v.detach() for key, v in mix.weights.items()}
+                w[k] = w[k].clone()
+                w[k][e] = 0.0
+                _, l0 = ctx.forward(replace(mix, weights=w))
+                vals.append(float(l0) - base)
+            out[k] = torch.tensor(vals, dtype=torch.float64)
+        return out
+
     def arch_grads(self, ctx, mix, record, target_grads, loss):
-        adv = self.advantages(ctx.arch, record, target_grads)
+        raw = self.exact_advantages(ctx, mix, record, loss) if self.estimate == "exact" \
+            else None
+        adv = self.advantages(ctx.arch, record, target_grads, raw)
         # descent direction of -J: -sum_i A_i grad log p_i(a_i)
         return score_grads(ctx.arch, record, {k: -a for k, a in adv.items()})
 
@@ -71,7 +104,10 @@ class Advantage(OneHotSampler):
 
 
     def settings(self):
-        return {"ema_coef": self.ema_coef}
+        return {"ema_coef": self.ema_coef, "estimate": self.estimate}
+
+
+ESTIMATES = ("taylor", "exact")
 
 
 SOURCES = {"weights": "DARTS's, as the other strategies (AdvantageNAS's own NB201 settings, "
@@ -83,13 +119,17 @@ SOURCES = {"weights": "DARTS's, as the other strategies (AdvantageNAS's own NB20
                        "architecture step",
            "ema_coef": "AdvantageNAS footnote 4 / official util.py EMA(coef=0.05)",
            "derive": "AdvantageNAS §5.2: argmax",
+           "estimate": "AdvantageNAS eq. 7 ('taylor', the paper's method); 'exact': eq. 6 with "
+                       "one extra forward pass per edge",
            "*": "AdvantageNAS (Sato et al. 2021)"}
 
 
 @register("advantage", family="score-function", adam=True, defaults={"init_scale": 0.0},
           sources=SOURCES, help={"ema_coef": "moving-average coefficient of the advantages "
-                                             "that stand in for a sampled zero op"})
-def advantage(ema_coef: float = 0.05, **options) -> Strategy:
+                                             "that stand in for a sampled zero op",
+                                 "estimate": "'taylor' (eq. 7, no extra pass) or 'exact' "
+                                             "(eq. 6, one extra forward per edge)"})
+def advantage(ema_coef: float = 0.05, estimate: str = "taylor", **options) -> Strategy:
     """AdvantageNAS: sparse propagation, policy gradient with per-edge advantage (eq. 7)."""
-    return Strategy("advantage", Advantage(ema_coef), adam_update(options), bilevel=True,
-                    arch_first=False, **common(options))
+    return Strategy("advantage", Advantage(ema_coef, estimate), adam_update(options),
+                    bilevel=True, arch_first=False, **common(options))
