@@ -27,6 +27,9 @@ from ..sampling import gumbel, score_grads
 from ..strategy import Estimator, StepContext, Strategy
 from . import adam_update, common, register
 
+#: SNAS names three constraint levels (Table 1: mild / moderate / aggressive) but gives no
+#: weights for them, in the paper or its code at hand: these are archgrad's, calibrated on
+#: NAS-Bench-201 (bench/snas_resource.py shows what each does on the DARTS space)
 RESOURCE_LEVELS = {"none": 0.0, "mild": 0.01, "moderate": 0.03, "aggressive": 0.1}
 
 
