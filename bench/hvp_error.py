@@ -17,7 +17,6 @@ import statistics
 import time
 
 import torch
-
 from _results import write_block
 
 SPACES = {"nb201": {"C": 8, "N": 1, "fused": False}, "darts": {"C": 4, "layers": 3}}
