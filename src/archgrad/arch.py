@@ -169,6 +169,45 @@ class NodeSoftmax(Softmax):
         return Parameterization.log_probs(self, theta, alive, group)
 
 
+class Sigmoid(Softmax):
+    """FairDARTS (Chu et al. 2020, §3.2): each candidate's weight is an independent sigmoid of
+    its logit, so candidates do not compete (a row need not sum to one). Init as DARTS's."""
+
+    name = "sigmoid"
+
+    def probs(self, theta, alive, group=None):
+        return torch.sigmoid(theta) * alive
+
+    def log_probs(self, theta, alive, group=None):
+        return Parameterization.log_probs(self, theta, alive, group)
+
+    def concentrated(self, shape, index):
+        return torch.full(shape, -20.0).scatter_(1, index.view(-1, 1), 20.0)
+
+
+class Dirichlet(Softmax):
+    """DrNAS (Chen et al. 2021, §3.1): per edge a Dirichlet distribution with concentration
+    beta = ELU(theta) + 1 (positive, the release's ``F.elu(x) + 1``); ``probs`` is its mean
+    beta / sum(beta) over the alive candidates (the estimator samples the mixing weights)."""
+
+    name = "dirichlet"
+
+    def concentration(self, theta: Tensor, alive: Tensor) -> Tensor:
+        return (torch.nn.functional.elu(theta) + 1.0) * alive
+
+    def probs(self, theta, alive, group=None):
+        c = self.concentration(theta, alive)
+        return c / c.sum(-1, keepdim=True)
+
+    def log_probs(self, theta, alive, group=None):
+        return Parameterization.log_probs(self, theta, alive, group)
+
+    def concentrated(self, shape, index):
+        # concentration 1e4 against 1 for the others (a concentration near 0 draws Gamma
+        # samples that underflow to 0, where their gradient is undefined)
+        return torch.zeros(shape).scatter_(1, index.view(-1, 1), 1e4)
+
+
 class Simplex(Parameterization):
     """The parameters are the probabilities themselves (non-negative rows summing to one), as
     in GAEA's exponentiated-gradient updates. Initialised uniform over the alive candidates,
@@ -337,6 +376,23 @@ class Mix:
     #: dropout rate on the output of identity skip connections while training (P-DARTS §3.3;
     #: the official code wraps only ``Identity`` in dropout, never the stride-2 skip)
     skip_dropout: float = 0.0
+    #: every cell of the supernet mixes with its own copy of ``weights`` (:meth:`layer`), a
+    #: leaf whose gradient the backward fills (Λ-DARTS's per-cell architecture gradients);
+    #: ``layers`` holds the copies (cell index -> label -> tensor), given or made on first use
+    layered: bool = False
+    layers: dict = field(default_factory=dict)
+
+    def layer(self, index: int) -> "Mix":
+        """The mix cell ``index`` of a supernet uses: this one, or its own copy of the weights
+        when :attr:`layered`."""
+        if not self.layered:
+            return self
+        ws = self.layers.get(index)
+        if ws is None:
+            ws = {k: v.detach().clone().requires_grad_(True) for k, v in self.weights.items()}
+            self.layers[index] = ws
+        return Mix(ws, self.active, self.edge_scale, self.inactive_as_constant,
+                   self.skip_dropout)
 
     def edge_active(self, label: str, e: int, skip_mask: Sequence[bool]) -> Iterable[int]:
         """The candidates edge ``e`` computes: ``active``'s, else all but the skipped ones
@@ -368,7 +424,9 @@ class Mix:
         return Mix({k: v.to(device=device, dtype=dtype) for k, v in self.weights.items()},
                    dict(self.active),
                    {k: v.to(device=device, dtype=dtype) for k, v in self.edge_scale.items()},
-                   self.inactive_as_constant, self.skip_dropout)
+                   self.inactive_as_constant, self.skip_dropout, self.layered,
+                   {i: {k: v.to(device=device, dtype=dtype) for k, v in ws.items()}
+                    for i, ws in self.layers.items()})
 
 
 def entropy(probs: Mapping[str, Tensor]) -> float:

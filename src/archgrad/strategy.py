@@ -58,6 +58,9 @@ class StepContext:
     scaler: Any = None
     #: an iteration of a warm-up (weights only, the architecture frozen)
     warmup: bool = False
+    #: the iteration's validation batch (bi-level; None in a single-level search), for the
+    #: weight step's parts that compare both (OLES)
+    valid_batch: tuple[Tensor, Tensor] | None = None
 
     def grad(self, loss: Tensor, inputs: Sequence[Tensor], scaled: int = 0
              ) -> list[Tensor | None]:
@@ -399,7 +402,7 @@ class Strategy(nn.Module):
                  rank_candidates: int = 0, edge_weights: bool = False,
                  space_defaults: dict | None = None, arch_every: int = 1,
                  data_split: str | None = None, batch_size: int | None = None,
-                 epochs: int | None = None):
+                 epochs: int | None = None, addons: Sequence[Any] = ()):
         super().__init__()
         if derive not in DERIVE_MODES:
             raise ArchgradError(f"derive must be one of {', '.join(DERIVE_MODES)}, got {derive!r}")
@@ -422,6 +425,10 @@ class Strategy(nn.Module):
         self.name = name
         self.estimator = estimator
         self.update = update
+        #: parts any strategy can take (archgrad.addons): regularizers, perturbations ...
+        self.addons = list(addons)
+        for a in self.addons:
+            a.check(self)
         self.bilevel, self.arch_first = bilevel, arch_first
         self.warmup_epochs = warmup_epochs
         self.arch_every = arch_every
@@ -440,6 +447,9 @@ class Strategy(nn.Module):
         #: supernet options this strategy is designed for, applied where the space accepts
         #: them and the user has not set them (PC-DARTS: partial_channels=4)
         self.space_defaults = dict(space_defaults or {})
+        for a in self.addons:
+            self.space_defaults.update({k: v for k, v in a.space_defaults.items()
+                                        if k not in self.space_defaults})
         self.description = description
         self.generator = torch.Generator()
         #: genotype key -> [reward sum, count, best reward] of the sampled architectures
@@ -546,6 +556,8 @@ class Strategy(nn.Module):
         carry ``lr_scale`` (a shorter BPTT window: DARTS scales the learning rate with it)."""
         stages = self.stages_for(epochs)
         si, stage = self.stage_of(epoch, epochs)
+        for a in self.addons:
+            a.begin_step(self, epoch, epochs)
         arch_epoch = epoch >= stage.start + stage.warmup
         arch_on = arch_epoch and (step + 1) % self.arch_every == 0
         # iterations with architecture steps in the search and the index of this one (XNAS's T
@@ -562,7 +574,8 @@ class Strategy(nn.Module):
             return StepContext(self.model, self.arch, fn, batch, train_batch,
                                self.weight_params, lr, epoch, epochs, step, steps_per_epoch,
                                self.generator, total, index, self.weight_opt, self.weights_cfg,
-                               amp=self.amp, scaler=self.scaler, warmup=not arch_epoch)
+                               amp=self.amp, scaler=self.scaler, warmup=not arch_epoch,
+                               valid_batch=valid_batch if self.bilevel else None)
 
         afn = arch_loss_fn or loss_fn
         stats: dict[str, Any] = {}
@@ -571,7 +584,8 @@ class Strategy(nn.Module):
                 g["lr"] = lr
         try:
             own_batch = self.bilevel or self.data_split == "all-resampled"
-            if not own_batch and arch_on and self.estimator.joint_ok:
+            if not own_batch and arch_on and self.estimator.joint_ok and \
+                    not any(a.own_weight_step for a in self.addons):
                 stats.update(self.joint_step(ctx(train_batch, loss_fn)))
                 return stats
             arch_batch = valid_batch if own_batch and valid_batch is not None \
@@ -599,6 +613,7 @@ class Strategy(nn.Module):
         res = self.estimator.arch_step(ctx)
         if self.dist is not None:
             res.grads = self.dist.average_grads(res.grads)
+        self._add_regularizers(ctx, res.grads)
         stats = dict(res.stats)
         stats.update(self.update.step(res.grads, ctx))
         self._track(res)
@@ -609,9 +624,15 @@ class Strategy(nn.Module):
         if not self.weight_params:  # fixed weights (the toy teacher-student task)
             return {}
         mix = self.estimator.weight_mix(ctx)
+        for a in self.addons:
+            mix = a.weight_mix(ctx, mix)
+        for a in self.addons:
+            a.before_weight(ctx, self, mix)
         out, loss = ctx.forward(mix, ctx.train_batch)
         self.weight_opt.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        for a in self.addons:
+            a.after_backward(ctx, self, mix)
         norm = self._clip_and_step()
         return {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.train_batch[1]),
                 "_wnorm": norm, **output_metrics(out, "train")}
@@ -629,6 +650,7 @@ class Strategy(nn.Module):
         grads = self.estimator.arch_grads(ctx, mix, record, gs[n:], loss)
         if self.dist is not None:
             grads = self.dist.average_grads(grads)
+        self._add_regularizers(ctx, grads)
         stats = {"train_loss": loss.detach(), "train_acc": accuracy(out, ctx.batch[1]),
                  "_grads": grads, **output_metrics(out, "train")}
         if self.weight_params:
@@ -637,6 +659,12 @@ class Strategy(nn.Module):
         sample = self.estimator.sample_of(record)
         self._track(ArchStepResult(grads, {}, [(sample, -loss.detach())] if sample else []))
         return stats
+
+    def _add_regularizers(self, ctx: StepContext, grads: dict[str, Tensor]) -> None:
+        """Add the gradients of the addons' architecture losses (the same on every rank)."""
+        for a in self.addons:
+            for k, g in a.arch_grads(ctx, self.arch).items():
+                grads[k] = g if k not in grads else grads[k] + g.to(grads[k].dtype)
 
     def _clip_and_step(self) -> Tensor:
         """Clip (when set) and step the weights; returns their gradient norm (a tensor: the
@@ -720,7 +748,8 @@ class Strategy(nn.Module):
                 "update": self.update.state_dict(),
                 "weight_opt": self.weight_opt.state_dict() if getattr(self, "weight_opt", None)
                 else None,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "addons": [a.state_dict() for a in self.addons]}
 
     def set_extra_state(self, state):
         self.generator.set_state(state["generator"])
@@ -731,6 +760,8 @@ class Strategy(nn.Module):
             self.weight_opt.load_state_dict(state["weight_opt"])
         if state.get("scaler") is not None and self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
+        for a, st in zip(self.addons, state.get("addons", [])):
+            a.load_state_dict(st)
 
     def describe(self) -> dict:
         return {"name": self.name, "estimator": type(self.estimator).__name__,
@@ -739,7 +770,8 @@ class Strategy(nn.Module):
                 "bilevel": self.bilevel, "arch_first": self.arch_first,
                 "warmup_epochs": self.warmup_epochs, "derive": self.final_derive,
                 "dense": self.estimator.dense, "data_split": self.data_split,
-                "arch_every": self.arch_every, "eval": self.estimator.describe_eval()}
+                "arch_every": self.arch_every, "eval": self.estimator.describe_eval(),
+                "addons": [a.name for a in self.addons]}
 
     def settings(self) -> dict[str, Any]:
         """Every setting this strategy runs with (weights, architecture, schedule, estimator),
@@ -756,6 +788,8 @@ class Strategy(nn.Module):
             out["edge_weights"] = True
         out.update(self.space_defaults)
         out.update(self.estimator.settings())
+        for a in self.addons:
+            out.update(a.settings())
         return out
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..addons import ADDON_DEFAULTS, ADDON_HELP, build_addons
 from ..arch import Softmax
 from ..errors import ArchgradError
 from ..registry import Registry, first_paragraph
@@ -44,6 +45,7 @@ COMMON_OPTIONS = {
               "architecture with the lowest single-minibatch validation loss, AdvantageNAS's "
               "official code) or 'process-best-mean' (the lowest mean over its samples)",
     "exclude_none": "never derive the zero op",
+    **ADDON_HELP,
 }
 
 #: Adam on the architecture's logits, DARTS's settings (§3.1.2; cnn/train_search.py)
@@ -123,6 +125,8 @@ def common(kw: dict) -> dict:
             out[k] = kw.pop(k)
     if "exclude_none" in kw:
         out.setdefault("derive_options", {})["exclude_none"] = bool(kw.pop("exclude_none"))
+    addon_opts = {k: kw.pop(k) for k in list(kw) if k in ADDON_DEFAULTS}
+    out["addons"] = build_addons(addon_opts)
     if kw:
         raise ArchgradError(f"unexpected strategy option(s): {', '.join(sorted(kw))}")
     return out
@@ -149,7 +153,7 @@ def option_help(name: str) -> dict[str, dict[str, Any]]:
 #: defaults of the options common to every strategy (DARTS's)
 COMMON_DEFAULTS = {**{f.name: f.default for f in fields(WeightOptim)}, "warmup_epochs": 0,
                    "arch_every": 1, "data_split": None, "derive": "argmax",
-                   "exclude_none": False}
+                   "exclude_none": False, **ADDON_DEFAULTS}
 
 
 def option_defaults(name: str) -> dict[str, Any]:
@@ -284,6 +288,8 @@ def space_defaults_table() -> list[str]:
 # importing the method modules registers them
 from . import (advantage, darts, gaea, gdas, idarts, nasp, parsec, pcdarts,  # noqa: E402,F401,I001
                pdarts, proxyless, random_ws, reinforce, snas, xnas)
+from . import (beta_darts, darts_minus, drnas, fairdarts, lambda_darts, oles,  # noqa: E402,F401,I001
+               sdarts)
 
 __all__ = ["STRATEGIES", "make_strategy", "register", "common", "accepted_options",
            "COMMON_OPTIONS", "ADAM_OPTIONS", "adam_update", "strategy_settings",

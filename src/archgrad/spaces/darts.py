@@ -270,7 +270,7 @@ def _edges(steps: int) -> tuple[tuple[int, int], ...]:
 
 class DartsSearchCell(nn.Module):
     def __init__(self, C_pp, C_p, C, reduction, reduction_prev, group: ChoiceGroup, steps,
-                 multiplier, *, track, partial_channels=1):
+                 multiplier, *, track, partial_channels=1, aux_skip=False):
         super().__init__()
         self.reduction, self.group = reduction, group
         self.steps, self.multiplier = steps, multiplier
@@ -291,6 +291,11 @@ class DartsSearchCell(nn.Module):
                        else mixed)
         self.edges = ops
         self.incoming = group.incoming()
+        if aux_skip:  # DARTS-: identity, FactorizedReduce on a stride-2 edge (its MixedOp)
+            self.aux = nn.ModuleList(
+                FactorizedReduce(C, C, affine=False, track_running_stats=track)
+                if reduction and j < 2 else nn.Identity() for j, _ in group.edges)
+            self.aux_coef = 0.0
 
     def forward(self, s0: Tensor, s1: Tensor, mix: Mix) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
@@ -299,13 +304,19 @@ class DartsSearchCell(nn.Module):
             shape[2], shape[3] = (shape[2] + 1) // 2, (shape[3] + 1) // 2
         for i in range(self.steps):
             s = mixed_node(self.edges, self.incoming[i + 2], states, self.group, mix)
+            aux = getattr(self, "aux_coef", 0.0)
+            if aux:
+                for e in self.incoming[i + 2]:
+                    t = self.aux[e](states[self.group.edges[e][0]]) * aux
+                    s = t if s is None else s + t
             states.append(states[1].new_zeros(shape) if s is None else s)
         return torch.cat(states[-self.multiplier:], dim=1)
 
 
 class DartsSupernet(Supernet):
     def __init__(self, C, layers, steps, multiplier, stem_multiplier, num_classes, in_channels,
-                 normal: ChoiceGroup, reduce: ChoiceGroup, *, track=True, partial_channels=1):
+                 normal: ChoiceGroup, reduce: ChoiceGroup, *, track=True, partial_channels=1,
+                 aux_skip=False):
         super().__init__()
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
@@ -319,7 +330,8 @@ class DartsSupernet(Supernet):
                 C_curr *= 2
             cell = DartsSearchCell(C_pp, C_p, C_curr, reduction, reduction_prev,
                                    reduce if reduction else normal, steps, multiplier,
-                                   track=track, partial_channels=partial_channels)
+                                   track=track, partial_channels=partial_channels,
+                                   aux_skip=aux_skip)
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, multiplier * C_curr
@@ -328,8 +340,8 @@ class DartsSupernet(Supernet):
 
     def forward(self, x: Tensor, mix: Mix) -> Tensor:
         s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, mix)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, mix.layer(i))
         return self.classifier(self.global_pooling(s1).flatten(1))
 
 
@@ -488,7 +500,8 @@ class DartsSpace(SearchSpace):
     depth_option, progressive_depths = "layers", (5, 11, 17)  # P-DARTS
     build_flags = {"channels": "eval_C", "cells": "eval_layers"}
     search_only = frozenset({"C", "layers", "steps", "multiplier", "ops", "include_none",
-                             "partial_channels", "track_running_stats", "rule", "max_skip"})
+                             "partial_channels", "track_running_stats", "rule", "max_skip",
+                             "auxiliary_skip"})
     options = {
         "C": (16, "channels of the search network's first cells"),
         "layers": (8, "cells of the search network"),
@@ -500,6 +513,8 @@ class DartsSpace(SearchSpace):
         "ops": (None, "candidate ops (default: DARTS's eight)"),
         "include_none": (True, "keep 'none' among the candidates (--exclude-none removes it)"),
         "partial_channels": (1, "PC-DARTS: mixed ops process 1/K of the channels (1: all)"),
+        "auxiliary_skip": (False, "DARTS-: an auxiliary skip connection on every edge, its "
+                            "coefficient set by the strategy (aux_skip)"),
         "track_running_stats": (True, "BN running statistics in the search network"),
         "rule": ("darts", "derivation: 'darts' (two strongest inputs per node) or 'snas' "
                           "(SNAS's child graph: argmax per edge, none edges dropped)"),
@@ -551,7 +566,7 @@ class DartsSpace(SearchSpace):
         return DartsSupernet(c["C"], c["layers"], c["steps"], c["multiplier"],
                              c["stem_multiplier"], c["num_classes"], c["in_channels"],
                              *self._groups, track=c["track_running_stats"],
-                             partial_channels=c["partial_channels"])
+                             partial_channels=c["partial_channels"], aux_skip=c["auxiliary_skip"])
 
     def build(self, genotype) -> nn.Module:
         c = self.config

@@ -139,9 +139,11 @@ class SearchCell(nn.Module):
     """A cell of mixed ops; the reference evaluation (per edge, per candidate)."""
 
     def __init__(self, C: int, group: ChoiceGroup, *, affine: bool, track: bool,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, aux_skip: bool = False):
         super().__init__()
         self.group = group
+        if aux_skip:  # DARTS-'s auxiliary skip per edge, its coefficient set by the schedule
+            self.aux_coef = 0.0
         self.incoming = group.incoming()
         K = partial_channels
         if C % K:
@@ -160,21 +162,28 @@ class SearchCell(nn.Module):
         nodes = [x]
         for i in range(1, NODES):
             s = mixed_node(self.edges, self.incoming[i], nodes, self.group, mix)
+            aux = getattr(self, "aux_coef", 0.0)
+            if aux:  # every edge is stride 1: the auxiliary skip is the identity
+                for e in self.incoming[i]:
+                    t = nodes[self.group.edges[e][0]] * aux
+                    s = t if s is None else s + t
             nodes.append(torch.zeros_like(x) if s is None else s)
         return nodes[-1]
 
 
 class NB201Supernet(Supernet):
     def __init__(self, C, N, num_classes, in_channels, group: ChoiceGroup, *, affine=False,
-                 track_running_stats=True, partial_channels=1, fused=True, channels_last=True):
+                 track_running_stats=True, partial_channels=1, fused=True, channels_last=True,
+                 aux_skip=False):
         super().__init__()
         self.channels_last = channels_last
 
         def make_cell(c):
             if fused and partial_channels == 1:
-                return FusedSearchCell(c, group, NODES, affine=affine, track=track_running_stats)
+                return FusedSearchCell(c, group, NODES, affine=affine, track=track_running_stats,
+                                       aux_skip=aux_skip)
             return SearchCell(c, group, affine=affine, track=track_running_stats,
-                              partial_channels=partial_channels)
+                              partial_channels=partial_channels, aux_skip=aux_skip)
 
         self.net = _Skeleton(C, N, num_classes, in_channels, make_cell)
         if channels_last:
@@ -184,8 +193,9 @@ class NB201Supernet(Supernet):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.net.stem(x)
-        for cell in self.net.cells:
-            h = cell(h, mix) if isinstance(cell, (SearchCell, FusedSearchCell)) else cell(h)
+        for i, cell in enumerate(self.net.cells):
+            h = cell(h, mix.layer(i)) if isinstance(cell, (SearchCell, FusedSearchCell)) \
+                else cell(h)
         return self.net.head(h)
 
 
@@ -229,7 +239,7 @@ class NB201Space(SearchSpace):
     tiny = {"C": 4, "N": 1}
     depth_option, progressive_depths = "N", (1, 3, 5)  # 3, 9, 15 cells
     search_only = frozenset({"include_none", "ops", "affine", "track_running_stats",
-                             "partial_channels", "fused", "channels_last"})
+                             "partial_channels", "fused", "channels_last", "auxiliary_skip"})
     options = {
         "C": (16, "channels of the first stage"),
         "N": (5, "cells per stage"),
@@ -243,6 +253,8 @@ class NB201Space(SearchSpace):
         "partial_channels": (1, "PC-DARTS: mixed ops process 1/K of the channels (1: all)"),
         "fused": (True, "compute the work shared by a node's outgoing edges once (same results "
                         "as the per-edge, per-op reference implementation, faster)"),
+        "auxiliary_skip": (False, "DARTS-: an auxiliary skip connection on every edge, its "
+                            "coefficient set by the strategy (aux_skip)"),
         "channels_last": (None, "NHWC memory layout for the search network; default: on with "
                                 "the fused cell (faster convolutions), off for the reference and "
                                 "partial-channel cells (slower there)"),
@@ -272,6 +284,7 @@ class NB201Space(SearchSpace):
         return NB201Supernet(c["C"], c["N"], c["num_classes"], c["in_channels"], self._group,
                              affine=c["affine"], track_running_stats=c["track_running_stats"],
                              partial_channels=c["partial_channels"], fused=c["fused"],
+                             aux_skip=c["auxiliary_skip"],
                              channels_last=c["channels_last"] if c["channels_last"] is not None
                              else (c["fused"] and c["partial_channels"] == 1))
 

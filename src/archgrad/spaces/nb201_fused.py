@@ -147,9 +147,12 @@ class FanOut(nn.Module):
 
 
 class FusedSearchCell(nn.Module):
-    def __init__(self, C: int, group: ChoiceGroup, nodes: int, *, affine: bool, track: bool):
+    def __init__(self, C: int, group: ChoiceGroup, nodes: int, *, affine: bool, track: bool,
+                 aux_skip: bool = False):
         super().__init__()
         self.group, self.C, self.n_nodes = group, C, nodes
+        if aux_skip:  # DARTS-'s auxiliary skip per edge, its coefficient set by the schedule
+            self.aux_coef = 0.0
         ops = group.ops
         self.k = {name: (ops.index(name) if name in ops else None)
                   for name in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")}
@@ -191,8 +194,11 @@ class FusedSearchCell(nn.Module):
             C = self.C
             y3 = y3.split(C, dim=1) if y3 is not None else None  # views; one backward concat
             y1 = y1.split(C, dim=1) if y1 is not None else None
+            aux = getattr(self, "aux_coef", 0.0)
             for i, e in enumerate(E):
                 dst, a, we = self.group.edges[e][1], acts[i], w[e]
+                if aux:
+                    add(dst, xs * aux)
                 if ks is not None and ks in a:  # P-DARTS: dropout after each skip connection
                     add(dst, F.dropout(xs, p_skip) if p_skip > 0 else xs, we[ks])
                 if pooled is not None and kp in a:
