@@ -57,6 +57,18 @@ EXPECTED = {
                   "warmup_epochs": 0.25, "gates": "one"},
     "nasp": {**DARTS_W, **DARTS_A},
     "random-ws": {**DARTS_W, "arch_optimizer": "none", "derive": "rank-random"},
+    # the methods the field compares against since 2020 (issue 25)
+    "drnas": {**DARTS_W, **DARTS_A, "epochs": 100, "concentration_reg": "l2",
+              "reg_scale": 1e-3, "bilevel": True},
+    "fairdarts": {**DARTS_W, **DARTS_A, "zero_one": 10.0, "bilevel": True},
+    "sdarts-rs": {**DARTS_W, **DARTS_A, "perturb": "random", "perturb_eps": 0.3,
+                  "perturb_eps_min": 0.03},
+    "sdarts-adv": {**DARTS_W, **DARTS_A, "perturb": "adversarial", "perturb_eps": 0.3,
+                   "perturb_eps_min": 0.03, "perturb_steps": 7},
+    "darts-minus": {**DARTS_W, **DARTS_A, "aux_skip": 1.0, "auxiliary_skip": True},
+    "beta-darts": {**DARTS_W, **DARTS_A, "beta_decay": 50.0, "beta_decay_span": 100},
+    "lambda-darts": {**DARTS_W, **DARTS_A, "lambda_reg": 0.125, "lambda_eps": 1e-4},
+    "oles": {**DARTS_W, **DARTS_A, "oles": 0.4, "oles_window": 20, "oles_match": "official"},
 }
 
 
