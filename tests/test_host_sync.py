@@ -6,7 +6,8 @@ intercepting the reads with a torch function mode, for every registered strategy
 Strategies that sample an architecture must read the sample (it decides which ops run), so
 their estimators (``dense = False``) are exempt, and so are two dense ones whose computation a
 step changes by design: NASP (the binarised architecture picks the ops of the weight step) and
-XNAS (wipeout removes experts from the next forward)."""
+XNAS (wipeout removes experts from the next forward); OLES reads its gradient-matching scores
+to decide which operations stop training."""
 import collections
 import traceback
 
@@ -18,7 +19,7 @@ from archgrad.methods import STRATEGIES, make_strategy
 from archgrad.strategy import Strategy
 
 READS = {"item", "__float__", "__bool__", "__int__", "__index__", "tolist", "numpy", "cpu"}
-DECIDE_ON_THE_HOST = {"nasp", "xnas"}
+DECIDE_ON_THE_HOST = {"nasp", "xnas", "oles"}
 
 
 class _Reads(TorchFunctionMode):

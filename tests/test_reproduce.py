@@ -632,3 +632,17 @@ def test_a_dry_run_lists_the_runs_and_their_states_and_writes_nothing(capsys, tm
     res = archgrad.run_sweep(["darts"], [0, 1], dataset="synthetic", epochs=1, C=4, N=1,
                              out=tmp_path / "api", dry_run=True)
     assert res["runs"] == 2 and not (tmp_path / "api").exists()
+
+
+def test_reproduce_nb201_robust_tiny_reports_every_method_on_the_three_datasets(capsys,
+                                                                                tmp_path):
+    out = tmp_path / "robust"
+    code, o, err = run(capsys, "reproduce", "nb201-robust", "--scale", "tiny", "--seeds", "0",
+                       "--out", str(out), "--quiet", "--workers", "2")
+    assert code == 0, err
+    md = (out / "report.md").read_text()
+    for label in ("DARTS (1st)", "DrNAS", "SDARTS-RS", "SDARTS-ADV", "FairDARTS", "DARTS-",
+                  "beta-DARTS", "Lambda-DARTS", "OLES"):
+        assert f"| {label} | 1 |" in md, label
+    assert "NB201 cifar100 (%)" in md and "NB201 ImageNet16-120 (%)" in md
+    assert "| 94.36 |" in md and "| 93.80 |" in md and "transfers the" in md

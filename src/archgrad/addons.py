@@ -131,12 +131,12 @@ class ZeroOne(Addon):
         self.weight = float(weight)
 
     def loss(self, arch) -> Tensor:
-        sq, n = 0.0, 0
+        sq, n = 0.0, 0.0
         for k, p in arch.probs().items():
             a = arch.alive(k)
-            sq = sq + ((p - 0.5) ** 2)[a].sum()
-            n += int(a.sum())
-        return -sq / max(n, 1)
+            sq = sq + (((p - 0.5) ** 2) * a).sum()
+            n = n + a.sum()  # a tensor: no host read inside a step
+        return -sq / n
 
     def arch_grads(self, ctx, arch):
         keys = list(arch.labels())
@@ -154,13 +154,10 @@ def project_rows(w: Tensor) -> Tensor:
     """SDARTS's ``clip``: each edge's weights clamped to [0, 1] and renormalised to sum 1 (an
     edge left all zero puts 1 on its largest entry before the clamp)."""
     c = w.clamp(0.0, 1.0)
-    s = c.sum(-1, keepdim=True)
-    empty = s <= 0
-    if bool(empty.any()):
-        onehot = torch.zeros_like(c).scatter_(-1, w.argmax(-1, keepdim=True), 1.0)
-        c = torch.where(empty, onehot, c)
-        s = c.sum(-1, keepdim=True)
-    return c / s
+    empty = c.sum(-1, keepdim=True) <= 0  # decided on the device: no host read
+    onehot = torch.zeros_like(c).scatter_(-1, w.argmax(-1, keepdim=True), 1.0)
+    c = torch.where(empty, onehot, c)
+    return c / c.sum(-1, keepdim=True)
 
 
 class Perturbation(Addon):
@@ -274,14 +271,14 @@ def alignment(grads: list[Tensor]) -> Tensor:
 def alignment_direction(grads: list[Tensor]) -> list[Tensor]:
     """d alignment / d g_l for every layer l: (1 / ||g_l||) (I - u_l u_l^T) sum_j u_j divided by
     the number of pairs (the release's ``get_perturbations`` before its scaling)."""
-    u = [g / g.norm() for g in grads]
+    u = [g / g.norm().clamp_min(1e-30) for g in grads]
     total = sum(u)
     n = len(grads)
     pairs = n * (n - 1) / 2
     out = []
     for g, ul in zip(grads, u):
         proj = total - ul * (ul * total).sum()
-        out.append(proj / g.norm() / pairs)
+        out.append(proj / g.norm().clamp_min(1e-30) / pairs)
     return out
 
 
@@ -325,7 +322,7 @@ class LayerAlignment(Addon):
         per_label: dict[str, list[tuple[int, Tensor]]] = {}
         for i, ws in sorted(mix.layers.items()):
             for k, w in ws.items():
-                if w.grad is not None and float(w.grad.norm()) > 0:
+                if w.grad is not None:
                     per_label.setdefault(k, []).append((i, w.grad.detach()))
         pert: dict[int, dict[str, Tensor]] = {}
         for k, items in per_label.items():
@@ -337,7 +334,7 @@ class LayerAlignment(Addon):
         if not pert:
             return
         norm = torch.sqrt(sum((d.double() ** 2).sum() for p in pert.values() for d in p.values()))
-        eps = self.eps0 / float(norm)
+        eps = (self.eps0 / norm).float()  # a tensor: no host read
         W = strategy.weight_params
         base = {i: {k: w.detach() for k, w in ws.items()} for i, ws in mix.layers.items()}
 

@@ -310,6 +310,8 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     if proto:
         lines += [f"Protocol `{proto.name}`, scale `{meta.get('scale', 'full')}`: "
                   f"{proto.source}.", ""]
+        if proto.description:
+            lines += [" ".join(proto.description.split()), ""]
         note = proto.scale_note(meta.get("scale", "full"))
         if note:
             lines += ["Scale: " + " ".join(note.split()), ""]
