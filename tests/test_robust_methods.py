@@ -250,10 +250,11 @@ def test_alignment_direction_is_the_gradient_of_the_alignment(seed):
 def test_lambda_correction_is_minus_the_weights_gradient_of_the_alignment(seed):
     """The correction added to the weights' gradient equals -lambda_t grad_w A(w), A the mean
     pairwise cosine of the cells' architecture gradients, computed exactly by double backward
-    (float64, the cells of a NAS-Bench-201 supernet)."""
+    (float64, the cells of the fused NAS-Bench-201 supernet, BN in train mode)."""
     torch.set_default_dtype(torch.float64)
     try:
         strat, sp, model = _nb201_setup("lambda-darts", seed, lambda_eps=1e-6)
+        assert any(type(m).__name__ == "FusedSearchCell" for m in model.modules())
         model.double()
         g = torch.Generator().manual_seed(seed)
         x, y = sp.example_batch(8, g)
@@ -262,7 +263,9 @@ def test_lambda_correction_is_minus_the_weights_gradient_of_the_alignment(seed):
         ctx = StepContext(model, strat.arch, sp.loss, batch, batch, W, 0.1, 5, 11, 0, 1, g)
         add = strat.addons[0]
         buffers = {k: b.clone() for k, b in model.named_buffers()}
-        model.eval()  # BN on running statistics: every forward is the same function
+        # train mode, as the search: BN on each batch's statistics (in eval mode with the
+        # initial running statistics a ReLU can sit exactly on its kink, where the finite
+        # difference of the gradient is undefined)
         # exact: A(w) from per-cell copies, its gradient in w by double backward
         mix = add.weight_mix(ctx, strat.estimator.weight_mix(ctx))
         _, loss = ctx.forward(mix, batch)
@@ -272,6 +275,8 @@ def test_lambda_correction_is_minus_the_weights_gradient_of_the_alignment(seed):
         A = alignment(list(gl))
         exact = torch.autograd.grad(A, W, allow_unused=True)
         # the addon's correction after a plain backward
+        for k, b in model.named_buffers():
+            b.copy_(buffers[k])
         mix = add.weight_mix(ctx, strat.estimator.weight_mix(ctx))
         _, loss = ctx.forward(mix, batch)
         for p in W:
