@@ -62,7 +62,7 @@ class ImageTask(Task):
 
     def __init__(self, data: ImageDataset, batch_size: int, seed: int, device, loss_fn,
                  split: str = "halves", shard: tuple[int, int] = (0, 1)):
-        kw = dict(mean=data.mean, std=data.std, device=device)
+        kw = dict(mean=data.mean, std=data.std, device=device, pad=getattr(data, "pad", 4))
         skw = dict(kw, shard=shard)  # the training batches: this rank's shard
         self.data, self.split = data, split
         self.loss_fn = loss_fn

@@ -422,7 +422,7 @@ class ImageTrainer:
     def __init__(self, data, recipe: dict, seed: int, device, shard=(0, 1)):
         self.data, self.recipe = data, recipe
         bs = int(recipe["batch_size"])
-        kw = dict(mean=data.mean, std=data.std, device=device)
+        kw = dict(mean=data.mean, std=data.std, device=device, pad=getattr(data, "pad", 4))
         self.dist = None
         # cutout belongs to the CIFAR recipe: only on datasets augmented the CIFAR way
         cutout = int(recipe.get("cutout", 0) or 0) if data.augment else 0

@@ -30,6 +30,8 @@ class DatasetInfo:
     search_batch_size: int | None = None
     #: "image" (N, C, H, W arrays) or "text" (a token corpus)
     modality: str = "image"
+    #: padding of the random crop where augmented (CIFAR: 4; ImageNet16: 2, as NAS-Bench-201)
+    pad: int = 4
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -43,6 +45,9 @@ DATASETS.register("cifar10", DatasetInfo(readers.read_cifar10, True,
                   "CIFAR-10, cifar-10-batches-py/"))
 DATASETS.register("cifar100", DatasetInfo(readers.read_cifar100, True,
                   "CIFAR-100, cifar-100-python/"))
+DATASETS.register("imagenet16-120", DatasetInfo(readers.read_imagenet16, True,
+                  "ImageNet16-120, NAS-Bench-201's downsampled ImageNet (first 120 classes, "
+                  "16x16), ImageNet16/", pad=2))
 DATASETS.register("imagefolder", DatasetInfo(readers.read_imagefolder, True,
                   "your own images: DIR/<class>/<images> (or DIR/train, DIR/test)"))
 DATASETS.register("ptb", DatasetInfo(text.read_ptb, False,
@@ -65,6 +70,8 @@ class ImageDataset:
     y_test: Tensor
     num_classes: int
     augment: bool
+    #: the random crop's padding where augmented
+    pad: int = 4
     mean: Tensor = field(init=False)
     std: Tensor = field(init=False)
 
@@ -113,7 +120,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, subset: int | No
     if subset is not None:
         ptr, pte = ptr[:subset], pte[:subset]
     num_classes = int(max(int(ytr.max()), int(yte.max()) if len(yte) else 0)) + 1
-    return ImageDataset(name, xtr[ptr], ytr[ptr], xte[pte], yte[pte], num_classes, info.augment)
+    return ImageDataset(name, xtr[ptr], ytr[ptr], xte[pte], yte[pte], num_classes, info.augment,
+                        info.pad)
 
 
 #: a dataset at most this large is copied to an accelerator once and batched there (no

@@ -104,9 +104,48 @@ def read_fashion_mnist(data_dir=None) -> Arrays:
 
 
 # -- CIFAR ---------------------------------------------------------------------------------------
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
+#: what a published data batch (CIFAR-10/100, ImageNet16) may ask a pickle to build: numpy
+#: arrays; dicts, lists, bytes, strings and numbers need no class at all
+_PICKLE_CLASSES = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
+                   "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
+                   ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                   ("collections", "OrderedDict")}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what the published batch files hold: a crafted file in a
+    shared data directory cannot run code (anything else is refused by name)."""
+
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def _unpickle(path: Path, encoding: str = "bytes") -> dict:
+    try:
+        with open(path, "rb") as f:
+            out = _DataUnpickler(f, encoding=encoding).load()
+    except pickle.UnpicklingError as e:
+        raise ArchgradError(f"{path}: refused: the file asks to build {e}; a data batch may "
+                            f"hold only dicts, lists, bytes, strings, numbers and numpy "
+                            f"arrays") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise ArchgradError(f"{path}: not a readable data batch ({type(e).__name__}: "
+                            f"{str(e)[:80]})") from None
+    if not isinstance(out, dict):
+        raise ArchgradError(f"{path}: a data batch is a dict of data and labels, this file "
+                            f"holds a {type(out).__name__}")
+    return out
+
+
+def _field(batch: dict, key: str, path: Path):
+    """``batch[key]`` whether the pickle's keys are bytes (CIFAR) or strings (ImageNet16)."""
+    for k in (key, key.encode()):
+        if k in batch:
+            return batch[k]
+    raise ArchgradError(f"{path}: a data batch needs the key '{key}'; it has "
+                        f"{', '.join(sorted(str(k) for k in batch))}")
 
 
 def _cifar(name, dirname, train_files, test_files, label_key, data_dir) -> Arrays:
@@ -118,8 +157,8 @@ def _cifar(name, dirname, train_files, test_files, label_key, data_dir) -> Array
                 xs, ys = [], []
                 for f in files:
                     b = _unpickle(d / f)
-                    xs.append(np.asarray(b[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                    ys.append(np.asarray(b[label_key], dtype=np.int64))
+                    xs.append(_pixels(_field(b, "data", d / f), 32, d / f))
+                    ys.append(np.asarray(_field(b, label_key.decode(), d / f), dtype=np.int64))
                 return _t(np.concatenate(xs)), _t(np.concatenate(ys))
             return (*load(train_files), *load(test_files))
     raise DatasetNotFoundError(
@@ -137,6 +176,46 @@ def read_cifar10(data_dir=None) -> Arrays:
 def read_cifar100(data_dir=None) -> Arrays:
     """CIFAR-100 (fine labels), ``cifar-100-python`` directory."""
     return _cifar("cifar100", "cifar-100-python", ["train"], ["test"], b"fine_labels", data_dir)
+
+
+def _pixels(data, size: int, path: Path) -> np.ndarray:
+    a = np.asarray(data, dtype=np.uint8)
+    if a.ndim != 2 or a.shape[1] != 3 * size * size:
+        raise ArchgradError(f"{path}: 'data' must be rows of 3x{size}x{size} = {3 * size * size}"
+                            f" bytes, got shape {tuple(a.shape)}")
+    return a.reshape(-1, 3, size, size)
+
+
+IMAGENET16_TRAIN = [f"train_data_batch_{i}" for i in range(1, 11)]
+
+
+def read_imagenet16(data_dir=None, classes: int = 120) -> Arrays:
+    """Downsampled ImageNet 16x16 (Chrabaszcz et al. 2017) as NAS-Bench-201 reads it
+    (``DownsampledImageNet.py``): ``train_data_batch_1..10`` and ``val_data`` pickles of
+    {'data': rows of 3x16x16 channel-first bytes, 'labels': 1-based classes}; only the first
+    ``classes`` classes are kept (ImageNet16-120: labels 1..120, 151,700 train / 6,000 val
+    images), labels shifted to start at 0. The benchmark's test split is the val file."""
+    names = ["ImageNet16", "imagenet16", "ImageNet16-120", "imagenet16-120"]
+    dirs = list(dict.fromkeys(_candidates(data_dir, names)))
+    for d in dirs:
+        if all((d / f).is_file() for f in IMAGENET16_TRAIN + ["val_data"]):
+            def load(files):
+                xs, ys = [], []
+                for f in files:
+                    b = _unpickle(d / f, encoding="latin1")
+                    x = _pixels(_field(b, "data", d / f), 16, d / f)
+                    y = np.asarray(_field(b, "labels", d / f), dtype=np.int64)
+                    if len(y) != len(x):
+                        raise ArchgradError(f"{d / f}: {len(x)} images but {len(y)} labels")
+                    keep = (y >= 1) & (y <= classes)
+                    xs.append(x[keep])
+                    ys.append(y[keep] - 1)
+                return _t(np.concatenate(xs)), _t(np.concatenate(ys))
+            return (*load(IMAGENET16_TRAIN), *load(["val_data"]))
+    raise DatasetNotFoundError(
+        f"imagenet16-120 not found: expected {', '.join(IMAGENET16_TRAIN[:1])}..10 and val_data "
+        f"(NAS-Bench-201's ImageNet16 pickles) in one of {', '.join(str(d) for d in dirs)}; "
+        f"pass --data-dir DIR containing ImageNet16/")
 
 
 # -- image folder -------------------------------------------------------------------------------
