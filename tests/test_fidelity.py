@@ -60,6 +60,8 @@ EXPECTED = {
     # the methods the field compares against since 2020 (issue 25)
     "drnas": {**DARTS_W, **DARTS_A, "epochs": 100, "concentration_reg": "l2",
               "reg_scale": 1e-3, "bilevel": True},
+    "drnas-progressive": {**DARTS_W, **DARTS_A, "epochs": 100, "stage_channels": (4, 2),
+                          "stage_warmup": 0.2, "stages": 2},
     "fairdarts": {**DARTS_W, **DARTS_A, "zero_one": 10.0, "bilevel": True},
     "sdarts-rs": {**DARTS_W, **DARTS_A, "perturb": "random", "perturb_eps": 0.3,
                   "perturb_eps_min": 0.03},

@@ -351,3 +351,44 @@ def test_lambda_alignment_needs_a_relaxed_strategy():
     with pytest.raises(ArchgradError, match="relaxed"):
         make_strategy("gdas", lambda_reg=0.1)
     assert LayerAlignment().coef(0, 10) == 0.0
+
+
+# ---- DrNAS, progressive ---------------------------------------------------------------------
+def test_drnas_progressive_prunes_widens_and_carries_the_weights():
+    from archgrad.methods.drnas import _widen
+    from archgrad.ops import PartialMixedOp
+    strat = make_strategy("drnas-progressive")
+    cls = SPACES.get("nb201")
+    strat.bind_space(cls, {"C": 8, "N": 1})
+    stages = strat.stages_for(20)
+    assert [(s.start, s.end, s.space, s.warmup) for s in stages] == [
+        (0, 10, {"partial_channels": 4}, 2), (10, 20, {"partial_channels": 2}, 2)]
+    sp0 = get_space("nb201", C=8, N=1, partial_channels=4)
+    m0 = sp0.supernet()
+    strat.setup(sp0.choices(), m0, seed=0)
+    g = torch.Generator().manual_seed(0)
+    for step in range(3):  # momentum buffers to carry over
+        strat.step(sp0.example_batch(8, g), sp0.example_batch(8, g), loss_fn=sp0.loss, epoch=2,
+                   epochs=20, step=step, steps_per_epoch=3)
+    theta = strat.arch.theta["cell"].detach().clone()
+    old = {n: p.detach().clone() for n, p in m0.named_parameters()}
+    m1 = get_space("nb201", C=8, N=1, partial_channels=2).supernet()
+    info = strat.begin_stage(1, stages[1], m1)
+    alive = strat.arch.alive("cell")
+    assert info["n_pruned"] == 6 * 2 and (alive.sum(-1) == 3).all()
+    # the 3 largest concentrations of every edge survive, with their values
+    want = torch.zeros_like(alive).scatter_(1, theta.argsort(-1, descending=True)[:, :3], True)
+    assert torch.equal(alive, want) and torch.equal(strat.arch.theta["cell"].detach(), theta)
+    widened = 0
+    for n, p in m1.named_parameters():
+        q = old[n]
+        lead = p[tuple(slice(0, s) for s in q.shape)]
+        assert torch.equal(lead, q), n  # the old weights in the leading slices
+        widened += p.shape != q.shape
+        if p.shape != q.shape:
+            assert strat.weight_opt.state[p]["momentum_buffer"].shape == p.shape
+    assert widened > 0 and any(isinstance(m, PartialMixedOp) and m.K == 2 for m in m1.modules())
+    # net2wider's new channels are copies of old ones
+    t = torch.arange(6.0).view(2, 3)
+    w = _widen(t, torch.Size([4, 3]), torch.Generator().manual_seed(0))
+    assert all(any(torch.equal(r, o) for o in t) for r in w[2:])

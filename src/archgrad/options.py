@@ -121,6 +121,7 @@ KNOWN: dict[str, Spec] = {
     "oles": Spec("float", lo=-1.0, hi=1.0), "oles_window": Spec("int", lo=1),
     "oles_match": Spec("str", choices=("official", "paper")),
     "concentration_reg": Spec("str", choices=("l2", "kl")), "reg_scale": Spec("float", **NONNEG),
+    "stage_channels": Spec("ints", lo=1, hi=64),
     # spaces
     "C": Spec("int", lo=1), "N": Spec("int", lo=1, hi=MAX_DEPTH),
     "layers": Spec("int", lo=1, hi=MAX_DEPTH),
