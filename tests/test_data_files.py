@@ -55,6 +55,12 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+class _Codec:
+    def __reduce__(self):
+        import codecs
+        return (codecs.encode, ("x", "rot_13"))
+
+
 class _Eval:
     def __reduce__(self):
         return (eval, ("1+1",))
@@ -66,6 +72,8 @@ def _bad_files(marker):
         "os.system": pickle.dumps({b"data": _Payload(marker), b"labels": []}),
         "eval": pickle.dumps(_Eval()),
         "a class of the library": pickle.dumps({b"data": ArchgradError("x"), b"labels": []}),
+        "a codec other than latin-1": pickle.dumps({b"data": _Codec(), b"labels": []},
+                                                   protocol=2),
         "a list": pickle.dumps([1, 2, 3]),
         "truncated": pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)})[:20],
         "wrong shape": pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}),
@@ -92,3 +100,17 @@ def test_a_crafted_or_damaged_data_batch_is_refused_in_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "data_batch_1" in err[0], err
     assert not marker.exists() and not out.exists()
+
+
+def test_protocol_2_batches_written_by_python_3_load(tmp_path):
+    """Python 3 writes bytes into a protocol-2 pickle as _codecs.encode(text, 'latin1'), as
+    the shared CIFAR-10 copy's materialize.py does: accepted."""
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(d / f, "wb") as fh:
+            pickle.dump({b"data": np.full((3, 3072), 7, np.uint8), b"labels": [0, 1, 2],
+                         b"batch_label": b"x"}, fh, protocol=2)
+    assert b"_codecs" in (d / "data_batch_1").read_bytes()
+    ds = load_dataset("cifar10", tmp_path)
+    assert ds.x_train.shape == (15, 3, 32, 32) and int(ds.x_train.max()) == 7

@@ -112,6 +112,14 @@ _PICKLE_CLASSES = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.mult
                    ("collections", "OrderedDict")}
 
 
+def _latin1(text, encoding="latin1"):
+    """``_codecs.encode`` as a protocol-2 pickle written by Python 3 rebuilds bytes with: only
+    the latin-1 codec (another name could make the codec lookup import a module)."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}")
+    return text.encode("latin1")
+
+
 class _DataUnpickler(pickle.Unpickler):
     """An unpickler that builds only what the published batch files hold: a crafted file in a
     shared data directory cannot run code (anything else is refused by name)."""
@@ -119,6 +127,8 @@ class _DataUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _PICKLE_CLASSES:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1
         raise pickle.UnpicklingError(f"{module}.{name}")
 
 
