@@ -51,6 +51,10 @@ class Addon:
     def begin_step(self, strategy, epoch: int, epochs: int) -> None:
         pass
 
+    def end_epoch(self, strategy, task, history: list[dict], record: dict) -> dict:
+        """Figures added to the epoch's record (``stopped`` ends the search)."""
+        return {}
+
     def arch_grads(self, ctx, arch) -> dict[str, Tensor]:
         return {}
 
@@ -485,7 +489,9 @@ class OperationStopping(Addon):
 ADDON_DEFAULTS = {"beta_decay": 0.0, "beta_decay_span": 100, "zero_one": 0.0,
                   "perturb": "none", "perturb_eps": 0.3, "perturb_eps_min": 0.03,
                   "perturb_steps": 7, "aux_skip": 0.0, "lambda_reg": 0.0, "lambda_eps": 1e-4,
-                  "oles": 0.0, "oles_window": 20, "oles_match": "official"}
+                  "oles": 0.0, "oles_window": 20, "oles_match": "official",
+                  "hessian_every": 0, "hessian_iters": 20, "early_stop": "none",
+                  "es_window": 5, "es_factor": 1.3, "es_start": 10, "es_skips": 2}
 ADDON_HELP = {
     "beta_decay": "β-DARTS: weight of the beta-decay loss reached after beta_decay_span epochs "
                   "(grows linearly from 0; 0: off)",
@@ -503,6 +509,14 @@ ADDON_HELP = {
     "oles": "OLES: gradient-matching threshold below which an op stops training (0: off)",
     "oles_window": "OLES: iterations the gradient-matching score is averaged over",
     "oles_match": "OLES: 'official' (the release's accumulated gradients) or 'paper'",
+    "hessian_every": "RobustDARTS: record the dominant eigenvalue of the validation loss's "
+                     "Hessian in the architecture every N epochs (0: off; costs passes)",
+    "hessian_iters": "power iterations of the eigenvalue",
+    "early_stop": "stop the search: 'none', 'eigenvalue' (DARTS-ES) or 'skips' (DARTS+)",
+    "es_window": "DARTS-ES: epochs of the eigenvalue's local average",
+    "es_factor": "DARTS-ES: growth of that average that stops the search",
+    "es_start": "early stopping: the first epoch it may fire",
+    "es_skips": "skip rule: skip connections in the derived normal cell that stop the search",
 }
 
 
@@ -523,4 +537,14 @@ def build_addons(opts: dict) -> list[Addon]:
         out.append(LayerAlignment(o["lambda_reg"], o["lambda_eps"]))
     if o["oles"]:
         out.append(OperationStopping(o["oles"], o["oles_window"], o["oles_match"]))
+    from .collapse import EarlyStop, EigenProbe
+    every = o["hessian_every"] or (1 if o["early_stop"] == "eigenvalue" else 0)
+    if o["early_stop"] == "eigenvalue" and every != 1:
+        raise ArchgradError("early_stop=eigenvalue needs the eigenvalue every epoch "
+                            f"(hessian_every 1), got hessian_every={every}")
+    if every:
+        out.append(EigenProbe(every, o["hessian_iters"]))
+    if o["early_stop"] != "none":
+        out.append(EarlyStop(o["early_stop"], o["es_window"], o["es_factor"], o["es_start"],
+                             o["es_skips"]))
     return out

@@ -642,6 +642,8 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                                     f"({msg})") from None
             history = list(ckpt["history"])
             start = ckpt["epoch"] + 1
+            if history and history[-1].get("stopped"):  # stopped early: nothing left to run
+                start = cfg.epochs
         if run_dir is not None and resuming and main:  # the epochs the checkpoint holds
             _write_logs(run_dir, history, log_csv)
         writer = None
@@ -733,6 +735,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                     record["process_best"] = str(space.genotype_from_indices(pb)) if pb else None
                 if bench is not None:
                     record["benchmark"] = bench.summary(geno)
+                record.update(strategy.end_epoch(task, history, record))  # eigenvalue, stop
                 record["time_s"] = round(time.perf_counter() - t0, 3)
                 history.append(record)
                 rngs = ctx.gather_objects(rng_state()) if run_dir is not None else None
@@ -751,6 +754,10 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                 for cb in callbacks:
                     cb(record, {"model": model, "strategy": strategy, "space": space,
                                 "epoch": epoch, "run_dir": run_dir, "stage": stage_index})
+                if record.get("stopped"):  # early stopping fired (the checkpoint says so)
+                    if bar is not None:
+                        bar.write(f"stopped after epoch {record['epoch']}: {record['stopped']}")
+                    break
         finally:
             if bar is not None:
                 bar.close()
@@ -955,6 +962,11 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
         if best is not None:
             geno = space.genotype(best["genotype"])
             final["best_valid_epoch"] = best["epoch"]
+    if history and history[-1].get("stopped"):  # early stopping: its chosen architecture
+        last = history[-1]
+        geno = space.genotype(last["stop_genotype"])
+        final.update(stopped=last["stopped"], stopped_after_epoch=last["epoch"],
+                     stop_epoch=last.get("stop_epoch", last["epoch"]))
     if strategy.seen:  # sampling strategies: both forms of "process best", for the record
         for mode in ("process-best", "process-best-mean"):
             final[mode.replace("-", "_") + "_genotype"] = \

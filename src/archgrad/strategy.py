@@ -660,6 +660,13 @@ class Strategy(nn.Module):
         self._track(ArchStepResult(grads, {}, [(sample, -loss.detach())] if sample else []))
         return stats
 
+    def end_epoch(self, task, history: list[dict], record: dict) -> dict[str, Any]:
+        """The parts' figures of an epoch (an eigenvalue; ``stopped`` ends the search)."""
+        out: dict[str, Any] = {}
+        for a in self.addons:
+            out.update(a.end_epoch(self, task, history, {**record, **out}))
+        return out
+
     def _add_regularizers(self, ctx: StepContext, grads: dict[str, Tensor]) -> None:
         """Add the gradients of the addons' architecture losses (the same on every rank)."""
         for a in self.addons:

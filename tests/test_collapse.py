@@ -1,0 +1,105 @@
+"""RobustDARTS's diagnostics: the Hessian's dominant eigenvalue against the exact Hessian of a
+tiny supernet, and early stopping on constructed histories, in a search and across resume."""
+import json
+
+import pytest
+import torch
+
+import archgrad
+from archgrad.arch import Mix
+from archgrad.collapse import EarlyStop, hessian_eigenvalue, power_iteration
+from archgrad.errors import ArchgradError
+from archgrad.methods import make_strategy
+from archgrad.spaces import get_space
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_eigenvalue_is_the_exact_hessians_dominant_one(seed):
+    torch.manual_seed(seed)
+    # batch statistics only (no running statistics to restore between evaluations)
+    sp = get_space("nb201", C=2, N=1, fused=False, track_running_stats=False)
+    model = sp.supernet().double()
+    strat = make_strategy("darts", init_scale=1.0)  # logits spread: a non-trivial Hessian
+    strat.setup(sp.choices(), model, seed=seed)
+    strat.arch.double()
+    x, y = sp.example_batch(8, torch.Generator().manual_seed(seed))
+    x = x.double()
+    model.train()
+    arch = strat.arch
+    theta = arch.theta["cell"]
+
+    def loss_flat(t):
+        p = torch.softmax(t.view(theta.shape), -1)
+        return sp.loss(model(x, Mix({"cell": p}, arch.dense_active())), y)
+
+    H = torch.autograd.functional.hessian(loss_flat, theta.detach().flatten().clone())
+    ev = torch.linalg.eigvalsh((H + H.T) / 2)
+    want = float(ev[ev.abs().argmax()])
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    got = hessian_eigenvalue(model, arch, sp.loss, (x, y), iters=500, seed=seed)
+    assert got == pytest.approx(want, rel=2e-3, abs=1e-6), (got, want, ev[-3:])
+    # the probe leaves the batch-norm statistics as they were
+    assert all(torch.equal(b, buffers[k]) for k, b in model.named_buffers())
+
+
+def test_power_iteration_on_a_known_matrix():
+    A = torch.diag(torch.tensor([3.0, -7.0, 1.0, 0.5]))
+    lam = power_iteration(lambda v: [A @ v[0]], [(4,)], torch.Generator().manual_seed(0),
+                          iters=500, tol=1e-10)
+    assert lam == pytest.approx(-7.0, rel=1e-6)
+
+
+def _history(eigs):
+    return [{"epoch": i + 1, "hessian_eig": e, "genotype": f"g{i + 1}"}
+            for i, e in enumerate(eigs)]
+
+
+@pytest.mark.parametrize("eigs,fires_at,back", [
+    ([1.0] * 10 + [1.5] * 5, 14, 9),           # 1.4 = (1 + 4 x 1.5) / 5 > 1.3 at epoch 14
+    ([1.0] * 10 + [1.2] * 5, None, None),      # 1.2: not enough
+    ([1.0] * 4 + [2.0] * 5, None, None),       # before epoch 10: never
+    ([1.0] * 12 + [1.0, 1.0, 4.0, 4.0, 4.0], 15, 10),  # (4 x 1 + 4) / 5 = 1.6 at epoch 15
+])
+def test_darts_es_fires_where_the_history_says(eigs, fires_at, back):
+    es = EarlyStop("eigenvalue", window=5, factor=1.3, start=10)
+    fired = None
+    hist = _history(eigs)
+    for i, rec in enumerate(hist):
+        out = es.end_epoch(None, None, hist[:i], rec)
+        if out:
+            fired = (rec["epoch"], out)
+            break
+    if fires_at is None:
+        assert fired is None
+    else:
+        assert fired[0] == fires_at and fired[1]["stop_genotype"] == f"g{back}"
+        assert fired[1]["stop_epoch"] == back and "eigenvalue" in fired[1]["stopped"]
+
+
+def test_skip_rule_and_its_bad_input():
+    es = EarlyStop("skips", start=2, max_skips=2)
+    assert es.end_epoch(None, None, [], {"epoch": 1, "skip_connects": 5, "genotype": "a"}) == {}
+    assert es.end_epoch(None, None, [], {"epoch": 2, "skip_connects": 1, "genotype": "a"}) == {}
+    out = es.end_epoch(None, None, [], {"epoch": 3, "skip_connects": 2, "genotype": "b"})
+    assert out["stop_genotype"] == "b"
+    with pytest.raises(ArchgradError, match="hessian_every 1"):
+        make_strategy("darts", early_stop="eigenvalue", hessian_every=2)
+
+
+def test_a_stopped_search_says_why_and_resumes_to_the_same_result(tmp_path):
+    kw = dict(space="nb201", strategy="darts", dataset="synthetic", C=4, N=1, batch_size=16,
+              epochs=6, device="cpu", eval_every=0,
+              strategy_options={"early_stop": "skips", "es_start": 2, "es_skips": 1,
+                                "hessian_every": 1, "hessian_iters": 3})
+    res = archgrad.search(out=tmp_path / "a", **kw)
+    assert res.final["stopped"].startswith("skips") and len(res.history) < 6
+    assert all("hessian_eig" in h for h in res.history)
+    stopped = res.history[-1]["epoch"]
+    assert res.final["stopped_after_epoch"] == stopped and str(res.genotype) == \
+        res.history[-1]["stop_genotype"]
+    # a run stopped before writing its result: resume finishes it without another epoch
+    (tmp_path / "a" / "result.json").unlink()
+    again = archgrad.search(resume=tmp_path / "a")
+    assert len(again.history) == stopped and str(again.genotype) == str(res.genotype)
+    saved = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert saved["stopped"] == res.final["stopped"]
