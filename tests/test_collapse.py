@@ -103,3 +103,23 @@ def test_a_stopped_search_says_why_and_resumes_to_the_same_result(tmp_path):
     assert len(again.history) == stopped and str(again.genotype) == str(res.genotype)
     saved = json.loads((tmp_path / "a" / "result.json").read_text())
     assert saved["stopped"] == res.final["stopped"]
+
+
+def test_compare_plots_the_eigenvalue(tmp_path, monkeypatch):
+    from archgrad import report
+    kw = dict(space="nb201", strategy="darts", dataset="synthetic", C=4, N=1, batch_size=16,
+              epochs=2, device="cpu", eval_every=0,
+              strategy_options={"hessian_every": 1, "hessian_iters": 2})
+    archgrad.search(out=tmp_path / "r", **kw)
+    titles = []
+    real = report.plot
+
+    def spy(runs, path):
+        import matplotlib.axes
+        orig = matplotlib.axes.Axes.set_title
+        monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                            lambda self, t, **k: (titles.append(t), orig(self, t, **k))[1])
+        return real(runs, path)
+    monkeypatch.setattr(report, "plot", spy)
+    report.compare([tmp_path / "r"], tmp_path / "cmp")
+    assert any("Hessian eigenvalue" in t for t in titles)

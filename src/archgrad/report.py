@@ -125,6 +125,8 @@ def plot(runs: list[dict], path: Path) -> None:
         panels.append(("benchmark", "NAS-Bench-201 CIFAR-10 accuracy of the derived cell (%)"))
     if any("skip_connects" in h for r in runs for h in r["history"]):
         panels.append(("skip_connects", "skip connections in the derived (normal) cell"))
+    if any("hessian_eig" in h for r in runs for h in r["history"]):
+        panels.append(("hessian_eig", "dominant Hessian eigenvalue (architecture)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6))
     for ax, (key, title) in zip(axes, panels):
         for r in runs:
@@ -472,6 +474,8 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
     records = [r for items in by_group.values() for _, _, h in items for r in h]
     panels = [_progress_panel(records, nb201, toy),
               ("entropy", "architecture entropy (nats), median over seeds")]
+    if any("hessian_eig" in r for r in records):
+        panels.append(("hessian_eig", "dominant Hessian eigenvalue, median over seeds"))
     series = False
     import matplotlib
     matplotlib.use("Agg")
