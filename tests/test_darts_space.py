@@ -337,3 +337,53 @@ def test_a_search_records_the_derived_cells_skips_every_epoch(tmp_path):
         assert res.final["skip_connects"] == (
             [op for op, _ in sp.genotype(res.genotype).normal] if space == "darts"
             else list(sp.genotype(res.genotype).ops)).count("skip_connect")
+
+
+# ---- RobustDARTS's reduced spaces (issue 26) --------------------------------------------------
+def test_robust_spaces_hold_the_candidates_their_paper_lists():
+    from archgrad.arch import ArchParams, Softmax
+    from archgrad.spaces.darts import ROBUST_SPACES
+    for name, ops in (("s2", {"skip_connect", "sep_conv_3x3"}),
+                      ("s3", {"none", "skip_connect", "sep_conv_3x3"}),
+                      ("s4", {"noise", "sep_conv_3x3"})):
+        sp = get_space("darts", robust_space=name, C=4, layers=3)
+        for g in sp.choices():
+            assert set(g.ops) == ops and g.allowed is None, name
+    sp = get_space("darts", robust_space="s1", C=4, layers=3)
+    arch = ArchParams(sp.choices(), Softmax())
+    for g in sp.choices():
+        table = ROBUST_SPACES["s1"][g.label]
+        alive = arch.alive(g.label)
+        for e, pair in enumerate(table):
+            assert {g.ops[k] for k in range(len(g.ops)) if alive[e, k]} == set(pair), (g.label, e)
+    # the derivation, a sampled architecture and the built network keep to each edge's pair
+    probs = {k: torch.rand(v.shape) * arch.alive(k) for k, v in arch.probs_detached().items()}
+    geno = sp.derive(probs)
+    for label, cell in (("normal", geno.normal), ("reduce", geno.reduce)):
+        table = ROBUST_SPACES["s1"][label]
+        idx = sp.indices(geno)[label]
+        grp = sp.groups()[label]
+        for e, k in enumerate(idx):
+            if k >= 0:
+                assert grp.ops[k] in table[e], (label, e, grp.ops[k])
+    sp.build(geno)
+
+
+def test_the_noise_op_draws_standard_normal_noise_of_the_output_shape():
+    from archgrad.ops import Noise
+    x = torch.zeros(4, 8, 16, 16)
+    torch.manual_seed(0)
+    y = Noise(1)(x)
+    assert y.shape == x.shape and abs(float(y.mean())) < 0.05 and abs(float(y.std()) - 1) < 0.05
+    assert Noise(2)(x).shape == (4, 8, 8, 8)
+
+
+@pytest.mark.parametrize("opts,match", [
+    ({"robust_space": "s5"}, "robust_space"),
+    ({"robust_space": "s2", "ops": ["none", "skip_connect"]}, "not both"),
+    ({"robust_space": "s1", "steps": 3, "multiplier": 3}, "14 edges"),
+])
+def test_bad_robust_space_options_are_one_line(opts, match):
+    with pytest.raises(ArchgradError, match=match) as e:
+        get_space("darts", **opts)
+    assert "\n" not in str(e.value)

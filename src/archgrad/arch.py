@@ -50,12 +50,19 @@ class ChoiceGroup:
     label: str
     candidates: tuple[Candidate, ...]
     edges: tuple[tuple[int, int], ...]
+    #: per edge, which candidates it offers (None: all; RobustDARTS's S1 gives each edge its
+    #: own two); the architecture starts with the others removed
+    allowed: tuple[tuple[bool, ...], ...] | None = None
 
     def __post_init__(self):
         if not self.label.isidentifier():
             raise ValueError(f"choice label must be an identifier, got {self.label!r}")
         if len({c.name for c in self.candidates}) != len(self.candidates):
             raise ValueError(f"duplicate candidate names in {self.label}")
+        if self.allowed is not None and (len(self.allowed) != len(self.edges) or any(
+                len(a) != len(self.candidates) or not any(a) for a in self.allowed)):
+            raise ValueError(f"{self.label}: allowed needs one row per edge, one flag per "
+                             f"candidate, at least one candidate per edge")
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -253,7 +260,9 @@ class ArchParams(nn.Module):
         self.theta = nn.ParameterDict(
             {g.label: nn.Parameter(parameterization.init(g.shape, gen)) for g in groups})
         for g in groups:
-            self.register_buffer(f"alive_{g.label}", torch.ones(g.shape, dtype=torch.bool))
+            alive = torch.ones(g.shape, dtype=torch.bool) if g.allowed is None else \
+                torch.tensor(g.allowed, dtype=torch.bool)
+            self.register_buffer(f"alive_{g.label}", alive)
         #: per-edge weights normalised over each node's incoming edges (PC-DARTS's beta)
         self.beta = nn.ParameterDict()
         self._nodes: dict[str, list[list[int]]] = {}

@@ -22,6 +22,20 @@ class Zero(nn.Module):
         return x.new_zeros(n, self.C_out, (h + s - 1) // s, (w + s - 1) // s)
 
 
+class Noise(nn.Module):
+    """RobustDARTS's ``noise`` op (space S4): standard normal noise of the output's shape,
+    whatever the input (stride 2 halves the grid), drawn from torch's global generator (the
+    run's checkpoint holds its state)."""
+
+    def __init__(self, stride: int = 1, mean: float = 0.0, std: float = 1.0):
+        super().__init__()
+        self.stride, self.mean, self.std = stride, mean, std
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x[:, :, ::self.stride, ::self.stride] if self.stride != 1 else x
+        return torch.randn_like(y) * self.std + self.mean
+
+
 class ReLUConvBN(nn.Sequential):
     """ReLU -> Conv -> BN (NAS-Bench-201's ``nor_conv``; DARTS's preprocessing)."""
 

@@ -133,6 +133,7 @@ KNOWN: dict[str, Spec] = {
     "stem_multiplier": Spec("int", lo=1, hi=64), "num_classes": Spec("int", none=True, lo=1,
                                                                      hi=1_000_000),
     "in_channels": Spec("int", lo=1, hi=4096), "ops": Spec("strs", none=True),
+    "robust_space": Spec("str", none=True, choices=("s1", "s2", "s3", "s4")),
     "include_none": Spec("bool"), "affine": Spec("bool"), "auxiliary_skip": Spec("bool"),
     "track_running_stats": Spec("bool"),
     "fused": Spec("bool"), "channels_last": Spec("bool", none=True),

@@ -38,6 +38,7 @@ from ..ops import (
     DilConv,
     FactorizedReduce,
     MixedOp,
+    Noise,
     PartialMixedOp,
     ReLUConvBN,
     SepConv,
@@ -51,11 +52,32 @@ from .base import Genotype, SearchSpace, Supernet
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
               "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 EVAL_ONLY = ("sep_conv_7x7", "conv_7x1_1x7")
-ALL_OPS = PRIMITIVES + EVAL_ONLY
+#: RobustDARTS's S4 op, outside DARTS's eight
+EXTRA_OPS = ("noise",)
+ALL_OPS = PRIMITIVES + EVAL_ONLY + EXTRA_OPS
 _ROLES = {"none": Candidate("none", zero=True, parametric=False),
+          "noise": Candidate("noise", parametric=False),
           "max_pool_3x3": Candidate("max_pool_3x3", parametric=False),
           "avg_pool_3x3": Candidate("avg_pool_3x3", parametric=False),
           "skip_connect": Candidate("skip_connect", parametric=False)}
+
+
+_SK, _D3, _D5, _S3, _MP, _AP = ("skip_connect", "dil_conv_3x3", "dil_conv_5x5",
+                                "sep_conv_3x3", "max_pool_3x3", "avg_pool_3x3")
+#: RobustDARTS's reduced spaces (Zela et al. 2020, §3 and Appendix A): S1 gives every edge its
+#: own two candidates (the two best of DARTS's eight by the architecture weights of a DARTS
+#: search, their spaces.py ``primitives_1``), S2-S4 the same candidates on every edge
+ROBUST_SPACES = {
+    "s1": {"normal": ((_SK, _D3), (_SK, _D5), (_SK, _D5), (_SK, _S3), (_SK, _D3), (_MP, _SK),
+                      (_SK, _S3), (_SK, _S3), (_SK, _D3), (_SK, _S3), (_MP, _SK), (_SK, _D3),
+                      (_D3, _D5), (_D3, _D5)),
+           "reduce": ((_MP, _AP), (_MP, _D3), (_MP, _AP), (_MP, _AP), (_SK, _D5), (_MP, _AP),
+                      (_MP, _S3), (_SK, _D3), (_SK, _D5), (_MP, _AP), (_MP, _AP), (_SK, _D5),
+                      (_SK, _D5), (_SK, _D5))},
+    "s2": ("skip_connect", "sep_conv_3x3"),
+    "s3": ("none", "skip_connect", "sep_conv_3x3"),
+    "s4": ("noise", "sep_conv_3x3"),
+}
 
 
 def make_op(name: str, C: int, stride: int, *, affine: bool = True, track: bool = True,
@@ -78,6 +100,8 @@ def make_op(name: str, C: int, stride: int, *, affine: bool = True, track: bool 
         op = DilConv(C, C, 5, stride, 4, 2, **bn)
     elif name == "conv_7x1_1x7":
         op = Conv7x1_1x7(C, stride, **bn)
+    elif name == "noise":
+        op = Noise(stride)
     else:
         raise GenotypeError(f"unknown DARTS op '{name}'; ops are: {', '.join(ALL_OPS)}")
     if search and "pool" in name:  # the official search code: pooling, then a BN without affine
@@ -500,6 +524,7 @@ class DartsSpace(SearchSpace):
     depth_option, progressive_depths = "layers", (5, 11, 17)  # P-DARTS
     build_flags = {"channels": "eval_C", "cells": "eval_layers"}
     search_only = frozenset({"C", "layers", "steps", "multiplier", "ops", "include_none",
+                             "robust_space",
                              "partial_channels", "track_running_stats", "rule", "max_skip",
                              "auxiliary_skip"})
     options = {
@@ -519,6 +544,9 @@ class DartsSpace(SearchSpace):
         "rule": ("darts", "derivation: 'darts' (two strongest inputs per node) or 'snas' "
                           "(SNAS's child graph: argmax per edge, none edges dropped)"),
         "max_skip": (None, "cap on skip connections in the derived normal cell (P-DARTS: 2)"),
+        "robust_space": (None, "RobustDARTS's reduced spaces: 's1' (two candidates per edge "
+                               "of their own), 's2' (skip, sep_conv_3x3), 's3' (none, skip, "
+                               "sep_conv_3x3), 's4' (noise, sep_conv_3x3)"),
         "network": ("cifar", "evaluation network: 'cifar' or 'imagenet'"),
         "eval_C": (None, "channels of the evaluation network (default 36 CIFAR, 48 ImageNet)"),
         "eval_layers": (None, "cells of the evaluation network (default 20 CIFAR, 14 ImageNet)"),
@@ -528,11 +556,26 @@ class DartsSpace(SearchSpace):
     def __init__(self, **options):
         super().__init__(**options)
         c = self.config
-        ops = PRIMITIVES if c["ops"] is None else tuple(c["ops"])
-        bad = [o for o in ops if o not in PRIMITIVES]
+        robust = c["robust_space"]
+        if robust is not None:
+            if robust not in ROBUST_SPACES:
+                raise GenotypeError(f"darts option robust_space must be one of "
+                                    f"{', '.join(ROBUST_SPACES)}, got {robust!r}")
+            if c["ops"] is not None:
+                raise GenotypeError("darts: give ops or robust_space, not both")
+            if robust == "s1" and c["steps"] != 4:
+                raise GenotypeError("darts: robust_space s1 lists the 14 edges of 4 steps; "
+                                    f"steps is {c['steps']}")
+            table = ROBUST_SPACES[robust]
+            wanted = {op for cell in table.values() for e in cell for op in e} \
+                if isinstance(table, dict) else set(table)
+            ops = tuple(o for o in PRIMITIVES + EXTRA_OPS if o in wanted)
+        else:
+            ops = PRIMITIVES if c["ops"] is None else tuple(c["ops"])
+        bad = [o for o in ops if o not in PRIMITIVES + EXTRA_OPS]
         if bad or not ops:
-            raise GenotypeError(f"darts option ops must be among {', '.join(PRIMITIVES)}; "
-                                f"got {list(ops)}")
+            raise GenotypeError(f"darts option ops must be among "
+                                f"{', '.join(PRIMITIVES + EXTRA_OPS)}; got {list(ops)}")
         if c["rule"] not in ("darts", "snas"):
             raise GenotypeError(f"darts option rule must be 'darts' or 'snas', got {c['rule']!r}")
         if c["network"] not in ("cifar", "imagenet"):
@@ -551,12 +594,17 @@ class DartsSpace(SearchSpace):
         if c["multiplier"] > c["steps"]:
             raise GenotypeError(f"darts option multiplier ({c['multiplier']}) cannot exceed "
                                 f"steps ({c['steps']})")
-        ops = tuple(o for o in PRIMITIVES if o in ops and (c["include_none"] or o != "none"))
+        ops = tuple(o for o in PRIMITIVES + EXTRA_OPS  # S3 keeps its zero op
+                    if o in ops and (c["include_none"] or robust or o != "none"))
         if not ops:
             raise GenotypeError("darts: no candidate op left")
         cands = tuple(_ROLES.get(o, Candidate(o)) for o in ops)
         edges = _edges(c["steps"])
-        self._groups = [ChoiceGroup("normal", cands, edges), ChoiceGroup("reduce", cands, edges)]
+        table = ROBUST_SPACES.get(robust) if robust else None
+        allowed = {label: tuple(tuple(o in e for o in ops) for e in table[label])
+                   for label in ("normal", "reduce")} if isinstance(table, dict) else {}
+        self._groups = [ChoiceGroup(label, cands, edges, allowed.get(label))
+                        for label in ("normal", "reduce")]
 
     def choices(self):
         return list(self._groups)
