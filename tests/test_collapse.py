@@ -123,3 +123,81 @@ def test_compare_plots_the_eigenvalue(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "plot", spy)
     report.compare([tmp_path / "r"], tmp_path / "cmp")
     assert any("Hessian eigenvalue" in t for t in titles)
+
+
+# ---- DARTS-PT's perturbation-based selection ----------------------------------------------------
+def _pt_setup(space_name, seed, **space):
+    from archgrad.data import load_dataset
+    from archgrad.search import with_space_defaults
+    from archgrad.spaces import SPACES
+    from archgrad.task import ImageTask
+    torch.manual_seed(seed)
+    strat = make_strategy("darts", init_scale=1.0, derive="perturbation", pt_tune_epochs=0.0)
+    data = load_dataset("synthetic", subset=64)  # a validation half of 32 examples
+    opts = with_space_defaults(SPACES.get(space_name), {**space, "num_classes":
+                                                         data.num_classes}, strat)
+    sp = get_space(space_name, **opts)
+    model = sp.supernet()
+    strat.setup(sp.choices(), model, seed=seed)
+    task = ImageTask(data, 16, seed, "cpu", sp.loss)
+    return strat, sp, model, task
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_perturbation_selection_matches_a_brute_force_replay(seed):
+    """Every decision of DARTS-PT (no fine-tuning) replayed by hand: each candidate removed in
+    turn from the supernet as decided so far, the validation accuracy measured, the kept one
+    the candidate whose removal leaves the lowest accuracy; on the DARTS cell also the inputs
+    kept per node."""
+    from archgrad.selection import perturbation_select
+    for space_name, space in (("nb201", {"C": 4, "N": 1}),
+                              ("darts", {"C": 4, "layers": 3, "steps": 2, "multiplier": 2})):
+        strat, sp, model, task = _pt_setup(space_name, seed, **space)
+        geno, rec = perturbation_select(sp, model, strat, task, tune_epochs=0, examples=32,
+                                        seed=seed)
+        arch = strat.arch
+        w = {k: v.clone() for k, v in arch.probs_detached().items()}
+
+        def acc(weights):
+            act = {lab: [tuple(k for k in range(weights[lab].shape[1])
+                               if not g.skip_mask[k] and float(weights[lab][e, k]) != 0)
+                         for e in range(weights[lab].shape[0])]
+                   for lab, g in arch.groups.items()}
+            return task.evaluate(model, Mix(weights, act), limit=32)["acc"]
+
+        for d in rec["decisions"]:
+            if "edge" in d:
+                label, e = d["edge"]
+                ops = arch.groups[label].ops
+                got = {}
+                for k, op in enumerate(ops):
+                    v = {kk: t.clone() for kk, t in w.items()}
+                    v[label][e, k] = 0.0
+                    got[op] = acc(v)
+                assert got == pytest.approx(d["acc_without"])
+                assert d["kept"] == min(ops, key=lambda o: (got[o], ops.index(o)))
+                w[label][e] = torch.zeros(len(ops))
+                w[label][e, ops.index(d["kept"])] = 1.0
+            else:
+                label, node = d["node"]
+                es = arch.groups[label].incoming()[node]
+                got = {}
+                for e in es:
+                    v = {kk: t.clone() for kk, t in w.items()}
+                    v[label][e] = 0.0
+                    got[e] = acc(v)
+                assert sorted(sorted(es, key=lambda e: (got[e], e))[:2]) == d["inputs"]
+                for e in es:
+                    if e not in d["inputs"]:
+                        w[label][e] = 0.0
+        assert str(geno) == str(sp.derive(w))
+        if space_name == "darts":
+            assert any("node" in d for d in rec["decisions"])
+
+
+def test_a_search_derives_by_perturbation_and_says_so():
+    r = archgrad.search(space="nb201", strategy="gdas", dataset="synthetic", C=4, N=1,
+                        batch_size=16, epochs=1, device="cpu", eval_every=0, subset=64,
+                        strategy_options={"derive": "perturbation", "pt_tune_epochs": 0.5})
+    assert r.final["derive"] == "perturbation" and len(r.final["perturbation"]["decisions"]) == 6
+    assert r.final["perturbation"]["tune_steps"] > 0

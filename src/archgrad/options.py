@@ -78,7 +78,8 @@ KNOWN: dict[str, Spec] = {
     "warmup_epochs": Spec("float", **NONNEG), "arch_every": Spec("int", lo=1),
     "data_split": Spec("str", choices=("halves", "all", "all-resampled")),
     "derive": Spec("str", choices=("argmax", "process-best", "process-best-mean",
-                                    "best-valid")),
+                                    "best-valid", "perturbation")),
+    "pt_tune_epochs": Spec("float", **NONNEG), "pt_examples": Spec("int", lo=0),
     "exclude_none": Spec("bool"), "bilevel": Spec("bool"),
     # architecture optimizer
     "arch_lr": Spec("float", **POS), "arch_betas": Spec("floats", length=2, lo=0.0, hi=0.999999),

@@ -962,6 +962,11 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
         if best is not None:
             geno = space.genotype(best["genotype"])
             final["best_valid_epoch"] = best["epoch"]
+    elif strategy.derive_mode == "perturbation":  # DARTS-PT on the final supernet
+        from .selection import perturbation_select
+        geno, final["perturbation"] = perturbation_select(
+            space, model, strategy, task, tune_epochs=strategy.pt_options["pt_tune_epochs"],
+            examples=strategy.pt_options["pt_examples"], seed=strategy.seed)
     if history and history[-1].get("stopped"):  # early stopping: its chosen architecture
         last = history[-1]
         geno = space.genotype(last["stop_genotype"])

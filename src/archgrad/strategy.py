@@ -374,7 +374,8 @@ class Stage:
 
 #: "best-valid": the argmax genotype of the epoch whose supernet scored best on the validation
 #: split (the GAEA release's bi-level searches, train_search.py ``best_genotype``)
-DERIVE_MODES = ("argmax", "process-best", "process-best-mean", "best-valid")
+#: "perturbation": DARTS-PT's selection on the final supernet (archgrad.selection)
+DERIVE_MODES = ("argmax", "process-best", "process-best-mean", "best-valid", "perturbation")
 #: "all-resampled": single level over all of the training data, the architecture stepping on
 #: a batch of its own from a second shuffled pass (the GAEA release's ERM search)
 DATA_SPLITS = ("halves", "all", "all-resampled")
@@ -402,7 +403,8 @@ class Strategy(nn.Module):
                  rank_candidates: int = 0, edge_weights: bool = False,
                  space_defaults: dict | None = None, arch_every: int = 1,
                  data_split: str | None = None, batch_size: int | None = None,
-                 epochs: int | None = None, addons: Sequence[Any] = ()):
+                 epochs: int | None = None, addons: Sequence[Any] = (),
+                 pt_options: dict | None = None):
         super().__init__()
         if derive not in DERIVE_MODES:
             raise ArchgradError(f"derive must be one of {', '.join(DERIVE_MODES)}, got {derive!r}")
@@ -436,6 +438,8 @@ class Strategy(nn.Module):
         self.default_batch_size, self.default_epochs = batch_size, epochs
         self.weights_cfg = weights or WeightOptim()
         self.derive_mode = derive
+        #: DARTS-PT's settings where ``derive="perturbation"``
+        self.pt_options = dict(pt_options or {})
         self.derive_options = dict(derive_options or {})
         #: > 0: the final architecture is the best of this many uniformly sampled ones, ranked by
         #: their shared-weight validation score (random search with weight sharing)
@@ -791,6 +795,8 @@ class Strategy(nn.Module):
                     "warmup_epochs": self.warmup_epochs, "arch_every": self.arch_every,
                     "arch_first": self.arch_first, "derive": self.final_derive})
         out.update({k: v for k, v in self.derive_options.items()})
+        if self.derive_mode == "perturbation":
+            out.update(self.pt_options)
         if self.edge_weights:
             out["edge_weights"] = True
         out.update(self.space_defaults)

@@ -23,6 +23,7 @@ from ..addons import ADDON_DEFAULTS, ADDON_HELP, build_addons
 from ..arch import Softmax
 from ..errors import ArchgradError
 from ..registry import Registry, first_paragraph
+from ..selection import PT_DEFAULTS, PT_HELP
 from ..strategy import AdamUpdate, Strategy, WeightOptim
 
 COMMON_OPTIONS = {
@@ -43,9 +44,11 @@ COMMON_OPTIONS = {
                   "a second shuffled pass: the GAEA release's ERM)",
     "derive": "final architecture: 'argmax' of the distribution, 'process-best' (the sampled "
               "architecture with the lowest single-minibatch validation loss, AdvantageNAS's "
-              "official code) or 'process-best-mean' (the lowest mean over its samples)",
+              "official code), 'process-best-mean' (the lowest mean over its samples), "
+              "'best-valid' or 'perturbation' (DARTS-PT's selection on the supernet)",
     "exclude_none": "never derive the zero op",
     **ADDON_HELP,
+    **PT_HELP,
 }
 
 #: Adam on the architecture's logits, DARTS's settings (§3.1.2; cnn/train_search.py)
@@ -125,6 +128,7 @@ def common(kw: dict) -> dict:
             out[k] = kw.pop(k)
     if "exclude_none" in kw:
         out.setdefault("derive_options", {})["exclude_none"] = bool(kw.pop("exclude_none"))
+    out["pt_options"] = {**PT_DEFAULTS, **{k: kw.pop(k) for k in list(kw) if k in PT_DEFAULTS}}
     addon_opts = {k: kw.pop(k) for k in list(kw) if k in ADDON_DEFAULTS}
     out["addons"] = build_addons(addon_opts)
     if kw:
@@ -153,7 +157,7 @@ def option_help(name: str) -> dict[str, dict[str, Any]]:
 #: defaults of the options common to every strategy (DARTS's)
 COMMON_DEFAULTS = {**{f.name: f.default for f in fields(WeightOptim)}, "warmup_epochs": 0,
                    "arch_every": 1, "data_split": None, "derive": "argmax",
-                   "exclude_none": False, **ADDON_DEFAULTS}
+                   "exclude_none": False, **ADDON_DEFAULTS, **PT_DEFAULTS}
 
 
 def option_defaults(name: str) -> dict[str, Any]:

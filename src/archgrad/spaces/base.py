@@ -73,6 +73,9 @@ class SearchSpace(ABC):
     #: for the stand-alone network of a genotype
     #: the option that sets the supernet's depth, and P-DARTS's stage depths for it
     depth_option: ClassVar[str | None] = None
+    #: the inputs each node keeps when a cell is derived (DARTS's cell: 2); None: every edge
+    #: stays (NAS-Bench-201). DARTS-PT's topology selection reads it
+    inputs_per_node: ClassVar[int | None] = None
     progressive_depths: ClassVar[tuple[int, ...] | None] = None
     #: the options --channels and --cells set (an option name, or a tuple of names)
     search_flags: ClassVar[dict[str, Any]] = {"channels": "C", "cells": "N"}

@@ -522,6 +522,7 @@ class DartsSpace(SearchSpace):
                         "the NASNet (DARTS) cell has no constant terms"}
     search_flags = {"channels": "C", "cells": "layers"}
     depth_option, progressive_depths = "layers", (5, 11, 17)  # P-DARTS
+    inputs_per_node = 2
     build_flags = {"channels": "eval_C", "cells": "eval_layers"}
     search_only = frozenset({"C", "layers", "steps", "multiplier", "ops", "include_none",
                              "robust_space",

@@ -525,6 +525,7 @@ class DartsRNNSpace(_LMSpace):
     tanh, relu, sigmoid or identity (36 edges x 5 candidates in the search network)."""
 
     name = "darts-rnn"
+    inputs_per_node = 1
     tiny = {"ninp": 8, "nhid": 8, "vocab_size": 50, "steps": 3, "eval_ninp": 8,
             "eval_nhid": 8}
     search_epochs = 50
