@@ -292,8 +292,8 @@ def space_defaults_table() -> list[str]:
 # importing the method modules registers them
 from . import (advantage, darts, gaea, gdas, idarts, nasp, parsec, pcdarts,  # noqa: E402,F401,I001
                pdarts, proxyless, random_ws, reinforce, snas, xnas)
-from . import (beta_darts, darts_minus, drnas, fairdarts, lambda_darts, oles,  # noqa: E402,F401,I001
-               sdarts)
+from . import (beta_darts, darts_es, darts_minus, darts_pt, drnas, fairdarts,  # noqa: E402,F401,I001
+               lambda_darts, oles, sdarts)
 
 __all__ = ["STRATEGIES", "make_strategy", "register", "common", "accepted_options",
            "COMMON_OPTIONS", "ADAM_OPTIONS", "adam_update", "strategy_settings",
