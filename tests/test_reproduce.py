@@ -646,3 +646,22 @@ def test_reproduce_nb201_robust_tiny_reports_every_method_on_the_three_datasets(
         assert f"| {label} | 1 |" in md, label
     assert "NB201 cifar100 (%)" in md and "NB201 ImageNet16-120 (%)" in md
     assert "| 94.36 |" in md and "| 93.80 |" in md and "transfers the" in md
+
+
+def test_reproduce_collapse_tiny_records_the_eigenvalue_and_stops_darts_es(capsys, tmp_path):
+    out = tmp_path / "collapse"
+    code, o, err = run(capsys, "reproduce", "collapse", "--scale", "tiny", "--seeds", "0",
+                       "--out", str(out), "--quiet", "--workers", "2")
+    assert code == 0, err
+    md = (out / "report.md").read_text()
+    for label in ("DARTS (1st)", "DARTS-ES", "DARTS-PT", "DrNAS", "beta-DARTS"):
+        assert f"| {label} | 1 |" in md, label
+    runs = out / "runs"
+    hist = [json.loads(line) for line in (runs / "darts-seed0" / "metrics.jsonl").open()]
+    assert len(hist) == 3 and all("hessian_eig" in h and "skip_connects" in h for h in hist)
+    es = json.loads((runs / "darts-es-seed0" / "result.json").read_text())
+    # the eigenvalue grows by about 15% an epoch here, over the tiny scale's 1% factor
+    assert es["stopped"].startswith("eigenvalue") and es["stop_epoch"] == 1
+    pt = json.loads((runs / "darts-pt-seed0" / "result.json").read_text())
+    assert pt["derive"] == "perturbation" and len(pt["perturbation"]["decisions"]) == 6
+    assert (out / "report.png").is_file()

@@ -476,6 +476,8 @@ def _sweep_figure(by_group, labels, path: Path, nb201: bool, toy: bool):
               ("entropy", "architecture entropy (nats), median over seeds")]
     if any("hessian_eig" in r for r in records):
         panels.append(("hessian_eig", "dominant Hessian eigenvalue, median over seeds"))
+        if any("skip_connects" in r for r in records):
+            panels.append(("skip_connects", "skip connections in the derived cell, median"))
     series = False
     import matplotlib
     matplotlib.use("Agg")
