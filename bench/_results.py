@@ -18,3 +18,11 @@ def write_block(name: str, heading: str, body: str) -> Path:
     path.write_text(text)
     print(f"wrote {path}")
     return path
+
+
+def emit(write: bool, name: str, heading: str, body: str) -> None:
+    """Write the block into RESULTS.md (``--write``) or print it."""
+    if write:
+        write_block(name, heading, body)
+    else:
+        print(body)

@@ -20,7 +20,7 @@ import math
 import time
 
 import torch
-from _results import write_block
+from _results import emit
 
 
 def _setup(seed: int, epochs: int):
@@ -130,11 +130,8 @@ def main():
             f"float64. {args.samples} samples per seed; the same samples for the three "
             f"estimators. A relative bias within about two MC errors is no measurable bias.\n\n"
             + "\n".join(lines))
-    if args.write:
-        write_block("advantage-bias", "AdvantageNAS: eq. 7's bias and each estimator's "
+    emit(args.write, "advantage-bias", "AdvantageNAS: eq. 7's bias and each estimator's "
                     "variance at a fixed theta", body)
-    else:
-        print(body)
 
 
 if __name__ == "__main__":

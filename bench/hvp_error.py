@@ -17,7 +17,7 @@ import statistics
 import time
 
 import torch
-from _results import write_block
+from _results import emit
 
 SPACES = {"nb201": {"C": 8, "N": 1, "fused": False}, "darts": {"C": 4, "layers": 3}}
 SCALES = (1e-2, 1e-3, 1e-5, 1e-8)
@@ -112,11 +112,8 @@ def main():
             f"grad_a jumps there (the kinks); only once eps is small enough that no input "
             f"crosses (and float64 resolves it) does eq. 8 approach the exact product.\n\n"
             + "\n".join(lines))
-    if args.write:
-        write_block("hvp-error", "darts-2nd: the finite-difference Hessian-vector product "
+    emit(args.write, "hvp-error", "darts-2nd: the finite-difference Hessian-vector product "
                     "against the exact one", body)
-    else:
-        print(body)
 
 
 if __name__ == "__main__":
