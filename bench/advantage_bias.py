@@ -131,7 +131,7 @@ def main():
             f"estimators. A relative bias within about two MC errors is no measurable bias.\n\n"
             + "\n".join(lines))
     emit(args.write, "advantage-bias", "AdvantageNAS: eq. 7's bias and each estimator's "
-                    "variance at a fixed theta", body)
+         "variance at a fixed theta", body)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def main():
             f"crosses (and float64 resolves it) does eq. 8 approach the exact product.\n\n"
             + "\n".join(lines))
     emit(args.write, "hvp-error", "darts-2nd: the finite-difference Hessian-vector product "
-                    "against the exact one", body)
+         "against the exact one", body)
 
 
 if __name__ == "__main__":
