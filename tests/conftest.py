@@ -69,8 +69,8 @@ def interrupt_training_after(checkpoints: int):
     real = T.save_checkpoint
     calls = {"n": 0}
 
-    def save_then_stop(path, state):
-        real(path, state)
+    def save_then_stop(path, state, **kw):
+        real(path, state, **kw)
         calls["n"] += 1
         if calls["n"] == checkpoints:
             raise KeyboardInterrupt

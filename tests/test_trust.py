@@ -291,12 +291,12 @@ def test_any_interruption_resumes_to_the_same_run_file_for_file(tmp_path, monkey
             raise KeyboardInterrupt
         return real_logs(run_dir, history, csv_too)
 
-    def save(path, state):
+    def save(path, state, **kw):
         if where == "before_checkpoint" and state["epoch"] == 1:
             raise KeyboardInterrupt
         if where == "in_first_epoch":
             raise KeyboardInterrupt
-        return real_save(path, state)
+        return real_save(path, state, **kw)
 
     def finish(*a, **k):
         if where == "before_results":

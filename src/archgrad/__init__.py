@@ -65,11 +65,11 @@ def list_datasets() -> list[str]:
 
 
 from . import errors  # noqa: E402
-from .search import SearchResult, plan_search, search  # noqa: E402
+from .search import SearchResult, load_result, plan_search, search  # noqa: E402
 from .sweep import reproduce, run_sweep  # noqa: E402
 from .train import load_model, plan_train, train  # noqa: E402
 
 __all__ = ["search", "train", "build", "supernet", "get_space", "lookup", "get_strategy",
            "list_spaces", "list_strategies", "list_datasets", "SearchResult", "ArchgradError",
-           "GenotypeError", "UnknownNameError", "DatasetNotFoundError", "load_model",
+           "GenotypeError", "UnknownNameError", "DatasetNotFoundError", "load_model", "load_result",
            "errors", "run_sweep", "reproduce", "plan_search", "plan_train", "__version__"]

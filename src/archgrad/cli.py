@@ -860,14 +860,13 @@ def _info_language_model(args, space_name, sp, g) -> int:
 def cmd_export(args) -> int:
     """The stand-alone network of a genotype: model.pt (state_dict + genotype) and model.pt2
     (torch.export). Weights from a training run directory, else freshly initialised."""
-    import torch
 
-    from .rundir import existing_dir
+    from .rundir import existing_dir, load_checkpoint
     from .train import export_example, export_program, genotype_source, load_model, save_model
     src = existing_dir(args.genotype)
     if src is not None and (src / "model.pt").is_file():  # a training run: its trained weights
         net = load_model(src / "model.pt")
-        ck = torch.load(src / "model.pt", map_location="cpu", weights_only=True)
+        ck = load_checkpoint(src / "model.pt")
         from .spaces import get_space
         sp = get_space(ck["space"], **ck["space_options"])
         g = ck["genotype"]

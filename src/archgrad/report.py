@@ -1,9 +1,9 @@
 """Compare search runs: a table of their final results and plots of their per-epoch records."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from . import schemas
 from .errors import ArchgradError
 from .plot import epoch_axes, save
 from .rundir import atomic_write_text, read_json
@@ -13,19 +13,15 @@ def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ArchgradError(f"{run_dir} is not a search run directory (no config.json)")
-    name = "config.json"
-    try:
-        cfg = read_json(run_dir / name)["search"]
-        name = "metrics.jsonl"
-        metrics = run_dir / name
-        history = [json.loads(line) for line in metrics.read_text().splitlines()
-                   if line.strip()] if metrics.is_file() else []
-        name = "result.json"
-        final = read_json(run_dir / name) if (run_dir / name).is_file() else None
-        label = f"{cfg['strategy']} ({run_dir.name})"
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise ArchgradError(f"{run_dir}: {name} is damaged ({type(e).__name__}: "
-                            f"{str(e)[:120]})") from None
+    cfg = schemas.read(run_dir / "config.json")["search"]
+    for k, kind in (("strategy", str), ("space", str), ("dataset", str), ("epochs", int)):
+        if not isinstance(cfg.get(k), kind):
+            raise ArchgradError(f"{run_dir / 'config.json'} is damaged (no search.{k})")
+    metrics = run_dir / "metrics.jsonl"
+    history = schemas.read_lines(metrics) if metrics.is_file() else []
+    final = schemas.read(run_dir / "result.json") if (run_dir / "result.json").is_file() \
+        else None
+    label = f"{cfg['strategy']} ({run_dir.name})"
     return {"dir": run_dir, "config": cfg, "history": history, "final": final,
             "label": label}
 
@@ -45,8 +41,8 @@ def _retrain_section(sweep, by_group: dict, labels: dict, published: dict) -> li
             if not d.is_file():
                 continue
             try:
-                r = read_json(d)
-            except (OSError, ValueError):
+                r = schemas.read(d)
+            except ArchgradError:
                 continue
             lm = "test_ppl" in r if lm is None else lm
             v, t = (r.get("valid_ppl"), r.get("test_ppl")) if "test_ppl" in r else \
@@ -85,6 +81,17 @@ def _retrain_section(sweep, by_group: dict, labels: dict, published: dict) -> li
     return lines
 
 
+def _epochs_cell(r: dict) -> str:
+    """Epochs done / epochs: a finished run's from its result (early stopping included), with
+    a word where its metrics.jsonl holds another number of records."""
+    total, n = r["config"]["epochs"], len(r["history"])
+    if r["final"] is None:
+        return f"{n}/{total}"
+    done = r["final"].get("stopped_after_epoch")
+    done = done if isinstance(done, int) and not isinstance(done, bool) else total
+    return f"{done}/{total}" + ("" if n == done else f" (metrics.jsonl: {n} records)")
+
+
 def table(runs: list[dict]) -> str:
     # accuracy (%) for image runs, perplexity for language models
     lines = ["| run | strategy | space | dataset | epochs | supernet valid (acc % / ppl) | "
@@ -106,7 +113,7 @@ def table(runs: list[dict]) -> str:
         nb = f"{nb:.2f}" if isinstance(nb, (int, float)) else "-"
         lines.append(
             f"| {r['dir'].name} | {c['strategy']} | {c['space']} | {c['dataset']} | "
-            f"{len(r['history'])}/{c['epochs']} | {num(f'supernet_valid_{m}')} | {derived} | "
+            f"{_epochs_cell(r)} | {num(f'supernet_valid_{m}')} | {derived} | "
             f"{nb} | {num('entropy', '{:.3f}')} | "
             f"{num('search_time_s', '{:.0f}')} | "
             f"{f.get('genotype', 'unfinished').replace('|', chr(92) + '|')} |")
@@ -165,14 +172,21 @@ def is_search_run(path: str | Path) -> bool:
         return False
 
 
+def _why(e: ArchgradError, run_dir) -> str:
+    """'result.json is damaged' from 'RUN/result.json is damaged (...)'."""
+    msg = str(e).removeprefix(f"{run_dir}/").removeprefix(f"{run_dir}: ")
+    return msg.split(" (")[0]
+
+
 def _unreadable(path: Path) -> bool:
+    """A config.json that does not parse, or names a search section that is not one."""
     try:
-        read_json(path)
-        return False
+        obj = read_json(path)
     except FileNotFoundError:
         return False
     except (OSError, ValueError):
         return path.is_file()
+    return isinstance(obj, dict) and "search" in obj and not isinstance(obj["search"], dict)
 
 
 def compare(run_dirs, out: str | Path) -> dict:
@@ -193,7 +207,7 @@ def compare(run_dirs, out: str | Path) -> dict:
             try:
                 runs.append(load_run(d))
             except ArchgradError as e:     # one damaged run in a glob does not stop the rest
-                skipped.append(f"{d} ({str(e).removeprefix(f'{d}: ').split(' (')[0]})")
+                skipped.append(f"{d} ({_why(e, d)})")
         elif _unreadable(Path(d) / "config.json"):
             skipped.append(f"{d} (config.json is damaged)")
         elif Path(d).is_dir() and (Path(d) / "train_config.json").is_file():
@@ -206,7 +220,8 @@ def compare(run_dirs, out: str | Path) -> dict:
         raise ArchgradError("archgrad compare needs at least one search run directory"
                             + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
     out = Path(out)
-    md = "# Search runs compared\n\n" + table(runs) + f"\n\n![per-epoch records]({out.name}.png)\n"
+    figure = out.with_suffix(".png")  # what plot() writes, whatever suffix --out has
+    md = "# Search runs compared\n\n" + table(runs) + f"\n\n![per-epoch records]({figure.name})\n"
     atomic_write_text(out.with_suffix(".md"), md)
     plot(runs, out)
     return {"runs": len(runs), "table": str(out.with_suffix(".md")),
@@ -274,17 +289,14 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
         final = None
         if state == "done":
             try:
-                final = read_json(d / "result.json")
-            except (OSError, ValueError):
-                final = None
-            if not isinstance(final, dict) or "genotype" not in final:
+                final = schemas.read(d / "result.json")
+            except ArchgradError:
                 final, state = None, "damaged"
         history = []
         if (d / "metrics.jsonl").is_file():
             try:
-                history = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()
-                           if x.strip()]
-            except (OSError, ValueError):
+                history = schemas.read_lines(d / "metrics.jsonl")
+            except ArchgradError:
                 history = []
         group = spec.strategy + "".join(f" {k}={v}" for k, v in spec.values.items())
         rec = {"run": spec.name, "strategy": spec.strategy, "seed": spec.seed,

@@ -76,30 +76,88 @@ def read_json(path) -> Any:
         return json.load(f)
 
 
-def save_checkpoint(path, state: dict) -> None:
+def content_digest(obj: Any) -> str:
+    """A digest of a checkpoint's contents (every tensor's dtype, shape and bytes, every other
+    value's repr, keys in sorted order): damage inside a tensor's bytes, which leaves the file
+    loadable, changes it."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def walk(o):
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(o.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, dict):
+            h.update(f"D{len(o)}".encode())
+            for k, v in sorted(o.items(), key=lambda kv: repr(kv[0])):
+                h.update(repr(k).encode())
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            h.update(f"{'L' if isinstance(o, list) else 'U'}{len(o)}".encode())
+            for v in o:
+                walk(v)
+        else:
+            h.update(f"V{type(o).__name__}:{o!r};".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where ``save_checkpoint(..., keep_previous=True)`` keeps the file it replaces."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(path, state: dict, keep_previous: bool = False) -> None:
+    """``state`` with a digest of its contents (checked by ``load_checkpoint``), written
+    atomically. ``keep_previous``: the file it replaces stays as ``NAME.prev.pt`` (a hard link
+    made before the new file is renamed in, so one of them is whole at every moment)."""
+    path = Path(path)
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save({**state, "digest": content_digest(state)}, buf)
+    if keep_previous and path.is_file():
+        prev = previous_path(path)
+        tmp = path.with_name(f".{prev.name}.link.tmp")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(path, tmp)
+            os.replace(tmp, prev)
+        except OSError:  # no hard links here: a copy
+            tmp.unlink(missing_ok=True)
+            atomic_write_bytes(prev, path.read_bytes())
     atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path, required: tuple[str, ...] = ()) -> dict:
     """A checkpoint written by archgrad, loaded as data only (``weights_only=True``: tensors
-    and plain containers; no code runs). Any damage gives a one-line error naming the file."""
+    and plain containers; no code runs), its contents checked against the digest it was written
+    with. Any damage gives a one-line error naming the file (and the kept previous checkpoint
+    to fall back to, where there is one)."""
     path = Path(path)
     if not path.is_file():
         raise ArchgradError(f"no checkpoint at {path}")
+    prev = previous_path(path)
+    fallback = (f"; the previous epoch's checkpoint is kept: `mv {prev} {path}` and resume "
+                f"again to repeat the last epoch") if prev.is_file() else ""
     if path.stat().st_size == 0:
-        raise ArchgradError(f"{path} is empty (an interrupted write?); remove it to restart "
-                            f"the run from its config.json")
+        raise ArchgradError(f"{path} is empty (an interrupted write?)" + (
+            fallback or "; remove it to restart the run from its config.json"))
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, garbled, or holding objects that are not data
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ArchgradError(f"{path} is not a readable archgrad checkpoint ({reason})") from None
+        raise ArchgradError(f"{path} is not a readable archgrad checkpoint ({reason})"
+                            f"{fallback}") from None
     if not isinstance(ck, dict) or any(k not in ck for k in required):
         missing = [k for k in required if not isinstance(ck, dict) or k not in ck]
         raise ArchgradError(f"{path} is not an archgrad checkpoint of this kind (missing "
-                            f"{', '.join(missing) or 'its contents'})")
+                            f"{', '.join(missing) or 'its contents'}){fallback}")
+    if "digest" in ck:  # files of archgrad 0.1 before digests load unchecked
+        saved = ck.pop("digest")
+        if saved != content_digest(ck):
+            raise ArchgradError(f"{path} is damaged: its contents do not match the digest it "
+                                f"was written with{fallback}")
     return ck
 
 

@@ -6,7 +6,8 @@ A run directory holds:
 * ``metrics.jsonl`` one JSON record per epoch (losses, accuracies, learning rate, architecture
   probabilities, entropy, derived genotype, benchmark figures, gradient-estimate variance);
 * ``checkpoint.pt`` weights, architecture parameters, optimizer states, RNG states, epoch and the
-  history so far — written atomically after every epoch;
+  history so far, with a digest of its contents checked on load — written atomically after
+  every epoch; the one it replaces stays as ``checkpoint.prev.pt`` (a fallback if it is damaged);
 * ``genotype.txt`` / ``result.json`` when the search has finished.
 
 ``search(resume=RUN_DIR)`` continues from the last checkpoint; on CPU the result equals that of
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import __version__
+from . import __version__, schemas
 from .arch import Mix, entropy, max_prob
 from .bn import bn_modules, recalibrated
 from .data import DATASETS, load_dataset
@@ -745,7 +746,7 @@ def _run(cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool
                         "strategy": strategy.state_dict(), "history": history,
                         "rng": rngs[0], "run_id": meta["run_id"],
                         "config_digest": meta["config_digest"], "world_size": ctx.world,
-                        **({"rng_ranks": rngs} if ctx.active else {})})
+                        **({"rng_ranks": rngs} if ctx.active else {})}, keep_previous=True)
                     _write_logs(run_dir, history, log_csv)
                 if writer is not None:
                     _tensorboard(writer, record)
@@ -794,9 +795,9 @@ def _finished(cfg: SearchConfig, run_dir: Path, ckpt: dict, space) -> SearchResu
     """A finished run, returned as it is (nothing is recomputed or written)."""
     path = run_dir / "result.json"
     try:
-        final = read_json(path)
+        final = schemas.read(path)
         geno = space.genotype((run_dir / "genotype.txt").read_text().strip())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ArchgradError) as e:
+    except (OSError, UnicodeDecodeError, ArchgradError) as e:
         raise ArchgradError(f"{path} or genotype.txt is damaged ({e}); remove them to "
                             f"re-derive the result from the last checkpoint") from None
     res = SearchResult(geno, list(ckpt["history"]), final, cfg, run_dir,
@@ -1110,4 +1111,4 @@ def load_result(run_dir: str | Path) -> dict:
     if not (run_dir / "result.json").is_file():
         raise ArchgradError(f"{run_dir} has no result.json (the search has not finished; "
                             f"resume it with archgrad search --resume {run_dir})")
-    return read_json(run_dir / "result.json")
+    return schemas.read(run_dir / "result.json")

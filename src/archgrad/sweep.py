@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import schemas
 from .errors import ArchgradError
 from .rundir import (
     RunLock,
@@ -119,9 +120,9 @@ class Sweep:
         grid_now = [asdict(r) for r in runs]
         if path.is_file():
             try:
-                saved = read_json(path)
+                saved = schemas.read(path)
                 same = saved["runs"] == json.loads(json.dumps(grid_now))
-            except (OSError, ValueError, KeyError, TypeError):
+            except ArchgradError:
                 raise ArchgradError(f"{path} is damaged; remove it or choose another --out") \
                     from None
             if not same:
@@ -143,10 +144,11 @@ class Sweep:
                 if (root / "config.json").is_file() else ""
             raise ArchgradError(f"{root} is not a sweep directory (no sweep.json){hint}")
         try:
-            data = read_json(path)
+            data = schemas.read(path)
             runs = [RunSpec(**r) for r in data["runs"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise ArchgradError(f"{path} is damaged") from None
+        except TypeError:
+            raise ArchgradError(f"{path} is damaged (a run's settings are not what archgrad "
+                                f"writes)") from None
         return cls(root, runs, data.get("meta", {}))
 
     # -- states ----------------------------------------------------------------------------
@@ -334,7 +336,7 @@ def retrain(run_dir: Path, spec: RunSpec, options: dict, device: str) -> dict:
     out = run_dir / "retrain"
     if (out / "train_config.json").is_file():
         return train(None, None, resume=out, device=device)
-    cfg = read_json(run_dir / "config.json")["search"]
+    cfg = schemas.read(run_dir / "config.json")["search"]
     return train(cfg["space"], str(run_dir), cfg["dataset"], seed=spec.seed, device=device,
                  data_dir=cfg.get("data_dir"), subset=cfg.get("subset"), out=out, **options)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, schemas
 from .data import BatchLoader, load_dataset
 from .errors import ArchgradError, DivergenceError, GenotypeError
 from .ops import count_parameters
@@ -590,11 +590,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
                     raise ArchgradError(f"{run_dir} was trained by {ck.get('world_size', 1)} "
                                         f"process(es); resume it with the same number")
                 if ck["epoch"] + 1 >= epochs and (run_dir / "train_result.json").is_file():
-                    try:
-                        res = read_json(run_dir / "train_result.json")
-                    except (OSError, ValueError) as e:
-                        raise ArchgradError(f"{run_dir / 'train_result.json'} is damaged "
-                                            f"({e})") from None
+                    res = schemas.read(run_dir / "train_result.json")
                     res["history"] = list(ck["history"])
                     res["already_finished"] = True
                     return res
@@ -675,7 +671,8 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
                         "optimizer": opt.state_dict(), "trainer": trainer.state_dict(),
                         "history": history, "rng": rngs[0], "world_size": ctx.world,
                         **({"rng_ranks": rngs} if ctx.active else {}),
-                        "run_id": meta["run_id"], "config_digest": meta["config_digest"]})
+                        "run_id": meta["run_id"], "config_digest": meta["config_digest"]},
+                        keep_previous=True)
                     _write_logs(run_dir, history)
         finally:
             if bar is not None:
@@ -732,11 +729,9 @@ def _write_logs(run_dir: Path, history: list[dict]) -> None:
 # ---- export -----------------------------------------------------------------------------------
 def save_model(model: nn.Module, space, genotype: str, path: Path) -> None:
     """The state_dict with what rebuilds its network: ``archgrad.load_model(path)``."""
-    import io
-    buf = io.BytesIO()
-    torch.save({"format": "archgrad-model-1", "space": space.name, "genotype": str(genotype),
-                "space_options": dict(space.config), "state_dict": model.state_dict()}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_checkpoint(path, {"format": "archgrad-model-1", "space": space.name,
+                           "genotype": str(genotype), "space_options": dict(space.config),
+                           "state_dict": model.state_dict()})
 
 
 class LanguageModelStep(nn.Module):

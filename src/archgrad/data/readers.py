@@ -247,11 +247,19 @@ def _load_images(items, size: int, channels: int) -> tuple[torch.Tensor, torch.T
     mode = "L" if channels == 1 else "RGB"
     x = np.empty((len(items), size, size, channels), dtype=np.uint8)
     for i, (f, _) in enumerate(items):
-        with Image.open(f) as im:
-            im = im.convert(mode)
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            x[i] = np.asarray(im).reshape(size, size, channels)
+        try:
+            with Image.open(f) as im:
+                im = im.convert(mode)
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                x[i] = np.asarray(im).reshape(size, size, channels)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            # PIL: UnidentifiedImageError and truncated files are OSErrors
+            reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else \
+                type(e).__name__
+            raise ArchgradError(f"{f} is not a readable image ({reason}); every file named "
+                                f"like an image ({', '.join(sorted(IMAGE_EXTS))}) in an "
+                                f"imagefolder must be one") from None
     y = np.array([k for _, k in items], dtype=np.int64)
     return _t(x.transpose(0, 3, 1, 2)), _t(y)
 
