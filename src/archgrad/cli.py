@@ -1199,8 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
         _one_genotype(args)
         return args.func(args)
     except ArchgradError as e:
-        print(f"archgrad: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _refuse(e)
     except KeyboardInterrupt as e:
         from .rundir import claimed
         where = getattr(args, "out", None) or getattr(args, "resume", None)
@@ -1228,6 +1227,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+def _refuse(e: ArchgradError) -> int:
+    """Bad input: one line on stderr and the error's exit status. Under torchrun every process
+    meets the same input, so the line is printed once per machine (local rank 0) and every
+    process leaves at once with that status, before torchrun stops the slower ones with SIGTERM
+    (its summary then lists exit status 2, not a signal)."""
+    from .dist import launched
+    if not launched():
+        print(f"archgrad: error: {e}", file=sys.stderr)
+        return e.exit_code
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        print(f"archgrad: error: {e}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(e.exit_code)
 
 
 def _main_thread() -> bool:
