@@ -1,10 +1,13 @@
 import contextlib
 import importlib
+import os
 
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one thread per pytest-xdist worker (they share the cores), else at most two
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else
+                      min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)

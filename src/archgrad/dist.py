@@ -47,7 +47,8 @@ class Context:
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        """In a process group (under torchrun, one process included)."""
+        return self.backend is not None
 
     @property
     def main(self) -> bool:
@@ -211,8 +212,9 @@ def context() -> Context:
 
 
 def launched() -> bool:
-    """Started by torchrun (its environment variables are set)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    """Started by torchrun (its environment variables are set), one process included: a
+    one-process run joins a process group of one (NCCL on a GPU), the path several take."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def setup(device: str | None) -> Context:
