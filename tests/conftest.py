@@ -8,6 +8,9 @@ import torch
 # one thread per pytest-xdist worker (they share the cores), else at most two
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else
                       min(2, torch.get_num_threads()))
+# processes the tests start (the CLI, sweep workers) compute with as many threads as the test
+# process does: float results that a test compares then agree bit for bit
+os.environ["ARCHGRAD_THREADS"] = str(torch.get_num_threads())
 
 
 @pytest.fixture(autouse=True)

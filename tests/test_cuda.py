@@ -95,10 +95,10 @@ def _steps(strat, sp, device, n=2, seed=0, watch=None):
 def _to(batch, device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device)
+    if hasattr(batch, "_fields"):  # a named tuple (a language model's Window)
+        return type(batch)(*(_to(b, device) for b in batch))
     if isinstance(batch, (tuple, list)):
         return type(batch)(_to(b, device) for b in batch)
-    if hasattr(batch, "to"):
-        return batch.to(device)
     return batch
 
 

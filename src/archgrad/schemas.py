@@ -21,6 +21,7 @@ OBJECT = "object"
 OPT_OBJECT = "object or null"
 LIST = "list"
 INTEGER = "integer"
+OPT_BOOLEAN = "boolean or null"
 
 
 def _is(kind: str, v: Any) -> bool:
@@ -31,7 +32,7 @@ def _is(kind: str, v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
     if base == INTEGER:
         return isinstance(v, int) and not isinstance(v, bool)
-    return isinstance(v, {TEXT: str, OBJECT: dict, LIST: list}[base])
+    return isinstance(v, {TEXT: str, OBJECT: dict, LIST: list, "boolean": bool}[base])
 
 
 # (key -> kind), and which keys must be present
@@ -45,7 +46,7 @@ SCHEMAS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "train_config.json": ({"train": OBJECT}, ("train",)),
     "result.json": ({"genotype": TEXT, "epochs": INTEGER, "derive": OPT_TEXT,
                      "argmax_genotype": OPT_TEXT, "process_best_genotype": OPT_TEXT,
-                     "benchmark": OPT_OBJECT, "found_teacher": OPT_OBJECT,
+                     "benchmark": OPT_OBJECT, "found_teacher": OPT_BOOLEAN,
                      **{k: OPT_NUMBER for k in _RESULT_NUMBERS}}, ("genotype",)),
     "metrics.jsonl": ({"epoch": INTEGER, "steps": INTEGER, "genotype": OPT_TEXT,
                        "probs": OPT_OBJECT, "benchmark": OPT_OBJECT,
