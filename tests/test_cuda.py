@@ -227,3 +227,4 @@ def test_a_one_process_nccl_search_and_its_resume(tmp_path):
     b = json.loads((cut / "result.json").read_text())
     assert a["genotype"] == b["genotype"]
     assert a["supernet_valid_acc"] == pytest.approx(b["supernet_valid_acc"], abs=0.5)
+

@@ -83,6 +83,9 @@ def test_bad_setups_are_refused_in_one_line(tmp_path):
         p = torchrun("-m", "archgrad", "search", "--dataset", "synthetic", "--epochs", "1",
                      "--device", "cuda", "--out", str(tmp_path / "c"), "--quiet")
         assert p.returncode != 0 and "has no CUDA GPU" in p.stderr
+        # refused before the process group exists: still once, still status 2 everywhere
+        assert p.stderr.count("archgrad: error:") == 1, p.stderr[-3000:]
+        assert p.stderr.count("exitcode  : 2") == 2 and "SIGTERM" not in p.stderr
 
 
 def _has_cuda():

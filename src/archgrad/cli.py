@@ -1242,7 +1242,49 @@ def _refuse(e: ArchgradError) -> int:
         print(f"archgrad: error: {e}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
+    _leave_together()
     os._exit(e.exit_code)
+
+
+def _leave_together(wait_s: float = 10.0) -> None:
+    """Under torchrun, wait (at most ``wait_s``) until every process has met the error, so that
+    none is still running when the first leaves (torchrun would stop it with SIGTERM, and the
+    one that prints the line might be stopped before it does)."""
+    import time
+
+    found = _launch_store()
+    if found is None:
+        return
+    store, world = found
+    try:
+        store.add("archgrad/refused", 1)
+        deadline = time.monotonic() + wait_s
+        while store.add("archgrad/refused", 0) < world and time.monotonic() < deadline:
+            time.sleep(0.02)
+    except Exception:  # the store is gone or another process left: leave now
+        pass
+
+
+def _launch_store():
+    """The key-value store the processes of this launch share: the process group's, or (before
+    the group exists) torchrun's own; None outside a multi-process launch."""
+    import datetime
+
+    import torch.distributed as td
+    if not td.is_available():
+        return None
+    try:
+        if td.is_initialized():
+            from torch.distributed.distributed_c10d import _get_default_store
+            return _get_default_store(), td.get_world_size()
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world < 2 or "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+            return None
+        store = td.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                            is_master=False, timeout=datetime.timedelta(seconds=5))
+        return store, world
+    except Exception:
+        return None
 
 
 def _main_thread() -> bool:
