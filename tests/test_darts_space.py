@@ -214,6 +214,7 @@ def test_pdarts_stages_prune_and_deepen():
     assert st.derive_options["max_skip"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("space,given,depths", [("darts", 3, [3, 9, 15]),
                                                 ("darts", 8, [8, 14, 20]),
                                                 ("nb201", 2, [2, 4, 6]), ("nb201", 1, [1, 3, 5])])
@@ -290,6 +291,7 @@ def test_pdarts_clips_the_architecture_gradient():
     assert torch.allclose(step, torch.full((6, 5), 6e-4), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_pdarts_search_runs_end_to_end(tmp_path):
     res = archgrad.search(space="darts", strategy="pdarts", dataset="synthetic", epochs=3, C=4,
                           stage_depths=(3, 4, 5), out=tmp_path / "r", device="cpu")

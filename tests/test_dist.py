@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # processes and whole runs: the second pytest call
+
 HERE = Path(__file__).parent
 
 
@@ -125,7 +127,7 @@ def test_mixed_precision_runs_the_forward_low_and_keeps_parameters_fp32(tmp_path
         return sp
 
     import importlib
-    S = importlib.import_module("archgrad.search")
+    S = importlib.import_module("archgrad.search.plan")  # where the stages are built
     old = S.get_space
     S.get_space = spying
     try:

@@ -5,6 +5,7 @@ import archgrad
 from archgrad.methods import STRATEGIES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_search_on_digits(strategy, tmp_path):
     # progressive strategies rebuild the supernet per stage: two epochs in each stage

@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # processes and whole runs: the second pytest call
+
 
 def test_the_gpu_check_runs_dry_on_the_cpu(tmp_path):
     """bench/gpu_check.py --dry-run: every phase at its smallest on the CPU, its JSON written,

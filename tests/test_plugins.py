@@ -59,6 +59,7 @@ def plugin_dir(tmp_path, monkeypatch):
         sys.path.remove(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_plugin_strategy_runs_from_the_command_line_and_in_sweep_workers(capsys, plugin_dir):
     code, out, err = run(capsys, "search", "--strategy", "tempered-test", "--set",
                          "temperature=3", *TINY, "--out", "r")

@@ -28,27 +28,21 @@ def test_constraints_pin_a_torch_the_package_accepts():
     assert re.search(r"^torch==2\.\d+\.\d+$", pins, re.M)
 
 
-def test_the_python_examples_parse_and_name_only_what_archgrad_exports():
-    import ast
-
-    import archgrad
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert blocks
-    for block in blocks:
-        tree = ast.parse(block)
-        names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
-                 and isinstance(n.value, ast.Name) and n.value.id == "archgrad"}
-        missing = sorted(n for n in names if not hasattr(archgrad, n))
-        assert not missing, missing
-
-
 def test_the_own_loop_example_runs_and_derives_a_genotype(capsys):
-    """The README's loop of one's own, run as written."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """docs/python-api.md's loop of one's own, run as written."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "python-api.md").read_text(),
+                        re.S)
     block = next(b for b in blocks if "strategy.step(" in b)
-    exec(compile(block, "README.md", "exec"), {})
+    exec(compile(block, "python-api.md", "exec"), {})
     out = capsys.readouterr().out.strip()
     loss, genotype = out.split(" ", 1)
     assert float(loss) > 0
     import archgrad
     archgrad.get_space("nb201").genotype(genotype)  # a well-formed NB201 cell
+
+
+def test_ci_also_runs_the_slow_cases_the_readme_names():
+    text = (ROOT / "README.md").read_text()
+    slow = re.findall(r"```bash\n(\.venv/bin/python -m pytest[^\n]*-m slow)\n```", text)
+    assert len(slow) == 1
+    assert slow[0] in (ROOT / ".ci" / "run").read_text().splitlines()

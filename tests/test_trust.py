@@ -279,7 +279,7 @@ def full_run(tmp_path_factory):
                                    "before_results"])
 def test_any_interruption_resumes_to_the_same_run_file_for_file(tmp_path, monkeypatch, full_run,
                                                                 where):
-    S = sys.modules["archgrad.search"]
+    S = sys.modules["archgrad.search.loop"]  # the epoch loop
     full_dir, full = full_run
     cut = tmp_path / "cut"
     real_logs, real_save, real_finish = S._write_logs, S.save_checkpoint, S._finish

@@ -10,355 +10,29 @@
 
 A strategy never imports a space: it sees a supernet (``forward(x, mix)``), the space's
 :class:`~archgrad.arch.ChoiceGroup` list and a loss function.
+
+The estimator and the update rules live in ``estimator`` and ``updates``; their names are
+imported here too, so that ``archgrad.strategy`` holds the whole strategy API.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .arch import ArchParams, ChoiceGroup, Mix, Parameterization, Softmax
+from .arch import ArchParams, ChoiceGroup
 from .errors import ArchgradError
+from .estimator import ArchStepResult, Estimator, StepContext, accuracy, output_metrics
 from .runtime import keep_freed_memory
+from .updates import ARCH_LR_SCHEDULES, AdamUpdate, ArchUpdate, NoUpdate, WeightOptim, cosine
 
-
-# --------------------------------------------------------------------------------------------
-# What an estimator sees during a step
-# --------------------------------------------------------------------------------------------
-@dataclass
-class StepContext:
-    model: nn.Module
-    arch: ArchParams
-    loss_fn: Callable[[Tensor, Tensor], Tensor]
-    batch: tuple[Tensor, Tensor]
-    train_batch: tuple[Tensor, Tensor]
-    weights: list[nn.Parameter]
-    lr: float
-    epoch: int
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    generator: torch.Generator
-    #: iterations with architecture steps in the whole search (after warm-up) and the index of
-    #: this one among them (0: not given, as in a context built by hand)
-    total_arch_steps: int = 0
-    arch_step_index: int = 0
-    #: the weight optimizer and its settings (DARTS's unrolled step reads the momentum)
-    weight_opt: torch.optim.Optimizer | None = None
-    weights_cfg: WeightOptim | None = None
-    #: mixed precision: the forward pass under autocast to this dtype (bf16 / fp16); the
-    #: parameters, the architecture and their optimizers stay fp32
-    amp: torch.dtype | None = None
-    #: fp16: the weights' loss scaler (torch.amp.GradScaler); architecture gradients are taken
-    #: of the scaled loss too, so that they do not underflow in fp16, and unscaled (:meth:`grad`)
-    scaler: Any = None
-    #: an iteration of a warm-up (weights only, the architecture frozen)
-    warmup: bool = False
-    #: the iteration's validation batch (bi-level; None in a single-level search), for the
-    #: weight step's parts that compare both (OLES)
-    valid_batch: tuple[Tensor, Tensor] | None = None
-
-    def grad(self, loss: Tensor, inputs: Sequence[Tensor], scaled: int = 0
-             ) -> list[Tensor | None]:
-        """``torch.autograd.grad(loss, inputs)``; under fp16 of the scaled loss, the gradients of
-        ``inputs[scaled:]`` unscaled (those of the first ``scaled`` inputs, the weights', stay
-        scaled for the scaler's own unscale and overflow check). An unscaled gradient that
-        overflowed is zero: GradScaler skips that step's weights, the architecture takes no
-        gradient from it (a true divergence shows in the loss, which is not scaled)."""
-        if self.scaler is None:
-            return list(torch.autograd.grad(loss, inputs, allow_unused=True))
-        gs = list(torch.autograd.grad(self.scaler.scale(loss), inputs, allow_unused=True))
-        # the scale as a tensor on the loss's device (no host synchronisation); a power of
-        # two, so unscaling in the gradients' own dtype is exact
-        inv = self.scaler.scale(torch.ones((), device=loss.device)).reciprocal()
-        for i in range(scaled, len(gs)):
-            if gs[i] is not None:
-                g = gs[i] * inv.to(gs[i].dtype)
-                gs[i] = torch.where(torch.isfinite(g), g, torch.zeros_like(g))
-        return gs
-
-    @property
-    def arch_epoch(self) -> tuple[int, int]:
-        """(epochs with architecture steps done before this one, all of them); without the
-        architecture-step schedule (``total_arch_steps`` 0), the search's (epoch, epochs)."""
-        if self.total_arch_steps <= 0:
-            return self.epoch, max(self.epochs, 1)
-        spe = max(self.steps_per_epoch, 1)
-        return self.arch_step_index // spe, max(-(-self.total_arch_steps // spe), 1)
-
-    @property
-    def progress(self) -> float:
-        """Fraction of the search done, in [0, 1)."""
-        return (self.epoch + self.step / max(self.steps_per_epoch, 1)) / max(self.epochs, 1)
-
-    def forward(self, mix: Mix, batch: tuple[Tensor, Tensor] | None = None):
-        x, y = batch if batch is not None else self.batch
-        if self.amp is None:
-            out = self.model(x, mix)
-            return out, self.loss_fn(out, y)
-        with torch.autocast(x.device.type, dtype=self.amp):
-            out = self.model(x, mix)
-            loss = self.loss_fn(out, y)
-        return out, loss.float()
-
-
-def accuracy(out, y: Tensor) -> Tensor | None:
-    """Top-1 accuracy for classification outputs; None for other tasks."""
-    if isinstance(out, Tensor) and out.dim() == 2 and y.dim() == 1 \
-            and not y.is_floating_point():
-        return (out.argmax(-1) == y).float().mean().detach()
-    return None
-
-
-def output_metrics(out, prefix: str) -> dict[str, Tensor]:
-    """Figures a task's loss left on its output (a language model's log-likelihood)."""
-    nll = getattr(out, "nll", None)
-    return {f"{prefix}_nll": nll} if nll is not None else {}
-
-
-@dataclass
-class ArchStepResult:
-    grads: dict[str, Tensor]
-    stats: dict[str, Any] = field(default_factory=dict)
-    #: discrete architectures evaluated in this step (per-label candidate indices) with their
-    #: minibatch rewards (minus the validation loss), for "process best" derivation
-    samples: list[tuple[dict[str, list[int]], float]] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------------
-# Estimators
-# --------------------------------------------------------------------------------------------
-class Estimator(nn.Module):
-    """Base estimator: a dense relaxation whose gradient flows pathwise into the parameters.
-
-    Subclasses override :meth:`arch_mix` / :meth:`weight_mix` (how mixing weights are formed),
-    :meth:`grad_targets` / :meth:`arch_grads` (what is differentiated and how it becomes a
-    gradient of the parameters), or :meth:`arch_step` as a whole (several forwards), and
-    :meth:`eval_mix` (the network under which the supernet is evaluated: the one it trains).
-    """
-
-    #: memory grows with the number of candidates (every candidate is computed)
-    dense: bool = True
-    #: the architecture step's mix may also train the weights in one backward (single level)
-    joint_ok: bool = True
-    #: how :meth:`eval_mix` evaluates the supernet, for the output
-    eval_mode: str = "expected network (dense mix of the probabilities)"
-    #: batch norm when evaluating: "running" statistics, or each batch's ("batch") where the
-    #: running ones average over the many networks the strategy samples
-    eval_bn: str = "running"
-
-    def __init__(self):
-        super().__init__()
-        #: dropout on identity skip connections while training, set by the schedule (P-DARTS)
-        self.skip_dropout: float = 0.0
-
-    def describe_eval(self, has_bn: bool = True, batches: str | None = None) -> str:
-        """How the supernet is evaluated, for the output: :attr:`eval_mode`, what one sample
-        covers (``batches``, from the task) and, for a network with batch norms, which
-        statistics they use."""
-        text = self.eval_mode
-        if self.eval_bn == "batch":
-            text += f" ({batches})" if batches else ""
-            text += ", BN with each batch's statistics as in training" if has_bn else ""
-        return text
-
-    def weight_mix(self, ctx: StepContext) -> Mix:
-        with torch.no_grad():
-            return Mix(ctx.arch.probs_detached(), ctx.arch.dense_active(),
-                       ctx.arch.edge_weights(), skip_dropout=self.skip_dropout)
-
-    def eval_mix(self, arch: ArchParams, generator: torch.Generator | None = None,
-                 epoch: int = 0, epochs: int = 1) -> Mix | Callable[[], Mix]:
-        """The mix under which the supernet is evaluated: a Mix, or a function drawing one per
-        evaluation batch (sampling strategies: a Monte-Carlo estimate over the networks they
-        train). ``generator`` draws those samples without touching the search's own."""
-        with torch.no_grad():
-            return Mix(arch.probs_detached(), arch.dense_active(), arch.edge_weights())
-
-    def arch_mix(self, ctx: StepContext) -> tuple[Mix, Any]:
-        return Mix(ctx.arch.probs(), ctx.arch.dense_active(), ctx.arch.edge_weights(),
-                   skip_dropout=self.skip_dropout), None
-
-    def grad_targets(self, ctx: StepContext, mix: Mix, record: Any) -> list[Tensor]:
-        """Pathwise: every architecture parameter (theta, and beta with edge weights)."""
-        return [ctx.arch.param(k) for k in ctx.arch.param_keys()]
-
-    def arch_grads(self, ctx: StepContext, mix: Mix, record: Any,
-                   target_grads: Sequence[Tensor | None], loss: Tensor) -> dict[str, Tensor]:
-        return {k: (g if g is not None else torch.zeros_like(ctx.arch.param(k)))
-                for k, g in zip(ctx.arch.param_keys(), target_grads)}
-
-    def sample_of(self, record: Any) -> dict[str, list[int]] | None:
-        return None
-
-    def arch_step(self, ctx: StepContext) -> ArchStepResult:
-        mix, record = self.arch_mix(ctx)
-        out, loss = ctx.forward(mix)
-        targets = self.grad_targets(ctx, mix, record)
-        tg = ctx.grad(loss, targets) if targets else []
-        grads = self.arch_grads(ctx, mix, record, tg, loss)
-        sample = self.sample_of(record)
-        return ArchStepResult(grads, {"arch_loss": loss.detach(),
-                                      "arch_acc": accuracy(out, ctx.batch[1]),
-                                      **output_metrics(out, "arch")},
-                              [(sample, -loss.detach())] if sample is not None else [])
-
-    def settings(self) -> dict[str, Any]:
-        """The estimator's hyperparameters (for the table of defaults)."""
-        return {}
-
-
-# --------------------------------------------------------------------------------------------
-# Architecture update rules
-# --------------------------------------------------------------------------------------------
-class ArchUpdate:
-    """Applies a gradient to the architecture parameters. Owns their parameterization."""
-
-    parameterization: Parameterization = Softmax()
-
-    def bind(self, arch: ArchParams) -> None:
-        self.arch = arch
-
-    def step(self, grads: dict[str, Tensor], ctx: StepContext | None = None) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def settings(self) -> dict[str, Any]:
-        """The update rule's hyperparameters (for the table of defaults)."""
-        return {}
-
-
-ARCH_LR_SCHEDULES = ("constant", "cosine")
-
-
-class AdamUpdate(ArchUpdate):
-    """Adam on logits (DARTS: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3).
-
-    ``grad_clip``: the architecture gradient's norm is clipped first (P-DARTS 5, SNAS 10,
-    AdvantageNAS 1). ``lr_schedule="cosine"``: the learning rate is cosine-annealed to 0 per
-    epoch over the epochs with architecture steps (AdvantageNAS's official code)."""
-
-    def __init__(self, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3,
-                 parameterization: Parameterization | None = None, *,
-                 grad_clip: float | None = None, lr_schedule: str = "constant",
-                 eps: float = 1e-8):
-        if lr_schedule not in ARCH_LR_SCHEDULES:
-            raise ArchgradError(f"arch_lr_schedule must be one of "
-                                f"{', '.join(ARCH_LR_SCHEDULES)}, got {lr_schedule!r}")
-        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
-        self.grad_clip, self.lr_schedule, self.eps = grad_clip, lr_schedule, eps
-        self.parameterization = parameterization or Softmax()
-
-    def bind(self, arch):
-        super().bind(arch)
-        self.opt = torch.optim.Adam(arch.parameters(), lr=self.lr, betas=self.betas,
-                                    weight_decay=self.weight_decay, eps=self.eps)
-
-    def lr_at(self, ctx: StepContext | None) -> float:
-        if self.lr_schedule == "cosine" and ctx is not None:
-            e, n = ctx.arch_epoch
-            return cosine(self.lr, 0.0, e, n)
-        return self.lr
-
-    def step(self, grads, ctx=None):
-        params = []
-        for k, g in grads.items():
-            p = self.arch.param(k)
-            p.grad = g.to(p.dtype)
-            params.append(p)
-        if self.grad_clip:
-            nn.utils.clip_grad_norm_(params, self.grad_clip)
-        lr = self.lr_at(ctx)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return {}
-
-    def state_dict(self):
-        return self.opt.state_dict()
-
-    def load_state_dict(self, state):
-        self.opt.load_state_dict(state)
-
-    def settings(self):
-        return {"arch_optimizer": "adam", "arch_lr": self.lr, "arch_betas": self.betas,
-                "arch_weight_decay": self.weight_decay, "arch_grad_clip": self.grad_clip,
-                "arch_lr_schedule": self.lr_schedule,
-                "init": _init_text(self.parameterization)}
-
-
-def _init_text(par: Parameterization) -> str:
-    scale = getattr(par, "init_scale", None)
-    if par.name == "simplex":
-        return "uniform" if not scale else f"uniform x exp({scale:g} N(0,1))"
-    if par.name == "box":
-        return f"0.5 + {scale:g} N(0,1)"
-    return "uniform" if not scale else f"{scale:g} N(0,1)"
-
-
-class NoUpdate(ArchUpdate):
-    """Leaves the architecture parameters as they are (random search with weight sharing)."""
-
-    def step(self, grads, ctx=None):
-        return {}
-
-    def settings(self):
-        return {"arch_optimizer": "none"}
-
-
-# --------------------------------------------------------------------------------------------
-# Weight optimizer settings (shared; strategies change defaults where their paper does)
-# --------------------------------------------------------------------------------------------
-def cosine(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
-    """Cosine annealing from ``lr`` at epoch 0 towards ``lr_min`` (a pure function of the epoch)."""
-    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
-
-
-@dataclass
-class WeightOptim:
-    """SGD on the shared weights, learning rate cosine-annealed per epoch (DARTS defaults).
-    ``optimizer="adam"`` uses Adam instead (NNI's default, with lr 1e-3)."""
-
-    lr: float = 0.025
-    lr_min: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float | None = 5.0
-    nesterov: bool = False
-    optimizer: str = "sgd"
-    #: epochs the cosine spans (None: the search's); GAEA's release runs 25 of a 50-epoch
-    #: schedule
-    lr_epochs: int | None = None
-
-    def __post_init__(self):
-        if self.optimizer not in ("sgd", "adam"):
-            raise ArchgradError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-
-    def lr_at(self, epoch: int, epochs: int) -> float:
-        """Cosine annealing from ``lr`` to ``lr_min`` over the epochs (a pure function)."""
-        return cosine(self.lr, self.lr_min, epoch, self.lr_epochs or epochs)
-
-    def make(self, params) -> torch.optim.Optimizer:
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
-                               weight_decay=self.weight_decay, nesterov=self.nesterov)
-
-    def settings(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer, "lr": self.lr, "lr_min": self.lr_min,
-                "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
-                "lr_epochs": self.lr_epochs}
+__all__ = ["ARCH_LR_SCHEDULES", "AdamUpdate", "ArchStepResult", "ArchUpdate", "DATA_SPLITS",
+           "DERIVE_MODES", "Estimator", "NoUpdate", "Stage", "StepContext", "Strategy",
+           "WeightOptim", "accuracy", "cosine", "output_metrics"]
 
 
 @dataclass
@@ -376,6 +50,8 @@ class Stage:
 #: split (the GAEA release's bi-level searches, train_search.py ``best_genotype``)
 #: "perturbation": DARTS-PT's selection on the final supernet (archgrad.selection)
 DERIVE_MODES = ("argmax", "process-best", "process-best-mean", "best-valid", "perturbation")
+
+
 #: "all-resampled": single level over all of the training data, the architecture stepping on
 #: a batch of its own from a second shuffled pass (the GAEA release's ERM search)
 DATA_SPLITS = ("halves", "all", "all-resampled")

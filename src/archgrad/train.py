@@ -577,18 +577,7 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
             ctx.barrier()
             path = run_dir / "train_checkpoint.pt"
             if resuming and path.exists():
-                ck = load_checkpoint(path, required=("epoch", "model", "optimizer", "history",
-                                                     "rng"))
-                if meta.get("run_id") is not None and ck.get("run_id") != meta.get("run_id"):
-                    raise ArchgradError(f"{path} belongs to another run")
-                if ck.get("config_digest") is not None and ck["config_digest"] != saved_digest:
-                    raise ArchgradError(f"{run_dir / 'train_config.json'} was changed after "
-                                        f"training started (it no longer matches {path.name})")
-                if not isinstance(ck["epoch"], int) or not -1 <= ck["epoch"] < epochs:
-                    raise ArchgradError(f"{path} is damaged (epoch {ck['epoch']!r})")
-                if int(ck.get("world_size", 1)) != ctx.world:
-                    raise ArchgradError(f"{run_dir} was trained by {ck.get('world_size', 1)} "
-                                        f"process(es); resume it with the same number")
+                ck = _read_checkpoint(path, meta, saved_digest, epochs, ctx.world)
                 if ck["epoch"] + 1 >= epochs and (run_dir / "train_result.json").is_file():
                     res = schemas.read(run_dir / "train_result.json")
                     res["history"] = list(ck["history"])
@@ -627,79 +616,110 @@ def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: boo
         if run_dir is not None and resuming and main:
             _write_logs(run_dir, history)
 
-        steps = trainer.steps_per_epoch
         bar = None
         if progress:
             from tqdm.auto import tqdm
+            steps = trainer.steps_per_epoch
             bar = tqdm(total=epochs * steps, initial=start * steps, unit="step",
                        dynamic_ncols=True, desc=f"train {cfg.space}/{cfg.dataset}")
         try:
             for epoch in range(start, epochs):
-                t0 = time.perf_counter()
-                lr = epoch_lr(recipe, epoch, epochs)
-                stats, first_bad = trainer.train_epoch(model, opt, epoch, lr, bar)
-                stats = ctx.average_floats(stats)
-                ctx.broadcast_buffers(model)
-                if ctx.any_true(first_bad >= 0 or not all(torch.isfinite(p).all()
-                                                          for p in model.parameters())):
-                    at = first_bad + 1 if first_bad >= 0 else steps
-                    kept = f"the checkpoint of epoch {epoch} is kept" if epoch > 0 and \
-                        run_dir is not None else "no checkpoint was written"
-                    raise DivergenceError(
-                        f"training diverged in epoch {epoch + 1}, step {at}: the loss or its "
-                        f"gradient is not finite; {kept}, no result is written; try a smaller "
-                        f"learning rate (lr {recipe['lr']:g})")
-                rec = {"epoch": epoch + 1, "lr": lr, **stats}
-                opt = trainer.end_epoch(model, opt, epoch, lr, rec)
-                rec["time_s"] = round(time.perf_counter() - t0, 3)
-                history.append(rec)
-                if bar is not None:
-                    post = {k: f"{rec[k]:.3f}" if "loss" in k else f"{rec[k]:.1f}"
-                            for k in ("train_loss", "train_acc", "train_ppl", "valid_ppl")
-                            if k in rec}
-                    bar.set_postfix(post)
-                    if "test_acc" in rec:
-                        bar.write(f"epoch {rec['epoch']}/{epochs}  train_loss "
-                                  f"{rec['train_loss']:.3f}  train_acc {rec['train_acc']:.1f}%  "
-                                  f"test_acc {rec['test_acc']:.2f}%")
-                if log is not None:
-                    log(rec)
-                rngs = ctx.gather_objects(rng_state()) if run_dir is not None else None
-                if run_dir is not None and main:
-                    save_checkpoint(run_dir / "train_checkpoint.pt", {
-                        "epoch": epoch, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "trainer": trainer.state_dict(),
-                        "history": history, "rng": rngs[0], "world_size": ctx.world,
-                        **({"rng_ranks": rngs} if ctx.active else {}),
-                        "run_id": meta["run_id"], "config_digest": meta["config_digest"]},
-                        keep_previous=True)
-                    _write_logs(run_dir, history)
+                opt = _epoch(trainer, model, opt, recipe, epoch, epochs, history, bar, log,
+                             run_dir, main, meta, ctx)
         finally:
             if bar is not None:
                 bar.close()
-
-        result = {"space": cfg.space, "genotype": cfg.genotype, "dataset": cfg.dataset,
-                  "params": n_params, "epochs": epochs, "history": history,
-                  "train_time_s": round(sum(r["time_s"] for r in history), 2)}
-        result.update(trainer.final(model))
-        if run_dir is not None and main:
-            save_model(model, space, cfg.genotype, run_dir / "model.pt")
-            example = trainer.example(model)
-            if example is not None:
-                try:
-                    export_program(model, example, run_dir / "model.pt2")
-                    result["exported"] = "model.pt2"
-                except Exception as e:  # an export failure must never cost the result
-                    atomic_write_text(run_dir / "export.error.txt",
-                                      f"{type(e).__name__}: {e}\n")
-            atomic_write_json(run_dir / "train_result.json",
-                              {k: v for k, v in result.items() if k != "history"})
-        return result
+        return _result(cfg, space, trainer, model, n_params, epochs, history,
+                       run_dir if main else None)
     finally:
         if lock is not None:
             if made is not None and not (run_dir / "train_config.json").exists():
                 undo_set_up(run_dir, made, lock)  # the set-up failed: leave nothing
             lock.release()
+
+
+def _read_checkpoint(path: Path, meta: dict, saved_digest: str | None, epochs: int,
+                     world: int) -> dict:
+    """A training checkpoint to resume from, checked against its run and configuration."""
+    ck = load_checkpoint(path, required=("epoch", "model", "optimizer", "history", "rng"))
+    if meta.get("run_id") is not None and ck.get("run_id") != meta.get("run_id"):
+        raise ArchgradError(f"{path} belongs to another run")
+    if ck.get("config_digest") is not None and ck["config_digest"] != saved_digest:
+        raise ArchgradError(f"{path.parent / 'train_config.json'} was changed after "
+                            f"training started (it no longer matches {path.name})")
+    if not isinstance(ck["epoch"], int) or not -1 <= ck["epoch"] < epochs:
+        raise ArchgradError(f"{path} is damaged (epoch {ck['epoch']!r})")
+    if int(ck.get("world_size", 1)) != world:
+        raise ArchgradError(f"{path.parent} was trained by {ck.get('world_size', 1)} "
+                            f"process(es); resume it with the same number")
+    return ck
+
+
+def _epoch(trainer, model, opt, recipe: dict, epoch: int, epochs: int, history: list[dict],
+           bar, log, run_dir: Path | None, main: bool, meta: dict | None, ctx):
+    """One training epoch: its steps, the divergence check, its record, its checkpoint (rank 0
+    writes it). Returns the optimizer (a trainer may switch it)."""
+    t0 = time.perf_counter()
+    steps = trainer.steps_per_epoch
+    lr = epoch_lr(recipe, epoch, epochs)
+    stats, first_bad = trainer.train_epoch(model, opt, epoch, lr, bar)
+    stats = ctx.average_floats(stats)
+    ctx.broadcast_buffers(model)
+    if ctx.any_true(first_bad >= 0 or not all(torch.isfinite(p).all()
+                                              for p in model.parameters())):
+        at = first_bad + 1 if first_bad >= 0 else steps
+        kept = f"the checkpoint of epoch {epoch} is kept" if epoch > 0 and \
+            run_dir is not None else "no checkpoint was written"
+        raise DivergenceError(
+            f"training diverged in epoch {epoch + 1}, step {at}: the loss or its "
+            f"gradient is not finite; {kept}, no result is written; try a smaller "
+            f"learning rate (lr {recipe['lr']:g})")
+    rec = {"epoch": epoch + 1, "lr": lr, **stats}
+    opt = trainer.end_epoch(model, opt, epoch, lr, rec)
+    rec["time_s"] = round(time.perf_counter() - t0, 3)
+    history.append(rec)
+    if bar is not None:
+        post = {k: f"{rec[k]:.3f}" if "loss" in k else f"{rec[k]:.1f}"
+                for k in ("train_loss", "train_acc", "train_ppl", "valid_ppl") if k in rec}
+        bar.set_postfix(post)
+        if "test_acc" in rec:
+            bar.write(f"epoch {rec['epoch']}/{epochs}  train_loss {rec['train_loss']:.3f}  "
+                      f"train_acc {rec['train_acc']:.1f}%  test_acc {rec['test_acc']:.2f}%")
+    if log is not None:
+        log(rec)
+    rngs = ctx.gather_objects(rng_state()) if run_dir is not None else None  # every rank
+    if run_dir is not None and main:
+        save_checkpoint(run_dir / "train_checkpoint.pt", {
+            "epoch": epoch, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "trainer": trainer.state_dict(),
+            "history": history, "rng": rngs[0], "world_size": ctx.world,
+            **({"rng_ranks": rngs} if ctx.active else {}),
+            "run_id": meta["run_id"], "config_digest": meta["config_digest"]},
+            keep_previous=True)
+        _write_logs(run_dir, history)
+    return opt
+
+
+def _result(cfg: TrainConfig, space, trainer, model, n_params: int, epochs: int,
+            history: list[dict], run_dir: Path | None) -> dict:
+    """The trained network's final figures; in ``run_dir`` (rank 0's) model.pt, model.pt2
+    and train_result.json."""
+    result = {"space": cfg.space, "genotype": cfg.genotype, "dataset": cfg.dataset,
+              "params": n_params, "epochs": epochs, "history": history,
+              "train_time_s": round(sum(r["time_s"] for r in history), 2)}
+    result.update(trainer.final(model))
+    if run_dir is not None:
+        save_model(model, space, cfg.genotype, run_dir / "model.pt")
+        example = trainer.example(model)
+        if example is not None:
+            try:
+                export_program(model, example, run_dir / "model.pt2")
+                result["exported"] = "model.pt2"
+            except Exception as e:  # an export failure must never cost the result
+                atomic_write_text(run_dir / "export.error.txt", f"{type(e).__name__}: {e}\n")
+        atomic_write_json(run_dir / "train_result.json",
+                          {k: v for k, v in result.items() if k != "history"})
+    return result
 
 
 def epoch_lr(recipe: dict, epoch: int, epochs: int) -> float:
