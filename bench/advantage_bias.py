@@ -60,7 +60,7 @@ def _score_grad(p, idx):
 
 
 def run(seed: int, samples: int, epochs: int):
-    from archgrad.strategy import StepContext
+    from archgrad.core.strategy import StepContext
     sp, model, st, batch, _ = _setup(seed, epochs)
     theta = st.arch.theta["cell"].detach()
     p = torch.softmax(theta, -1)

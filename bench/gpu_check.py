@@ -58,7 +58,7 @@ class Check:
         print(f"[{time.perf_counter() - self.t0:6.1f}s]", *parts, flush=True)
 
     def save(self) -> None:
-        from archgrad.rundir import atomic_write_json
+        from archgrad.runs.rundir import atomic_write_json
         self.results["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
         atomic_write_json(self.json, self.results)
 

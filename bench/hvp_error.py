@@ -34,10 +34,10 @@ def _trained(space, opts, epochs, seed):
 
 
 def measure(space, opts, epochs, seed, dtype):
-    from archgrad.arch import Mix
+    from archgrad.core.arch import Mix
     from archgrad.data import load_dataset
+    from archgrad.engine.task import ImageTask
     from archgrad.methods import make_strategy
-    from archgrad.task import ImageTask
     sp, model, src = _trained(space, opts, epochs, seed)
     model = model.to(dtype)
     st = make_strategy("darts-2nd")
@@ -49,7 +49,7 @@ def measure(space, opts, epochs, seed, dtype):
     task = ImageTask(load_dataset("digits"), 64, seed, "cpu", sp.loss)
     (tb, vb) = next(iter(task.batches(0)))
     tb, vb = (tb[0].to(dtype), tb[1]), (vb[0].to(dtype), vb[1])
-    from archgrad.strategy import StepContext
+    from archgrad.core.strategy import StepContext
     ctx = StepContext(model, st.arch, sp.loss, vb, tb, st.weight_params, st.lr, 0, 10, 0, 20,
                       st.generator)
     W = ctx.weights

@@ -28,8 +28,8 @@ def main():
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     import archgrad
-    from archgrad.profile import describe
-    from archgrad.strategy import Strategy  # noqa: F401
+    from archgrad.core.strategy import Strategy  # noqa: F401
+    from archgrad.engine.profile import describe
     lines = ["| resource weight | edges kept (normal / reduce) | parametric ops | eval net params |"
              " FLOPs (M) | MAC (M) | supernet valid acc |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from archgrad import dist as adist
+from archgrad.engine import dist as adist
 
 
 def main():

@@ -2,7 +2,7 @@
 import torch
 
 import archgrad
-from archgrad.bn import bn_modules, recalibrated
+from archgrad.core.bn import bn_modules, recalibrated
 from archgrad.spaces import get_space
 
 
@@ -69,7 +69,7 @@ def test_final_result_reports_both_gaps():
 
 def test_a_sampling_strategys_supernet_is_evaluated_one_network_per_training_batch():
     from archgrad.data import load_dataset
-    from archgrad.task import ImageTask
+    from archgrad.engine.task import ImageTask
     sp = get_space("nb201", C=4, N=1)
     model = sp.supernet()
     data = load_dataset("synthetic")

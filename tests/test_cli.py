@@ -5,7 +5,7 @@ import sys
 import pytest
 from conftest import run_cli as run
 
-from archgrad.ops import count_parameters
+from archgrad.core.ops import count_parameters
 from archgrad.spaces import get_space
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -127,7 +127,7 @@ def test_per_epoch_panels_draw_a_flat_curve_flat_over_whole_epochs(level):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from archgrad.plot import epoch_axes
+    from archgrad.experiments.plot import epoch_axes
     fig, ax = plt.subplots()
     ax.plot([1, 2, 3], [level, level + abs(level) * 1e-7, level])
     epoch_axes(ax)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import archgrad
-from archgrad.arch import Mix
-from archgrad.collapse import EarlyStop, hessian_eigenvalue, power_iteration
+from archgrad.core.arch import Mix
+from archgrad.core.collapse import EarlyStop, hessian_eigenvalue, power_iteration
 from archgrad.errors import ArchgradError
 from archgrad.methods import make_strategy
 from archgrad.spaces import get_space
@@ -106,7 +106,7 @@ def test_a_stopped_search_says_why_and_resumes_to_the_same_result(tmp_path):
 
 
 def test_compare_plots_the_eigenvalue(tmp_path, monkeypatch):
-    from archgrad import report
+    from archgrad.experiments import report
     kw = dict(space="nb201", strategy="darts", dataset="synthetic", C=4, N=1, batch_size=16,
               epochs=2, device="cpu", eval_every=0,
               strategy_options={"hessian_every": 1, "hessian_iters": 2})
@@ -128,9 +128,9 @@ def test_compare_plots_the_eigenvalue(tmp_path, monkeypatch):
 # ---- DARTS-PT's perturbation-based selection ----------------------------------------------------
 def _pt_setup(space_name, seed, **space):
     from archgrad.data import load_dataset
+    from archgrad.engine.task import ImageTask
     from archgrad.search import with_space_defaults
     from archgrad.spaces import SPACES
-    from archgrad.task import ImageTask
     torch.manual_seed(seed)
     strat = make_strategy("darts", init_scale=1.0, derive="perturbation", pt_tune_epochs=0.0)
     data = load_dataset("synthetic", subset=64)  # a validation half of 32 examples
@@ -150,7 +150,7 @@ def test_perturbation_selection_matches_a_brute_force_replay(seed):
     turn from the supernet as decided so far, the validation accuracy measured, the kept one
     the candidate whose removal leaves the lowest accuracy; on the DARTS cell also the inputs
     kept per node."""
-    from archgrad.selection import perturbation_select
+    from archgrad.core.selection import perturbation_select
     for space_name, space in (("nb201", {"C": 4, "N": 1}),
                               ("darts", {"C": 4, "layers": 3, "steps": 2, "multiplier": 2})):
         strat, sp, model, task = _pt_setup(space_name, seed, **space)

@@ -148,7 +148,7 @@ def test_a_dense_step_reads_nothing_back_on_the_gpu(monkeypatch):
     sys.path.insert(0, str(HERE))
     from test_host_sync import DECIDE_ON_THE_HOST, _Reads
 
-    from archgrad.strategy import Strategy
+    from archgrad.core.strategy import Strategy
     for name in DENSE:
         if name in DECIDE_ON_THE_HOST:
             continue

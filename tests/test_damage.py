@@ -12,7 +12,7 @@ from conftest import run_cli as run
 
 import archgrad
 from archgrad.errors import ArchgradError
-from archgrad.rundir import content_digest, load_checkpoint, previous_path, save_checkpoint
+from archgrad.runs.rundir import content_digest, load_checkpoint, previous_path, save_checkpoint
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 KW = dict(dataset="synthetic", C=4, N=1, batch_size=32, device="cpu")

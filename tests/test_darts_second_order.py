@@ -7,10 +7,10 @@ without the finite-difference approximation (DARTS §2.3).
 import torch
 from torch.func import functional_call
 
-from archgrad.arch import Mix
+from archgrad.core.arch import Mix
+from archgrad.core.strategy import StepContext
 from archgrad.methods import make_strategy
 from archgrad.spaces import get_space
-from archgrad.strategy import StepContext
 
 
 def _setup(dtype=torch.float64, **opts):

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import archgrad
-from archgrad.costs import op_cost
+from archgrad.core.costs import op_cost
+from archgrad.core.ops import count_parameters
 from archgrad.errors import ArchgradError, GenotypeError
 from archgrad.methods import make_strategy
-from archgrad.ops import count_parameters
 from archgrad.spaces import get_space
 from archgrad.spaces.darts import NAMED_GENOTYPES, PRIMITIVES, DartsGenotype, make_op
 
@@ -77,7 +77,7 @@ def test_imagenet_network():
     assert net(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
     # convolutions and linear layers: 523 M in quark0/darts issue #46 (the paper: 574 M,
     # counted some other way)
-    from archgrad.profile import count_flops
+    from archgrad.engine.profile import count_flops
     assert 520e6 < count_flops(net, (3, 224, 224)) < 535e6
 
 
@@ -267,7 +267,7 @@ def test_pdarts_skip_dropout_and_learning_rate_follow_the_official_schedule():
 
 def test_pdarts_drops_out_identity_skips_only():
     """On a stride-2 edge the skip connection is a FactorizedReduce: no dropout there."""
-    from archgrad.ops import MixedOp
+    from archgrad.core.ops import MixedOp
     from archgrad.spaces.darts import make_op
     torch.manual_seed(0)
     x = torch.randn(4, 4, 6, 6)
@@ -343,7 +343,7 @@ def test_a_search_records_the_derived_cells_skips_every_epoch(tmp_path):
 
 # ---- RobustDARTS's reduced spaces (issue 26) --------------------------------------------------
 def test_robust_spaces_hold_the_candidates_their_paper_lists():
-    from archgrad.arch import ArchParams, Softmax
+    from archgrad.core.arch import ArchParams, Softmax
     from archgrad.spaces.darts import ROBUST_SPACES
     for name, ops in (("s2", {"skip_connect", "sep_conv_3x3"}),
                       ("s3", {"none", "skip_connect", "sep_conv_3x3"}),
@@ -372,7 +372,7 @@ def test_robust_spaces_hold_the_candidates_their_paper_lists():
 
 
 def test_the_noise_op_draws_standard_normal_noise_of_the_output_shape():
-    from archgrad.ops import Noise
+    from archgrad.core.ops import Noise
     x = torch.zeros(4, 8, 16, 16)
     torch.manual_seed(0)
     y = Noise(1)(x)

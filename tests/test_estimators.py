@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from archgrad.arch import Mix
+from archgrad.core.arch import Mix
+from archgrad.core.strategy import StepContext
 from archgrad.methods import STRATEGIES, make_strategy
 from archgrad.spaces import get_space
-from archgrad.strategy import StepContext
 
 
 def _setup(name, space="nb201", seed=0, **opts):

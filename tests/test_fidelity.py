@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import archgrad
-from archgrad.arch import ArchParams, Candidate, ChoiceGroup
+from archgrad.core.arch import ArchParams, Candidate, ChoiceGroup
+from archgrad.core.ops import MixedOp
+from archgrad.core.strategy import StepContext
 from archgrad.methods import STRATEGIES, make_strategy, setting_source, strategy_settings
 from archgrad.methods.gaea import ExponentiatedGradient
-from archgrad.ops import MixedOp
 from archgrad.spaces import get_space
 from archgrad.spaces.darts import PRIMITIVES, make_op
-from archgrad.strategy import StepContext
 
 SEEDS = [0, 1, 2]
 
@@ -277,7 +277,7 @@ def test_proxyless_steps_the_architecture_every_fifth_iteration():
 # ---- process best ------------------------------------------------------------------------------
 def test_process_best_is_the_single_best_minibatch_and_the_mean_variant_exists():
     st = make_strategy("reinforce", derive="process-best")
-    from archgrad.strategy import ArchStepResult
+    from archgrad.core.strategy import ArchStepResult
     a, b = {"cell": [1, 1, 1, 1, 1, 1]}, {"cell": [2, 2, 2, 2, 2, 2]}
     # a: one lucky minibatch (-0.1) among bad ones; b: consistently good
     for arch, r in ((a, -0.1), (a, -3.0), (a, -3.0), (b, -0.5), (b, -0.5)):

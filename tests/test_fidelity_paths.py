@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from archgrad.arch import Mix
+from archgrad.core.arch import Mix
+from archgrad.core.strategy import StepContext
 from archgrad.data.text import StateBox, Window
 from archgrad.methods import make_strategy
 from archgrad.spaces import get_space
-from archgrad.strategy import StepContext
 
 SEEDS = [0, 1, 2]
 
@@ -215,7 +215,7 @@ def test_advantage_gives_a_sampled_ptb_zero_the_worst_moving_average(seed):
 
 # ---- GDAS on the DARTS cell: no constant terms (NASNetSearchCell.forward_gdas) ----------------
 def _gdas_on(space_name, seed, **space_kw):
-    from archgrad.sampling import gumbel
+    from archgrad.core.sampling import gumbel
     from archgrad.search import check_search_kwargs
     cfg = check_search_kwargs(space_name, "gdas", "digits", device="cpu")
     torch.manual_seed(seed)
@@ -480,7 +480,7 @@ def test_a_best_valid_search_returns_the_genotype_of_its_best_epoch():
 # ---- GAEA's ERM: the architecture's own batch from a second pass over the same data ----------
 def test_all_resampled_steps_the_architecture_on_its_own_pass_over_the_training_data():
     from archgrad.data import load_dataset
-    from archgrad.task import ImageTask
+    from archgrad.engine.task import ImageTask
     data = load_dataset("synthetic")
     task = ImageTask(data, 16, 0, "cpu", torch.nn.functional.cross_entropy, "all-resampled")
     pairs = list(task.batches(0))
@@ -594,7 +594,7 @@ def test_nasp_trains_random_samples_during_a_warm_up_and_the_argmax_after(seed):
 
 # ---- the ImageNet evaluation network trains with DARTS's ImageNet recipe ---------------------
 def test_the_imagenet_network_trains_with_darts_imagenet_recipe():
-    from archgrad.train import epoch_lr
+    from archgrad.engine.train import epoch_lr
     r = get_space("darts", network="imagenet").train_recipe()
     assert (r["epochs"], r["batch_size"], r["lr"], r["lr_gamma"], r["label_smoothing"],
             r["aux_weight"], r["cutout"], r["weight_decay"]) == \

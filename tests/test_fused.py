@@ -3,7 +3,7 @@ per-edge, per-op evaluation, for every kind of mix the strategies produce."""
 import pytest
 import torch
 
-from archgrad.arch import Mix
+from archgrad.core.arch import Mix
 from archgrad.spaces import get_space
 from archgrad.spaces.nb201 import SearchCell
 from archgrad.spaces.nb201_fused import FusedSearchCell

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import archgrad
-from archgrad.arch import ArchParams, Candidate, ChoiceGroup, Mix
+from archgrad.core.arch import ArchParams, Candidate, ChoiceGroup, Mix
+from archgrad.core.ops import MixedOp, PartialMixedOp, channel_shuffle
+from archgrad.core.strategy import StepContext
 from archgrad.methods import make_strategy
 from archgrad.methods.gaea import ExponentiatedGradient
 from archgrad.methods.xnas import XNASUpdate, wipeout_threshold
-from archgrad.ops import MixedOp, PartialMixedOp, channel_shuffle
 from archgrad.spaces import get_space
-from archgrad.strategy import StepContext
 
 GROUP = ChoiceGroup("cell", tuple(Candidate(f"op{j}") for j in range(5)),
                     ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)))

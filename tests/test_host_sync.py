@@ -15,8 +15,8 @@ import pytest
 from torch.overrides import TorchFunctionMode
 
 import archgrad
+from archgrad.core.strategy import Strategy
 from archgrad.methods import STRATEGIES, make_strategy
-from archgrad.strategy import Strategy
 
 READS = {"item", "__float__", "__bool__", "__int__", "__index__", "tolist", "numpy", "cpu"}
 DECIDE_ON_THE_HOST = {"nasp", "xnas", "oles"}

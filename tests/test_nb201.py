@@ -2,10 +2,10 @@ import pytest
 import torch
 
 import archgrad
-from archgrad.arch import Mix
 from archgrad.benchmarks.nb201 import NB201Benchmark
+from archgrad.core.arch import Mix
+from archgrad.core.ops import count_parameters
 from archgrad.errors import GenotypeError
-from archgrad.ops import count_parameters
 from archgrad.spaces import NB201Genotype, get_space
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"

@@ -353,7 +353,7 @@ def test_grid_values_of_list_options_are_separated_by_semicolons(capsys, tmp_pat
 
 
 def test_grid_values_that_differ_past_a_long_prefix_keep_their_own_run_names():
-    from archgrad.sweep import grid
+    from archgrad.experiments.sweep import grid
     ops = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
            "dil_conv_3x3", "dil_conv_5x5"]
     runs = grid({"space": "darts"}, ["darts"], [0], {"ops": [ops, ops + ["none"]]})
@@ -404,7 +404,7 @@ def test_a_sweep_over_a_configuration_takes_its_strategies_seeds_and_their_setti
 
 @pytest.mark.slow
 def test_a_second_process_on_a_running_sweep_is_refused(capsys, tmp_path):
-    from archgrad.rundir import RunLock
+    from archgrad.runs.rundir import RunLock
     argv = ["reproduce", "advantagenas-toy", "--scale", "tiny", "--seeds", "0", "--strategies",
             "darts", "--out", str(tmp_path / "s"), "--quiet"]
     (tmp_path / "s").mkdir()
@@ -417,7 +417,7 @@ def test_a_second_process_on_a_running_sweep_is_refused(capsys, tmp_path):
 
 
 def test_an_interrupted_sweep_says_how_to_finish_it(capsys, tmp_path, monkeypatch):
-    from archgrad.sweep import Sweep
+    from archgrad.experiments.sweep import Sweep
 
     def interrupted(self, *a, **k):
         raise KeyboardInterrupt("SIGTERM")
@@ -450,7 +450,7 @@ def test_sweeps_and_reproductions_from_python(tmp_path):
 
 def test_a_worker_killed_by_sigkill_is_a_failed_run_that_says_why(capsys, tmp_path,
                                                                    monkeypatch):
-    from archgrad.sweep import Sweep
+    from archgrad.experiments.sweep import Sweep
 
     def start(self, spec, device, threads):  # a search the out-of-memory killer ends
         return subprocess.Popen([sys.executable, "-c",
@@ -518,7 +518,7 @@ def test_the_ptb_protocols_search_retrain_and_report_perplexities(capsys, tmp_pa
         row = next(line for line in md.splitlines() if line.startswith(f"| {label} | 1 |"))
         assert "±" not in row  # one run has a mean, no standard deviation
     # the figure follows the supernet's perplexity (there is no accuracy to follow)
-    from archgrad.report import _progress_panel
+    from archgrad.experiments.report import _progress_panel
     hist = [json.loads(x) for x in (out / "runs" / f"{strategies[0]}-seed0" / "metrics.jsonl")
             .read_text().splitlines()]
     key = _progress_panel(hist, False, False)[0]
@@ -565,8 +565,9 @@ def test_the_argmax_row_of_a_ranking_strategy_is_its_own_derivation(capsys, tmp_
 def test_too_many_workers_for_the_memory_are_refused_before_anything_starts(capsys, tmp_path,
                                                                            monkeypatch):
     import archgrad.memory as M
+
+    from archgrad.experiments.sweep import grid
     from archgrad.search import check_search_kwargs, memory_need
-    from archgrad.sweep import grid
     base = dict(space="nb201", dataset="synthetic", C=4, N=1, epochs=1, device="cpu")
     runs = grid(base, ["darts", "gdas"], [0, 1])
     need = memory_need(check_search_kwargs(**runs[0].kwargs), None, "cpu")

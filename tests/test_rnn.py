@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from conftest import interrupt_training_after, write_tiny_corpus
 
 import archgrad
-from archgrad.arch import Mix
+from archgrad.core.arch import Mix
 from archgrad.data.text import StateBox, Stream, Window, read_ptb, seq_lengths
 from archgrad.errors import ArchgradError
 from archgrad.methods import make_strategy
@@ -267,6 +267,7 @@ def test_asgd_switch_follows_nonmono(ptb_dir, monkeypatch):
     """DARTS switches to ASGD once the validation loss is above the best of all but the last
     ``nonmono`` epochs, and from then on validates with the averaged weights."""
     import archgrad.lmtrain as L
+
     from archgrad.data.text import read_ptb
     losses = iter([5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 2.0, 1.9])
     seen_avg = []
@@ -297,7 +298,7 @@ def test_asgd_switch_follows_nonmono(ptb_dir, monkeypatch):
 
 
 def test_averaged_weights_are_swapped_in_and_out():
-    from archgrad.lmtrain import averaged_weights
+    from archgrad.engine.lmtrain import averaged_weights
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.ASGD(net.parameters(), lr=0.1, t0=0, lambd=0.0)
     for _ in range(3):
@@ -356,7 +357,7 @@ def test_cli_search_prints_perplexities_per_epoch_and_at_the_end(ptb_dir, tmp_pa
     ("darts-rnn", "DARTS_V2"),
     ("advantagenas-rnn", "|tanh~0|+|relu~0|sigmoid~1|+|identity~0|zero~1|tanh~2|")])
 def test_the_recurrent_cells_are_drawn_with_their_inputs_and_every_op(space, genotype, tmp_path):
-    from archgrad.plot import cell_graphs, draw
+    from archgrad.experiments.plot import cell_graphs, draw
     g = archgrad.get_space(space).genotype(genotype)
     [(_, nodes, edges)] = cell_graphs(g)
     names = {n[0] for n in nodes}

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from archgrad.addons import (
+from archgrad.core.addons import (
     AuxSkip,
     BetaDecay,
     LayerAlignment,
@@ -18,12 +18,12 @@ from archgrad.addons import (
     alignment_direction,
     project_rows,
 )
-from archgrad.arch import ArchParams, Candidate, ChoiceGroup, Dirichlet, Mix, Sigmoid, Softmax
+from archgrad.core.arch import ArchParams, Candidate, ChoiceGroup, Dirichlet, Mix, Sigmoid, Softmax
+from archgrad.core.strategy import StepContext
 from archgrad.methods import make_strategy
 from archgrad.methods.drnas import DirichletSample
 from archgrad.search import with_space_defaults
 from archgrad.spaces import SPACES, get_space
-from archgrad.strategy import StepContext
 
 SEEDS = [0, 1, 2]
 GROUP = ChoiceGroup("g", tuple(Candidate(n, zero=(n == "none")) for n in
@@ -339,7 +339,7 @@ def test_oles_freezes_ops_whose_matching_stays_below_the_threshold(threshold, fr
 
 
 def test_oles_score_is_the_releases_cosine():
-    from archgrad.addons import _matching
+    from archgrad.core.addons import _matching
     a, b = torch.randn(4, 3, 3, 3), torch.randn(4, 3, 3, 3)
     assert float(_matching(a, b)) == pytest.approx(
         float(torch.cosine_similarity(a, b, dim=0).mean()))
@@ -355,8 +355,8 @@ def test_lambda_alignment_needs_a_relaxed_strategy():
 
 # ---- DrNAS, progressive ---------------------------------------------------------------------
 def test_drnas_progressive_prunes_widens_and_carries_the_weights():
+    from archgrad.core.ops import PartialMixedOp
     from archgrad.methods.drnas import _widen
-    from archgrad.ops import PartialMixedOp
     strat = make_strategy("drnas-progressive")
     cls = SPACES.get("nb201")
     strat.bind_space(cls, {"C": 8, "N": 1})

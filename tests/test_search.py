@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import archgrad
+from archgrad.core.strategy import Strategy
 from archgrad.methods import STRATEGIES
-from archgrad.rundir import load_checkpoint
-from archgrad.strategy import Strategy
+from archgrad.runs.rundir import load_checkpoint
 
 TINY = dict(dataset="synthetic", C=4, N=1, batch_size=32, device="cpu")
 

@@ -26,7 +26,7 @@ def test_bilevel_architecture_step_uses_the_validation_batch():
 
 
 def test_architecture_step_leaves_weights_and_weight_step_leaves_architecture():
-    from archgrad.strategy import StepContext
+    from archgrad.core.strategy import StepContext
     sp, model, st, tb, vb = _setup("darts")
     ctx = StepContext(model, st.arch, sp.loss, vb, tb, st.weight_params, st.lr, 0, 1, 0, 1,
                       st.generator)

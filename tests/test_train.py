@@ -3,7 +3,7 @@ import torch
 from conftest import interrupt_training_after
 
 import archgrad
-from archgrad.rundir import load_checkpoint
+from archgrad.runs.rundir import load_checkpoint
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 TINY = dict(C=4, N=1, batch_size=64, device="cpu")

@@ -14,7 +14,7 @@ from conftest import run_cli as run
 
 import archgrad
 from archgrad.errors import ArchgradError
-from archgrad.rundir import RunLock, load_checkpoint
+from archgrad.runs.rundir import RunLock, load_checkpoint
 from archgrad.spaces import SPACES, get_space
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -557,7 +557,7 @@ def test_a_damaged_genotype_file_is_named_by_every_command_that_reads_it(capsys,
 
 def test_searches_started_in_the_same_second_get_their_own_run_directories(tmp_path,
                                                                            monkeypatch):
-    from archgrad.rundir import claimed, new_run_dir
+    from archgrad.runs.rundir import claimed, new_run_dir
     monkeypatch.chdir(tmp_path)
     kw = dict(space="nb201", dataset="synthetic", C=4, N=1, epochs=1, device="cpu")
     name = new_run_dir("runs", "nb201", "darts", "synthetic")
@@ -579,7 +579,7 @@ def test_searches_started_in_the_same_second_get_their_own_run_directories(tmp_p
 
 
 def test_cell_diagrams_are_reproducible(tmp_path):
-    from archgrad.plot import draw
+    from archgrad.experiments.plot import draw
     from archgrad.spaces.darts import named_genotype
     draw(named_genotype("DARTS_V2"), tmp_path / "a")
     draw(named_genotype("DARTS_V2"), tmp_path / "b")
@@ -658,7 +658,7 @@ def test_every_space_exports_a_program_equal_to_its_network(space, seed, tmp_pat
     another batch size than it was traced with; a language model's program, called once per
     time step with the state it returned, what the network computes over the whole window."""
     from archgrad.data.text import StateBox, Window
-    from archgrad.train import export_example, export_program
+    from archgrad.engine.train import export_example, export_program
     sp = get_space(space, **SPACES.get(space).tiny)
     g = torch.Generator().manual_seed(seed)
     probs = {c.label: torch.randn(c.shape, generator=g).softmax(-1) for c in sp.choices()}

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from archgrad.arch import ArchParams, Candidate, ChoiceGroup, Softmax
+from archgrad.core.arch import ArchParams, Candidate, ChoiceGroup, Softmax
+from archgrad.core.strategy import StepContext
 from archgrad.methods import make_strategy
-from archgrad.strategy import StepContext
 
 E, K = 3, 3
 GROUP = ChoiceGroup("cell", tuple(Candidate(f"op{j}") for j in range(K)),

@@ -65,9 +65,51 @@ def list_datasets() -> list[str]:
 
 
 from . import errors  # noqa: E402
+from .engine.train import load_model, plan_train, train  # noqa: E402
+from .experiments.sweep import reproduce, run_sweep  # noqa: E402
 from .search import SearchResult, load_result, plan_search, search  # noqa: E402
-from .sweep import reproduce, run_sweep  # noqa: E402
-from .train import load_model, plan_train, train  # noqa: E402
+
+#: modules that moved into the layers (core, engine, runs, experiments): their old names still
+#: import, as the same module objects (``archgrad.rundir`` is ``archgrad.runs.rundir``)
+MOVED = {name: f"archgrad.{layer}.{name}" for layer, names in {
+    "core": ("arch", "ops", "bn", "costs", "sampling", "estimator", "updates", "strategy",
+             "addons", "options", "collapse", "selection"),
+    "engine": ("task", "lmtask", "train", "lmtrain", "dist", "memory", "profile", "runtime"),
+    "runs": ("rundir", "schemas"),
+    "experiments": ("sweep", "report", "plot")}.items() for name in names}
+
+
+def _alias_moved_modules() -> None:
+    import importlib
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, fullname, path=None, target=None):
+            short = fullname[len("archgrad."):] if fullname.startswith("archgrad.") else None
+            if short in MOVED:
+                return importlib.util.spec_from_loader(fullname, self)
+            return None
+
+        def create_module(self, spec):
+            module = importlib.import_module(MOVED[spec.name[len("archgrad."):]])
+            spec.loader_state = module.__spec__
+            return module
+
+        def exec_module(self, module):  # it keeps its own spec (the import set the alias's)
+            module.__spec__ = module.__spec__.loader_state
+
+    package = sys.modules[__name__]
+    for short, real in MOVED.items():  # the ones imported already; archgrad.train stays the
+        if real in sys.modules:         # function, archgrad.search likewise
+            sys.modules.setdefault(f"archgrad.{short}", sys.modules[real])
+            if not hasattr(package, short):
+                setattr(package, short, sys.modules[real])
+    sys.meta_path.append(_Alias())
+
+
+_alias_moved_modules()
 
 __all__ = ["search", "train", "build", "supernet", "get_space", "lookup", "get_strategy",
            "list_spaces", "list_strategies", "list_datasets", "SearchResult", "ArchgradError",

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArchgradError as e:
         return _refuse(e)
     except KeyboardInterrupt as e:
-        from ..rundir import claimed
+        from ..runs.rundir import claimed
         where = getattr(args, "out", None) or getattr(args, "resume", None)
         where = claimed(where) if where else where
         hint = f"; resume with: archgrad {args.command} --resume {where}" if where and \
@@ -85,7 +85,7 @@ def _refuse(e: ArchgradError) -> int:
     meets the same input, so the line is printed once per machine (local rank 0) and every
     process leaves at once with that status, before torchrun stops the slower ones with SIGTERM
     (its summary then lists exit status 2, not a signal)."""
-    from ..dist import launched
+    from ..engine.dist import launched
     if not launched():
         print(f"archgrad: error: {e}", file=sys.stderr)
         return e.exit_code

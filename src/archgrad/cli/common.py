@@ -107,7 +107,7 @@ def _one_genotype(args) -> None:
 
 
 def _seed(text: str) -> int:
-    from ..rundir import MAX_SEED
+    from ..runs.rundir import MAX_SEED
     try:
         v = int(text)
     except ValueError:
@@ -132,7 +132,7 @@ def _number(lo: float | None = None, lo_open: bool = False):
 
 
 def _path(text: str) -> str:
-    from ..rundir import path_problem
+    from ..runs.rundir import path_problem
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     problem = path_problem(text)
@@ -199,7 +199,7 @@ def _common(p: argparse.ArgumentParser, *, epochs_help: str):
 
 # ----------------------------------------------------------------------------------------------
 def _print_json(obj):
-    from ..rundir import to_jsonable
+    from ..runs.rundir import to_jsonable
     print(json.dumps(to_jsonable(obj), indent=2))
 
 
@@ -214,7 +214,7 @@ def _plan_memory(plan: dict) -> str:
 
 
 def _space_of(args, default: str = "nb201") -> str:
-    from ..train import run_space
+    from ..engine.train import run_space
     src = run_space(args.genotype) if isinstance(args.genotype, str) else None
     if args.space is None:
         return src or default

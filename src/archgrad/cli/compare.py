@@ -20,7 +20,7 @@ def add(sub) -> None:
 
 
 def cmd_compare(args) -> int:
-    from ..report import compare
+    from ..experiments.report import compare
     res = compare(args.runs, args.out)
     if args.json:
         _print_json(res)

@@ -18,9 +18,9 @@ def add(sub) -> None:
 
 
 def cmd_draw(args) -> int:
-    from ..plot import draw
+    from ..engine.train import genotype_source, run_space
+    from ..experiments.plot import draw
     from ..spaces import get_space
-    from ..train import genotype_source, run_space
     space = args.space or run_space(args.genotype)
     g = genotype_source(args.genotype, get_space(space or "nb201").genotype)
     draw(g, args.out, str(args.genotype) if len(str(args.genotype)) < 40 else None)

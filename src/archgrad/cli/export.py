@@ -30,8 +30,14 @@ def cmd_export(args) -> int:
     """The stand-alone network of a genotype: model.pt (state_dict + genotype) and model.pt2
     (torch.export). Weights from a training run directory, else freshly initialised."""
 
-    from ..rundir import existing_dir, load_checkpoint
-    from ..train import export_example, export_program, genotype_source, load_model, save_model
+    from ..engine.train import (
+        export_example,
+        export_program,
+        genotype_source,
+        load_model,
+        save_model,
+    )
+    from ..runs.rundir import existing_dir, load_checkpoint
     src = existing_dir(args.genotype)
     if src is not None and (src / "model.pt").is_file():  # a training run: its trained weights
         net = load_model(src / "model.pt")
@@ -47,7 +53,7 @@ def cmd_export(args) -> int:
         net = sp.build(g)
     _image_flags_only_for_images(args, sp.name, sp)
     out = Path(args.out)
-    from ..rundir import check_out_dir
+    from ..runs.rundir import check_out_dir
     check_out_dir(out.parent if str(out.parent) else Path("."), "--out")
     save_model(net, sp, g, out.with_suffix(".pt"))
     example = export_example(net, sp, args.image_size)

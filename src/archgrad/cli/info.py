@@ -30,8 +30,8 @@ def add(sub) -> None:
 
 def cmd_info(args) -> int:
 
-    from ..profile import describe
-    from ..train import genotype_source
+    from ..engine.profile import describe
+    from ..engine.train import genotype_source
     space_name = _space_of(args)
     sp = _build_space(args, space_name)
     g = genotype_source(args.genotype, sp.genotype)
@@ -54,7 +54,7 @@ def _check_network_fits(sp, g, image_size=None) -> None:
     meta device for one input: an image, or one token of a language model)."""
     import torch
 
-    from ..memory import guarded
+    from ..engine.memory import guarded
     if sp.modality == "sequence":
         from ..data.text import StateBox, Window
 
@@ -103,8 +103,8 @@ def _info_language_model(args, space_name, sp, g) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from ..core.ops import count_parameters
     from ..data.text import StateBox, Window
-    from ..ops import count_parameters
     net = sp.build(g).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         net(Window(torch.zeros(1, 1, dtype=torch.long), None, StateBox()))

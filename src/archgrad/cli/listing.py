@@ -14,9 +14,9 @@ def add(sub) -> None:
 
 
 def cmd_list(args) -> int:
+    from ..core.options import spec_for
     from ..data import DATASETS
     from ..methods import STRATEGIES, option_help
-    from ..options import spec_for
     from ..registry import first_paragraph
     from ..spaces import SPACES
     data = {}

@@ -19,7 +19,7 @@ def add(sub) -> None:
 
 def _nb201_genotype_arg(value: str) -> str:
     """A NAS-Bench-201 genotype from ``value`` (a string or a search run directory of nb201)."""
-    from ..train import genotype_source, run_space
+    from ..engine.train import genotype_source, run_space
     if not isinstance(value, str) or not value.strip():
         raise ArchgradError("lookup needs a NAS-Bench-201 genotype such as "
                             "'|nor_conv_3x3~0|+|...|' or a search run directory; got an empty "
@@ -34,7 +34,7 @@ def _nb201_genotype_arg(value: str) -> str:
         try:
             get_space("nb201").genotype(text.strip())
         except GenotypeError:
-            from ..train import spaces_of
+            from ..engine.train import spaces_of
             others = spaces_of(text.strip(), "nb201")
             if others:
                 which = "spaces, which have" if len(others) > 1 else "space, which has"

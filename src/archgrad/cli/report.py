@@ -17,7 +17,7 @@ def add(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from ..report import sweep_report
+    from ..experiments.report import sweep_report
     rep = sweep_report(args.sweep, args.out)
     if args.json:
         _print_json(rep)

@@ -65,8 +65,8 @@ def cmd_reproduce(args) -> int:
         load(args.protocol)  # checked: what is shown runs
         sys.stdout.write(source_text(args.protocol)[0].decode("utf-8"))
         return 0
-    from ..rundir import new_run_dir
-    from ..sweep import reproduce
+    from ..experiments.sweep import reproduce
+    from ..runs.rundir import new_run_dir
     proto = load(args.protocol).at_scale(args.scale)
     devices = _devices(args)  # checked before the sweep directory is made
     if not args.out:  # named here, so that an interrupted run can say where it is

@@ -103,7 +103,7 @@ def _print_what_it_means(result) -> None:
 
 
 def cmd_search(args) -> int:
-    from ..rundir import new_run_dir
+    from ..runs.rundir import new_run_dir
     from ..search import search
     if args.dry_run:
         return _dry_run(args)
@@ -122,7 +122,7 @@ def cmd_search(args) -> int:
                         tensorboard=args.tensorboard)
     else:
         kw = _search_kwargs(args)
-        from .. import dist
+        from ..engine import dist
         if dist.launched() and not args.out:
             raise ArchgradError("under torchrun give --out RUN_DIR: every process must name "
                                 "the same run directory")
@@ -131,7 +131,7 @@ def cmd_search(args) -> int:
         args.out = str(out)
         result = search(out=out, progress=not (args.quiet or args.json),
                         tensorboard=args.tensorboard, **kw)
-    from .. import dist
+    from ..engine import dist
     if not dist.context().main:  # rank 0 reports
         dist.teardown()
         return 0

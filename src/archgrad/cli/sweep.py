@@ -93,8 +93,8 @@ def _print_sweep(args, res: dict) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from ..rundir import new_run_dir
-    from ..sweep import grid, run_grid
+    from ..experiments.sweep import grid, run_grid
+    from ..runs.rundir import new_run_dir
     if args.seed is not None:
         raise ArchgradError("a sweep takes --seeds (a list); drop --seed")
     proto = None
@@ -185,8 +185,8 @@ def _per_space_flags(args, runs, base_space: str) -> None:
 
 def _list_option(key: str, strategies: list[str], space: str) -> bool:
     """Whether ``key`` (an option of one of ``strategies`` or of ``space``) takes a list."""
+    from ..core.options import spec_for
     from ..methods import option_defaults
-    from ..options import spec_for
     from ..spaces import SPACES
     owner, _, name = key.rpartition(".")
     found = []

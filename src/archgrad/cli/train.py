@@ -51,8 +51,8 @@ def add(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from ..rundir import new_run_dir
-    from ..train import train
+    from ..engine.train import train
+    from ..runs.rundir import new_run_dir
     progress = not (args.quiet or args.json)
     if args.dry_run and args.resume:
         raise ArchgradError("--dry-run checks a new training run; drop --resume")
@@ -86,7 +86,7 @@ def cmd_train(args) -> int:
         args.genotype = genotype
         space = args.space or base.pop("space", None)
         base.pop("space", None)
-        from ..train import run_space
+        from ..engine.train import run_space
         src = run_space(args.genotype)
         if src is not None and space is None:
             space = src
@@ -112,17 +112,17 @@ def cmd_train(args) -> int:
                     raise ArchgradError(f"{key} is given twice: --set {key}={opts[key]!r} and "
                                         f"--{flag.replace('_', '-')} {getattr(args, flag)!r}")
                 opts[key] = getattr(args, flag)
-        from .. import dist
+        from ..engine import dist
+        from ..engine.train import run_data
         from ..search import resolve_dataset
         from ..spaces import SPACES
-        from ..train import run_data
         run_ds, run_dd = run_data(args.genotype)
         if args.dataset is None and run_ds:  # a search's cell: on the search's data
             args.dataset = run_ds
             args.data_dir = args.data_dir if args.data_dir is not None else run_dd
         dataset = resolve_dataset(SPACES.get(space), args.dataset)
         if args.dry_run:
-            from ..train import plan_train
+            from ..engine.train import plan_train
             return _print_train_plan(plan_train(
                 space, args.genotype, dataset, seed=args.seed or 0, device=args.device,
                 data_dir=args.data_dir, subset=args.subset, out=args.out,
@@ -135,9 +135,9 @@ def cmd_train(args) -> int:
         res = train(space, args.genotype, dataset, seed=args.seed or 0, device=args.device,
                     data_dir=args.data_dir, subset=args.subset, out=out,
                     eval_every=args.eval_every, progress=progress, **opts)
-        from ..rundir import claimed
+        from ..runs.rundir import claimed
         res["run_dir"] = str(claimed(out))
-    from .. import dist
+    from ..engine import dist
     main_rank = dist.context().main
     dist.teardown()
     if not main_rank:  # rank 0 reports

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..addons import ADDON_DEFAULTS, ADDON_HELP, build_addons
-from ..arch import Softmax
+from ..core.addons import ADDON_DEFAULTS, ADDON_HELP, build_addons
+from ..core.arch import Softmax
+from ..core.selection import PT_DEFAULTS, PT_HELP
+from ..core.strategy import AdamUpdate, Strategy, WeightOptim
 from ..errors import ArchgradError
 from ..registry import Registry, first_paragraph
-from ..selection import PT_DEFAULTS, PT_HELP
-from ..strategy import AdamUpdate, Strategy, WeightOptim
 
 COMMON_OPTIONS = {
     "lr": "initial learning rate of the weights (SGD)",
@@ -143,7 +143,7 @@ def accepted_options(name: str) -> list[str]:
 
 def option_help(name: str) -> dict[str, dict[str, Any]]:
     """Per option ``name`` accepts: its help text, default and accepted values."""
-    from ..options import spec_for
+    from ..core.options import spec_for
     e = STRATEGIES.get(name)
     defaults = option_defaults(name)
     out = {}
@@ -176,7 +176,7 @@ def option_defaults(name: str) -> dict[str, Any]:
 def make_strategy(name: str, **options) -> Strategy:
     """Build the registered strategy ``name`` with paper defaults overridden by ``options``.
     Every option is checked against its type and range first (one-line errors)."""
-    from ..options import check_options
+    from ..core.options import check_options
     entry = STRATEGIES.get(name)
     accepted = set(entry.accepts) | set(COMMON_OPTIONS)
     unknown = sorted(set(options) - accepted)

@@ -18,9 +18,9 @@ from dataclasses import replace
 
 import torch
 
+from ..core.sampling import onehot, score_grads
+from ..core.strategy import Strategy
 from ..errors import ArchgradError
-from ..sampling import onehot, score_grads
-from ..strategy import Strategy
 from . import adam_update, common, register
 from .reinforce import OneHotSampler
 

@@ -8,7 +8,7 @@ the term (``--set beta_decay=50`` on GDAS).
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

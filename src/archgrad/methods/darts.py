@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Mix
+from ..core.arch import Mix
+from ..core.strategy import ArchStepResult, Estimator, StepContext, Strategy, accuracy
 from ..errors import ArchgradError
-from ..strategy import ArchStepResult, Estimator, StepContext, Strategy, accuracy
 from . import adam_update, common, register
 
 HVP_MODES = ("finite-difference", "exact")

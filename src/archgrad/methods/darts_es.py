@@ -8,7 +8,7 @@ strategy takes the rule: ``--set early_stop=eigenvalue``.
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

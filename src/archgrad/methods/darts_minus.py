@@ -9,7 +9,7 @@ auxiliary skip: there the strategy is DARTS.
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

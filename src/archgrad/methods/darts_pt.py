@@ -8,7 +8,7 @@ decisions, then the DARTS cell's topology). Any strategy's supernet takes it:
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

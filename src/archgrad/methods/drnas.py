@@ -18,9 +18,9 @@ import math
 
 import torch
 
-from ..arch import Dirichlet, Mix
+from ..core.arch import Dirichlet, Mix
+from ..core.strategy import Estimator, Stage, Strategy
 from ..errors import ArchgradError
-from ..strategy import Estimator, Stage, Strategy
 from . import adam_update, common, register
 
 REGS = ("l2", "kl")

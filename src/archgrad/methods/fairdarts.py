@@ -10,8 +10,8 @@ genotype the DARTS space does not hold, and is not built.
 """
 from __future__ import annotations
 
-from ..arch import Sigmoid
-from ..strategy import Estimator, Strategy
+from ..core.arch import Sigmoid
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

@@ -16,8 +16,8 @@ import math
 
 import torch
 
-from ..arch import EDGE_SUFFIX, Simplex
-from ..strategy import ArchUpdate, Estimator, Strategy
+from ..core.arch import EDGE_SUFFIX, Simplex
+from ..core.strategy import ArchUpdate, Estimator, Strategy
 from . import common, register
 from .gdas import HardGumbel
 from .pcdarts import DEFAULTS as _PC

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Mix
+from ..core.arch import Mix
+from ..core.sampling import gumbel, onehot, sample_indices
+from ..core.strategy import Estimator, StepContext, Strategy
 from ..errors import ArchgradError
-from ..sampling import gumbel, onehot, sample_indices
-from ..strategy import Estimator, StepContext, Strategy
 from . import adam_update, common, register
 
 

@@ -4,8 +4,8 @@ directly; the space's derivation then takes each node's strongest edges from tha
 distribution. DARTS's optimisers and schedule otherwise."""
 from __future__ import annotations
 
-from ..arch import NodeSoftmax
-from ..strategy import Estimator, Strategy
+from ..core.arch import NodeSoftmax
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 
 

@@ -8,7 +8,7 @@ NAS-Bench-201 DARTS-V1.py). The architecture steps as first-order DARTS.
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Parameterization
-from ..sampling import onehot, sample_indices
-from ..strategy import AdamUpdate, Estimator, Strategy
+from ..core.arch import Parameterization
+from ..core.sampling import onehot, sample_indices
+from ..core.strategy import AdamUpdate, Estimator, Strategy
 from . import ADAM_OPTIONS, common, register
 
 

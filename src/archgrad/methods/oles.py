@@ -8,7 +8,7 @@ the skip connection's advantage without changing the loss. Otherwise first-order
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

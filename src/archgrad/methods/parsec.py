@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from ..core.sampling import onehot, score_grads
+from ..core.strategy import ArchStepResult, Strategy, accuracy
 from ..errors import ArchgradError
-from ..sampling import onehot, score_grads
-from ..strategy import ArchStepResult, Strategy, accuracy
 from . import adam_update, common, register
 from .reinforce import OneHotSampler
 

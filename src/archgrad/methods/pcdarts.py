@@ -17,7 +17,7 @@ same share of a shorter search).
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 
 DEFAULTS = {"batch_size": 256, "epochs": 50, "lr": 0.1, "lr_min": 1e-3, "warmup_epochs": 0.3,

@@ -22,9 +22,9 @@ import math
 
 import torch
 
+from ..core.options import MAX_DEPTH
+from ..core.strategy import Estimator, Stage, Strategy, cosine
 from ..errors import ArchgradError
-from ..options import MAX_DEPTH
-from ..strategy import Estimator, Stage, Strategy, cosine
 from . import adam_update, common, register
 
 

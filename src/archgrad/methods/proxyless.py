@@ -25,9 +25,9 @@ import math
 
 import torch
 
-from ..arch import Mix, Softmax
+from ..core.arch import Mix, Softmax
+from ..core.strategy import AdamUpdate, Strategy
 from ..errors import ArchgradError
-from ..strategy import AdamUpdate, Strategy
 from . import ADAM_OPTIONS, common, register
 from .reinforce import OneHotSampler
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Softmax
+from ..core.arch import Softmax
+from ..core.sampling import onehot, uniform_indices
+from ..core.strategy import ArchStepResult, Estimator, NoUpdate, Strategy
 from ..errors import ArchgradError
-from ..sampling import onehot, uniform_indices
-from ..strategy import ArchStepResult, Estimator, NoUpdate, Strategy
 from . import common, register
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..sampling import onehot, sample_indices, score_grads
-from ..strategy import ArchStepResult, Estimator, StepContext, Strategy, accuracy
+from ..core.sampling import onehot, sample_indices, score_grads
+from ..core.strategy import ArchStepResult, Estimator, StepContext, Strategy, accuracy
 from . import adam_update, common, register
 
 

@@ -8,7 +8,7 @@ relaxed strategy takes the perturbation (``--set perturb=random``).
 """
 from __future__ import annotations
 
-from ..strategy import Estimator, Strategy
+from ..core.strategy import Estimator, Strategy
 from . import adam_update, common, register
 from .darts import SOURCES
 

@@ -20,11 +20,11 @@ import math
 
 import torch
 
-from ..arch import Mix
-from ..costs import CRITERIA, normalized
+from ..core.arch import Mix
+from ..core.costs import CRITERIA, normalized
+from ..core.sampling import gumbel, score_grads
+from ..core.strategy import Estimator, StepContext, Strategy
 from ..errors import ArchgradError
-from ..sampling import gumbel, score_grads
-from ..strategy import Estimator, StepContext, Strategy
 from . import adam_update, common, register
 
 #: SNAS names three constraint levels (Table 1: mild / moderate / aggressive) but gives no

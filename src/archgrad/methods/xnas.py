@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from ..arch import Mix, Softmax
-from ..strategy import ArchUpdate, Estimator, StepContext, Strategy
+from ..core.arch import Mix, Softmax
+from ..core.strategy import ArchUpdate, Estimator, StepContext, Strategy
 from . import common, register
 
 

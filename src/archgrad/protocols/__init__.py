@@ -248,9 +248,9 @@ def _check_names(p: Protocol) -> None:
                                     f"{', '.join(names)} or the space")
     except ArchgradError as e:
         raise ArchgradError(f"{p.path}: {e}") from None
-    from ..options import check_options
+    from ..core.options import check_options
+    from ..engine.train import RECIPE_SPECS, recipe_keys
     from ..search import check_search_kwargs
-    from ..train import RECIPE_SPECS, recipe_keys
     if p.train:  # checked whichever command reads the file
         _check_train(p.path, {"space": p.search.get("space", "nb201"), **p.train})
     for scale in ["full"] + sorted(p.scale):
@@ -348,9 +348,9 @@ TRAIN_KEYS = {"space": str, "genotype": str, "dataset": str, "data_dir": str, "d
 def _check_train(path: str, table: dict) -> None:
     """The ``[train]`` table: its settings' types, and every other key a training option (or
     an evaluation-network option) of its space, in range."""
-    from ..options import check_options
+    from ..core.options import check_options
+    from ..engine.train import RECIPE_SPECS, recipe_keys
     from ..spaces import SPACES
-    from ..train import RECIPE_SPECS, recipe_keys
     for k, v in table.items():
         t = TRAIN_KEYS.get(k)
         if t is not None and (not isinstance(v, t) or (t is int and isinstance(v, bool))):

@@ -8,16 +8,12 @@ from pathlib import Path
 
 import torch
 
+from ..core.strategy import NoUpdate, Strategy
 from ..data import DATASETS
 from ..errors import ArchgradError
 from ..methods import STRATEGIES, accepted_options, make_strategy
-from ..rundir import (
-    check_seed,
-    config_digest,
-    read_json,
-)
+from ..runs.rundir import check_seed, config_digest, read_json
 from ..spaces import SPACES, Genotype, get_space
-from ..strategy import NoUpdate, Strategy
 
 DEFAULT_EPOCHS = 50  # DARTS's search budget
 

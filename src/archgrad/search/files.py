@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import schemas
 from ..errors import ArchgradError
-from ..rundir import (
-    atomic_write_text,
-    write_jsonl,
-)
+from ..runs import schemas
+from ..runs.rundir import atomic_write_text, write_jsonl
 from .config import SearchConfig, SearchResult
 
 

@@ -8,12 +8,9 @@ from typing import Any
 
 import torch
 
-from ..arch import entropy, max_prob
-from ..bn import bn_modules, recalibrated
-from ..rundir import (
-    atomic_write_json,
-    atomic_write_text,
-)
+from ..core.arch import entropy, max_prob
+from ..core.bn import bn_modules, recalibrated
+from ..runs.rundir import atomic_write_json, atomic_write_text
 from .config import BN_BATCHES, SearchResult, eval_generator
 from .files import _probs_lists
 
@@ -36,7 +33,7 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
             geno = space.genotype(best["genotype"])
             final["best_valid_epoch"] = best["epoch"]
     elif strategy.derive_mode == "perturbation":  # DARTS-PT on the final supernet
-        from ..selection import perturbation_select
+        from ..core.selection import perturbation_select
         geno, final["perturbation"] = perturbation_select(
             space, model, strategy, task, tune_epochs=strategy.pt_options["pt_tune_epochs"],
             examples=strategy.pt_options["pt_examples"], seed=strategy.seed)
@@ -89,7 +86,7 @@ def _finish(cfg, run_dir, space, model, strategy, task, history, bench) -> Searc
         atomic_write_json(run_dir / "result.json", final)
         atomic_write_text(run_dir / "genotype.txt", str(geno) + "\n")
         try:
-            from ..plot import draw
+            from ..experiments.plot import draw
             draw(geno, run_dir / "cell", f"{cfg.strategy} on {cfg.space}/{cfg.dataset}")
         except Exception as e:  # a diagram must never cost the result
             atomic_write_text(run_dir / "cell.error.txt", f"{type(e).__name__}: {e}\n")
@@ -127,7 +124,7 @@ def _rank_random(space, model, strategy, task, dev, top: int = 5, limit: int = 5
     """Random search with weight sharing (Li & Talwalkar): rank K uniformly sampled
     architectures by their shared-weight validation score on a subset, re-score the best few on
     the whole validation split, return the best."""
-    from ..sampling import uniform_indices
+    from ..core.sampling import uniform_indices
     gen = torch.Generator().manual_seed(strategy.seed + 7919)
     alive = {k: strategy.arch.alive(k) for k in strategy.arch.labels()}
     seen, cands = set(), []

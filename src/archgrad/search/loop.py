@@ -14,10 +14,11 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..arch import entropy, max_prob
+from ..core.arch import entropy, max_prob
+from ..core.strategy import Strategy
 from ..data import load_dataset
 from ..errors import ArchgradError, DivergenceError
-from ..rundir import (
+from ..runs.rundir import (
     RunLock,
     as_path,
     atomic_write_json,
@@ -34,7 +35,6 @@ from ..rundir import (
     undo_set_up,
 )
 from ..spaces import SPACES
-from ..strategy import Strategy
 from .config import (
     AMP_DTYPES,
     SearchConfig,
@@ -124,7 +124,7 @@ def search(space: str = "nb201", strategy: str = "darts", dataset: str | None = 
     statistics of the whole global batch (a no-op in one process). Everything is validated
     before the run directory is created.
     """
-    from .. import dist
+    from ..engine import dist
     dist.setup(device)  # under torchrun: join the process group (a no-op otherwise)
     device = dist.run_device(device)
     if resume is not None:
@@ -237,7 +237,7 @@ class _Search:
     def __init__(self, cfg: SearchConfig, run_dir: Path | None, resuming: bool, progress: bool,
                  callbacks, meta: dict | None, saved_digest: str | None, *, log_csv: bool,
                  tensorboard: bool):
-        from .. import dist
+        from ..engine import dist
         self.ctx = dist.context()
         dist.check_batch(cfg.batch_size)
         self.main = self.ctx.main  # rank 0 alone writes the run directory and the progress

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..arch import Mix
+from ..core.arch import Mix
+from ..core.strategy import Strategy
 from ..data import load_dataset
+from ..engine.task import ImageTask
 from ..methods import make_strategy
 from ..spaces import SPACES, get_space
-from ..strategy import Strategy
-from ..task import ImageTask
 from .config import SearchConfig, check_search_kwargs, resolve_device
 
 
@@ -17,11 +17,11 @@ def build_task(space, model, data, cfg: SearchConfig, dev, strategy: Strategy):
     """The task the search loop drives: the space's own (the toy task), language modelling on
     a text corpus, or image classification; under torchrun, this rank's shard of the batches
     (the toy task's batches are generated whole on every rank)."""
-    from .. import dist
+    from ..engine import dist
     if space.own_data:
         return space.task(model, cfg.batch_size, cfg.seed, dev)
     if space.modality == "sequence":
-        from ..lmtask import LMTask
+        from ..engine.lmtask import LMTask
         return LMTask(data, cfg.batch_size, cfg.seed, dev, shard=dist.context().shard(),
                       **space.lm_settings())
     return ImageTask(data, cfg.batch_size, cfg.seed, dev, space.loss, strategy.data_split,
@@ -59,7 +59,7 @@ def plan_search(**kwargs) -> dict:
     """What ``search(**kwargs)`` would run, checked as the search checks it (names, options,
     data, memory) with nothing run or written: the resolved settings, steps per epoch, weight
     and architecture steps, and the memory estimate."""
-    from ..memory import GB, available_bytes
+    from ..engine.memory import GB, available_bytes
     cfg = check_search_kwargs(**kwargs)
     dev = resolve_device(cfg.device)
     space_cls = SPACES.get(cfg.space)
@@ -89,7 +89,7 @@ def plan_search(**kwargs) -> dict:
 def _check_memory(space, data, cfg: SearchConfig, dev) -> int:
     """Refuse a search network that cannot fit (estimated on the meta device); the bytes it
     needs."""
-    from ..memory import guarded
+    from ..engine.memory import guarded
     groups = space.choices()
 
     def run(model):

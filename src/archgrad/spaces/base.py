@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..arch import ChoiceGroup, Mix
+from ..core.arch import ChoiceGroup, Mix
 from ..errors import ArchgradError
 
 
@@ -84,7 +84,7 @@ class SearchSpace(ABC):
     search_only: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **options):
-        from ..options import check_options
+        from ..core.options import check_options
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ArchgradError(

@@ -32,11 +32,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..arch import Candidate, ChoiceGroup
+from ..core.arch import Candidate, ChoiceGroup
+from ..core.ops import count_parameters
 from ..errors import GenotypeError, UnknownNameError
-from ..ops import (
-    count_parameters,
-)
 from .base import SearchSpace
 from .darts_genotypes import (
     _ROLES,
@@ -279,7 +277,7 @@ class DartsSpace(SearchSpace):
 
     # -- costs (SNAS Appendix F) ---------------------------------------------------------------
     def op_costs(self, image_size: int = 32) -> dict[str, Tensor]:
-        from ..costs import op_cost
+        from ..core.costs import op_cost
         c = self.config
         out = {g.label: torch.zeros(*g.shape, 3) for g in self._groups}
         C, hw = c["C"], image_size

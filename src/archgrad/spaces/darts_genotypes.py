@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import difflib
 
-from ..arch import Candidate
+from ..core.arch import Candidate
 from ..errors import ArchgradError, GenotypeError
 from .base import Genotype
 

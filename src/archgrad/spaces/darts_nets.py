@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..arch import ChoiceGroup, Mix
-from ..errors import GenotypeError
-from ..ops import (
+from ..core.arch import ChoiceGroup, Mix
+from ..core.ops import (
     Conv7x1_1x7,
     DilConv,
     FactorizedReduce,
@@ -21,6 +20,7 @@ from ..ops import (
     drop_path,
     mixed_node,
 )
+from ..errors import GenotypeError
 from .base import Supernet
 from .darts_genotypes import ALL_OPS, DartsGenotype
 

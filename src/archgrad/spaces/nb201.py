@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..arch import Candidate, ChoiceGroup, Mix
+from ..core.arch import Candidate, ChoiceGroup, Mix
+from ..core.ops import MixedOp, PartialMixedOp, Pool, ReLUConvBN, ResNetBasicblock, Zero, mixed_node
 from ..errors import GenotypeError
-from ..ops import MixedOp, PartialMixedOp, Pool, ReLUConvBN, ResNetBasicblock, Zero, mixed_node
 from .base import Genotype, SearchSpace, Supernet
 from .nb201_fused import FusedSearchCell
 
@@ -339,7 +339,7 @@ class NB201Space(SearchSpace):
     def op_costs(self, image_size: int = 32) -> dict[str, Tensor]:
         """Per candidate: parameters, FLOPs, MAC (SNAS Appendix F) summed over the 3N cells that
         share the architecture (N cells at C, 2C, 4C channels on image_size / 1, 2, 4)."""
-        from ..costs import op_cost
+        from ..core.costs import op_cost
         c = self.config
         out = torch.zeros(len(EDGES), len(self._group.candidates), 3)
         for stage in range(3):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..arch import ChoiceGroup, Mix
+from ..core.arch import ChoiceGroup, Mix
 
 
 class FusedConvBN(nn.Module):

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..arch import Candidate, ChoiceGroup
+from ..core.arch import Candidate, ChoiceGroup
 from ..errors import GenotypeError, UnknownNameError
 from .base import SearchSpace
 from .rnn_genotypes import ADV_OPS, DARTS_OPS, RNN_GENOTYPES, EdgeGenotype, RNNGenotype

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..arch import ChoiceGroup, Mix
+from ..core.arch import ChoiceGroup, Mix
 from ..errors import GenotypeError
 from .base import Supernet
 from .rnn_genotypes import ACTIVATIONS, EdgeGenotype

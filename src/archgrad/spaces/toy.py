@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..arch import Candidate, ChoiceGroup, Mix
+from ..core.arch import Candidate, ChoiceGroup, Mix
+from ..engine.task import Task
 from ..errors import ArchgradError, GenotypeError
-from ..task import Task
 from .base import Genotype, SearchSpace, Supernet
 
 LABEL = "edges"

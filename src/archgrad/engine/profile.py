@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ops import count_parameters
+from ..core.ops import count_parameters
 
 
 @torch.no_grad()
@@ -44,6 +44,6 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], *args) -> int:
 def describe(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     """Parameters (without an auxiliary head), multiply-accumulates, and the memory access cost
     of SNAS Appendix F summed over the network's convolutions, poolings and skip connections."""
-    from .costs import op_cost
+    from ..core.costs import op_cost
     return {"params": count_parameters(model), "flops": count_flops(model, input_shape),
             "mac": int(op_cost(model, tuple(input_shape))[2]), "input_shape": list(input_shape)}

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArchgradError
 from .arch import Mix
-from .errors import ArchgradError
 
 
 class Addon:

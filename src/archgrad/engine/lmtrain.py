@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data.text import StateBox, Stream, TextCorpus, no_step, perplexity, seq_lengths
+from ..data.text import StateBox, Stream, TextCorpus, no_step, perplexity, seq_lengths
 from .lmtask import lm_loss
 
 
@@ -95,7 +95,7 @@ class LMTrainer:
                            + 5, self.variable, jitter=5.0 if self.variable else 0.0)
 
     def meta_input(self, batch: int):
-        from .data.text import Window
+        from ..data.text import Window
         return Window(torch.empty(self.bptt, batch, dtype=torch.long, device="meta"), None,
                       StateBox())
 

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..engine.runtime import keep_freed_memory
+from ..errors import ArchgradError
 from .arch import ArchParams, ChoiceGroup
-from .errors import ArchgradError
 from .estimator import ArchStepResult, Estimator, StepContext, accuracy, output_metrics
-from .runtime import keep_freed_memory
 from .updates import ARCH_LR_SCHEDULES, AdamUpdate, ArchUpdate, NoUpdate, WeightOptim, cosine
 
 __all__ = ["ARCH_LR_SCHEDULES", "AdamUpdate", "ArchStepResult", "ArchUpdate", "DATA_SPLITS",

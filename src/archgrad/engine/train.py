@@ -7,6 +7,8 @@ space's (NAS-Bench-201's own for ``nb201``). A training run directory holds
 end ``train_result.json``, ``model.pt`` (the state_dict with the genotype and the space's
 options: ``archgrad.load_model``) and ``model.pt2`` (a stand-alone ``torch.export`` program that
 loads with PyTorch alone: ``torch.export.load(path).module()``).
+
+An epoch's work is in ``trainers``, the exported files in ``export``.
 """
 from __future__ import annotations
 
@@ -14,23 +16,22 @@ import json
 import platform
 import time
 import uuid
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from . import __version__, schemas
-from .data import BatchLoader, load_dataset
-from .errors import ArchgradError, DivergenceError, GenotypeError
-from .ops import count_parameters
-from .options import Spec, check_options
-from .rundir import (
+from .. import __version__
+from ..core.ops import count_parameters
+from ..core.options import Spec, check_options
+from ..core.strategy import cosine
+from ..data import load_dataset
+from ..errors import ArchgradError, DivergenceError, GenotypeError
+from ..runs import schemas
+from ..runs.rundir import (
     RunLock,
     as_path,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     check_out_dir,
@@ -50,10 +51,17 @@ from .rundir import (
     undo_set_up,
     write_jsonl,
 )
+from ..search import resolve_device
+from ..spaces import SPACES, get_space
+from .export import export_example, export_program, load_model, save_model
 from .runtime import keep_freed_memory
-from .search import resolve_device
-from .spaces import SPACES, get_space
-from .strategy import cosine
+from .trainers import AMP, ImageTrainer, evaluate_plain, make_trainer
+
+#: the training API in one place (the epoch's work and the export live beside it)
+__all__ = ["AMP", "ImageTrainer", "RECIPE_SPECS", "TrainConfig", "epoch_lr", "evaluate_plain",
+           "export_example", "export_program", "genotype_source", "load_model", "make_trainer",
+           "plan_train", "recipe_keys", "run_data", "run_space", "save_model", "spaces_of",
+           "train"]
 
 #: the training recipe's options, their kinds and ranges
 RECIPE_SPECS = {
@@ -80,7 +88,6 @@ RECIPE_SPECS = {
     "sync_bn": Spec("bool"),
 }
 RECIPE_KEYS = tuple(RECIPE_SPECS)
-AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: recipe keys of one kind of network only
 LM_KEYS = ("bptt", "variable_length", "asgd", "nonmono", "tar", "ar", "eval_batch_size",
            "test_batch_size", "loss_sum_over_time")
@@ -205,21 +212,6 @@ def run_space(value: str) -> str | None:
     return None if cfg is None else str(cfg["space"])
 
 
-@torch.no_grad()
-def evaluate_plain(model: nn.Module, loader: BatchLoader, loss_fn) -> dict[str, float]:
-    was = model.training
-    model.eval()
-    n, loss_sum, correct = 0, 0.0, 0.0
-    for x, y in loader.epoch(0):
-        out = model(x)
-        out = out[0] if isinstance(out, tuple) else out
-        loss_sum += float(loss_fn(out, y)) * len(y)
-        correct += float((out.argmax(-1) == y).sum())
-        n += len(y)
-    model.train(was)
-    return {"loss": loss_sum / max(n, 1), "acc": 100.0 * correct / max(n, 1)}
-
-
 def _digest(cfg: TrainConfig) -> str:
     return config_digest({k: v for k, v in asdict(cfg).items() if k not in ("device",
                                                                           "data_dir")})
@@ -262,7 +254,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise ArchgradError(f"space '{cfg.space}' has no training task for a stand-alone "
                             f"network (its weights are fixed); train a genotype of an image "
                             f"space")
-    from .search import resolve_dataset
+    from ..search import resolve_dataset
     cfg.dataset = resolve_dataset(space_cls, cfg.dataset)
     takes = recipe_keys(space_cls)
     bad = [k for k in cfg.recipe if k not in takes]
@@ -413,136 +405,6 @@ def _space_for(cfg: TrainConfig, data) -> Any:
         if k in accepted:
             opts.setdefault(k, v)
     return get_space(cfg.space, **opts)
-
-
-class ImageTrainer:
-    """Epochs of minibatch SGD on an image dataset (cosine schedule, auxiliary head, drop
-    path, cutout on CIFAR-style data); test accuracy at the end."""
-
-    def __init__(self, data, recipe: dict, seed: int, device, shard=(0, 1)):
-        self.data, self.recipe = data, recipe
-        bs = int(recipe["batch_size"])
-        kw = dict(mean=data.mean, std=data.std, device=device, pad=getattr(data, "pad", 4))
-        self.dist = None
-        # cutout belongs to the CIFAR recipe: only on datasets augmented the CIFAR way
-        cutout = int(recipe.get("cutout", 0) or 0) if data.augment else 0
-        self.train = BatchLoader(data.x_train, data.y_train, bs, shuffle=True,
-                                 augment=data.augment, drop_last=len(data.y_train) > bs
-                                 or shard[1] > 1, seed=seed, cutout=cutout, shard=shard, **kw)
-        self.test = BatchLoader(data.x_test, data.y_test, max(bs, 256), **kw) \
-            if len(data.y_test) else None
-        self.steps_per_epoch = len(self.train)
-        self.loss_fn = None  # set by the caller: the space's loss
-        self.eval_every = 0
-        self.device = device
-        self.scaler = torch.amp.GradScaler(torch.device(device).type) \
-            if recipe.get("amp") == "fp16" else None
-
-    def meta_input(self, batch: int):
-        d = self.data
-        return torch.empty(batch, d.in_channels, d.image_size, d.image_size, device="meta")
-
-    def optimizer(self, model, lr):
-        r = self.recipe
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=r["momentum"],
-                               weight_decay=r["weight_decay"], nesterov=r["nesterov"])
-
-    def train_epoch(self, model, opt, epoch: int, lr: float, bar=None):
-        recipe, dev = self.recipe, self.device
-        for g in opt.param_groups:
-            g["lr"] = lr
-        if hasattr(model, "drop_path_prob"):
-            model.drop_path_prob = float(recipe.get("drop_path", 0.0)) * epoch / \
-                int(recipe["epochs"])
-        aux_w = float(recipe.get("aux_weight", 0.0) or 0.0)
-        smooth = float(recipe.get("label_smoothing", 0.0) or 0.0)
-        # DARTS's ImageNet training loss (CrossEntropyLabelSmooth), main and auxiliary heads;
-        # evaluation keeps the plain loss
-        loss_fn = self.loss_fn if not smooth else \
-            (lambda o, t: nn.functional.cross_entropy(o, t, label_smoothing=smooth))
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        correct = torch.zeros((), dtype=torch.float64, device=dev)
-        first_bad = torch.full((), -1, dtype=torch.long, device=dev)
-        n = 0
-        amp = AMP.get(recipe.get("amp"))
-        scaler = self.scaler
-        sync = self.dist.synchronised_batch_norm(bool(recipe.get("sync_bn"))) \
-            if self.dist is not None else nullcontext()
-        for step, (x, y) in enumerate(self.train.epoch(epoch)):
-            with sync, torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
-                out = model(x)
-                aux = None
-                if isinstance(out, tuple):
-                    out, aux = out
-                loss = loss_fn(out, y).float()
-                total = loss + aux_w * loss_fn(aux, y).float() if aux is not None \
-                    and aux_w else loss
-            opt.zero_grad(set_to_none=True)
-            (scaler.scale(total) if scaler is not None else total).backward()
-            if scaler is not None:
-                scaler.unscale_(opt)
-            if self.dist is not None:  # data parallel: the gradient of the whole batch
-                self.dist.average_([p.grad for p in model.parameters() if p.grad is not None])
-            norm = nn.utils.clip_grad_norm_(model.parameters(),
-                                            recipe.get("grad_clip") or float("inf"))
-            if scaler is not None:  # an overflow skips the step and lowers the scale
-                norm = torch.where(torch.isfinite(norm), norm, torch.zeros_like(norm))
-            bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(norm))
-            first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step),
-                                    first_bad)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (out.argmax(-1) == y).sum()
-            n += len(y)
-            if bar is not None:
-                bar.update(1)
-        return {"train_loss": float(loss_sum) / n, "train_acc": 100.0 * float(correct) / n}, \
-            int(first_bad)
-
-    def end_epoch(self, model, opt, epoch: int, lr: float, rec: dict):
-        epochs = int(self.recipe["epochs"])
-        if self.test is not None and self.eval_every and \
-                ((epoch + 1) % self.eval_every == 0) and epoch + 1 < epochs:
-            ev = evaluate_plain(model, self.test, self.loss_fn)
-            rec.update(test_loss=ev["loss"], test_acc=ev["acc"])
-        return opt
-
-    def final(self, model) -> dict:
-        if self.test is None:
-            return {}
-        ev = evaluate_plain(model, self.test, self.loss_fn)
-        return {"test_loss": ev["loss"], "test_acc": ev["acc"]}
-
-    def example(self, model):
-        return self.data.x_train[:2].float().to(self.device)
-
-    def state_dict(self) -> dict:
-        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-
-
-def make_trainer(space, data, recipe: dict, cfg: TrainConfig, dev):
-    """The training loop's data side: language modelling for recurrent spaces, else images;
-    under torchrun, this rank's shard of every batch and gradients averaged over the ranks."""
-    from . import dist
-    ctx = dist.context()
-    dist.check_batch(int(recipe["batch_size"]), "the training batch size")
-    if space.modality == "sequence":
-        from .lmtrain import LMTrainer
-        tr = LMTrainer(data, recipe, cfg.seed, dev, shard=ctx.shard())
-    else:
-        tr = ImageTrainer(data, recipe, cfg.seed, dev, shard=ctx.shard())
-        tr.loss_fn, tr.eval_every = space.loss, cfg.eval_every
-    tr.dist = ctx if ctx.active else None
-    return tr
 
 
 def _train(cfg: TrainConfig, run_dir: Path | None, resuming: bool, progress: bool,
@@ -744,76 +606,3 @@ def _write_logs(run_dir: Path, history: list[dict]) -> None:
     for r in history:
         w.writerow(r)
     atomic_write_text(run_dir / "train_metrics.csv", buf.getvalue())
-
-
-# ---- export -----------------------------------------------------------------------------------
-def save_model(model: nn.Module, space, genotype: str, path: Path) -> None:
-    """The state_dict with what rebuilds its network: ``archgrad.load_model(path)``."""
-    save_checkpoint(path, {"format": "archgrad-model-1", "space": space.name,
-                           "genotype": str(genotype), "space_options": dict(space.config),
-                           "state_dict": model.state_dict()})
-
-
-class LanguageModelStep(nn.Module):
-    """A language model as a function of plain tensors, for ``torch.export``: ``(tokens (T, B),
-    state (B, H)) -> (log-probabilities (T, B, V), state (B, H))``; the state of one call is
-    handed to the next."""
-
-    def __init__(self, lm: nn.Module):
-        super().__init__()
-        self.lm = lm
-
-    def forward(self, tokens: torch.Tensor, state: torch.Tensor):
-        from .data.text import Window
-        window = Window(tokens, state)
-        return self.lm(window).log_probs, window.box.value
-
-
-def export_program(model: nn.Module, example, path: Path) -> None:
-    """A stand-alone program of ``model`` in eval mode (``torch.export``; loads with PyTorch
-    alone: ``torch.export.load(path).module()``); the batch size is dynamic. ``example``: an
-    input batch, or for a language model a ``(tokens, state)`` pair of one time step (its
-    program reads one token per sequence and the carried state: call it once per step)."""
-    import io
-    was = model.training
-    model.eval()
-    try:
-        batch = torch.export.Dim("batch", min=1, max=1 << 20)
-        if isinstance(example, tuple):  # a language model: one time step, batch dynamic
-            prog, args, dyn = LanguageModelStep(model).eval(), example, ({1: batch}, {0: batch})
-        else:
-            prog, args, dyn = model, (example,), ({0: batch},)
-        try:
-            ep = torch.export.export(prog, args, dynamic_shapes=dyn)
-        except Exception:  # a network whose graph specialises on the batch: export it fixed
-            ep = torch.export.export(prog, args)
-        buf = io.BytesIO()
-        torch.export.save(ep, buf)
-        atomic_write_bytes(path, buf.getvalue())
-    finally:
-        model.train(was)
-
-
-def export_example(model: nn.Module, space, image_size: int | None = None):
-    """The example input ``export_program`` traces ``model`` with: two inputs of the space's
-    shape (``SearchSpace.input_shape``), or one time step of two token sequences and the
-    model's zero state."""
-    if space.modality == "sequence":
-        from .lmtrain import step_example
-        return step_example(model)
-    return torch.randn(2, *space.input_shape(image_size))
-
-
-def load_model(path: str | Path) -> nn.Module:
-    """The network saved in ``model.pt`` (by ``train`` or ``archgrad export``), weights loaded."""
-    path = Path(path)
-    ck = load_checkpoint(path, required=("format", "space", "genotype", "state_dict"))
-    if ck.get("format") != "archgrad-model-1":
-        raise ArchgradError(f"{path} is not an archgrad model file")
-    net = get_space(ck["space"], **ck.get("space_options", {})).build(ck["genotype"])
-    try:
-        net.load_state_dict(ck["state_dict"])
-    except RuntimeError as e:
-        raise ArchgradError(f"{path} does not fit its genotype's network "
-                            f"({str(e).splitlines()[0][:160]})") from None
-    return net

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
+from ..errors import ArchgradError
 from .addons import Addon
 from .arch import Mix
-from .errors import ArchgradError
 
 
 def hessian_vector(loss_of, thetas: list[torch.Tensor], v: list[torch.Tensor]

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchgradError
+from ..errors import ArchgradError
 
 NUMBER = "number"  # int or float, not bool
 OPT_NUMBER = "number or null"

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import schemas
-from .errors import ArchgradError
+from ..errors import ArchgradError
+from ..runs import schemas
+from ..runs.rundir import atomic_write_text, read_json
 from .plot import epoch_axes, save
-from .rundir import atomic_write_text, read_json
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -264,24 +264,58 @@ def _recovered_at(losses: list, every: int) -> int | None:
 def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     """The report of a sweep (finished or not): ``report.md``, ``report.csv`` and the
     per-epoch figure ``report.png``, in ``out`` (default: the sweep directory)."""
-    import csv
-    import io
-    import statistics
-
-    from .benchmarks.nb201 import NB201Benchmark
+    from ..benchmarks.nb201 import NB201Benchmark
     from .sweep import Sweep
     sweep = Sweep.load(Path(root))
     meta = sweep.meta
     out = Path(out) if out is not None else sweep.root
     proto = None
     if meta.get("protocol"):
-        from .protocols import load
+        from ..protocols import load
         proto = load(meta["protocol"])
     derives = list(proto.derive) if proto else ["argmax"]
     labels = proto.labels if proto else {}
     published = proto.published if proto else {}
-    pub_metric = published.get("metric", "cifar10")
+    rows, by_group = _collect_runs(sweep)
 
+    # a grid may sweep the space itself: each run's own space decides its figures
+    run_space = {spec.name: spec.kwargs.get("space") or meta.get("space") for spec in sweep.runs}
+    spaces = set(run_space.values())
+    space = spaces.pop() if len(spaces) == 1 else None   # None: several
+    bench = NB201Benchmark.load() if "nb201" in run_space.values() else None
+    lines = [f"# {proto.title if proto else 'Sweep ' + sweep.root.name}", ""]
+    if proto:
+        lines += [f"Protocol `{proto.name}`, scale `{meta.get('scale', 'full')}`: "
+                  f"{proto.source}.", ""]
+        if proto.description:
+            lines += [" ".join(proto.description.split()), ""]
+        note = proto.scale_note(meta.get("scale", "full"))
+        if note:
+            lines += ["Scale: " + " ".join(note.split()), ""]
+    n_done = sum(1 for r, f, _ in rows if f)
+    lines += [f"{n_done} of {len(rows)} runs finished"
+              + ("" if n_done == len(rows) else " (a partial report)") + ".", ""]
+    if meta.get("retrain"):
+        lines += _retrain_section(sweep, by_group, labels, published)
+    if bench is not None:
+        lines += _benchmark_sections(bench, by_group, run_space, derives, labels, published)
+    if space == "toy":
+        lines += _toy_section(by_group, labels, published)
+    if space not in ("nb201", "toy"):  # spaces without a table, and a grid over spaces
+        lines += _supernet_section(rows, by_group, labels)
+    lines += _cost_section(by_group, labels)
+    figure = _sweep_figure(by_group, labels, out / "report", bench is not None, space == "toy")
+    if figure:
+        lines += [f"![search progress]({figure.name})", ""]
+    lines += _run_notes(rows)
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    _write_csv(rows, out / "report.csv")
+    return {"report": str(out / "report.md"), "csv": str(out / "report.csv"),
+            "figure": str(figure) if figure else None, "runs": len(rows), "finished": n_done}
+
+
+def _collect_runs(sweep) -> tuple[list, dict]:
+    """Every run's record, result and history, also by group (strategy and grid values)."""
     rows, by_group = [], {}
     for spec in sweep.runs:
         d = sweep.run_dir(spec)
@@ -315,116 +349,120 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
         rows.append((rec, final, history))
         by_group.setdefault(group, []).append((rec, final, history))
 
-    # a grid may sweep the space itself: each run's own space decides its figures
-    run_space = {spec.name: spec.kwargs.get("space") or meta.get("space") for spec in sweep.runs}
-    spaces = set(run_space.values())
-    space = spaces.pop() if len(spaces) == 1 else None   # None: several
-    bench = NB201Benchmark.load() if "nb201" in run_space.values() else None
-    lines = [f"# {proto.title if proto else 'Sweep ' + sweep.root.name}", ""]
-    if proto:
-        lines += [f"Protocol `{proto.name}`, scale `{meta.get('scale', 'full')}`: "
-                  f"{proto.source}.", ""]
-        if proto.description:
-            lines += [" ".join(proto.description.split()), ""]
-        note = proto.scale_note(meta.get("scale", "full"))
-        if note:
-            lines += ["Scale: " + " ".join(note.split()), ""]
-    n_done = sum(1 for r, f, _ in rows if f)
-    lines += [f"{n_done} of {len(rows)} runs finished"
-              + ("" if n_done == len(rows) else " (a partial report)") + ".", ""]
+    return rows, by_group
 
-    if meta.get("retrain"):
-        lines += _retrain_section(sweep, by_group, labels, published)
-    if bench is not None:
-        for mode in derives:
-            ranked: set[str] = set()
-            key = "argmax_genotype" if mode == "argmax" else \
-                mode.replace("-", "_") + "_genotype"
-            pub = published.get(mode, {})
-            head = "| strategy | runs | " + " | ".join(f"NB201 {ds} (%)" for ds in
-                                                      BENCH_DATASETS)
-            head += f" | published ({pub_metric}) |" if pub else " |"
-            lines += [f"## {mode}", "", head,
-                      "| --- | ---: |" + " ---: |" * len(BENCH_DATASETS) + (" ---: |" if pub
-                                                                          else "")]
-            for group, items in by_group.items():
-                if any(run_space[rec["run"]] != "nb201" for rec, _, _ in items):
-                    continue  # the benchmark has no table for the group's space
-                vals = {ds: [] for ds in BENCH_DATASETS}
-                for rec, final, _ in items:
-                    # a strategy that derives otherwise (RSPS ranks random cells, GAEA's
-                    # bi-level search keeps its best-validation epoch): its row is its own
-                    own = mode == "argmax" and _own_derivation(final)
-                    g = (final or {}).get("genotype" if own else key)
-                    if own:
-                        ranked.add(labels.get(group, group))
-                    if g:
-                        for ds in BENCH_DATASETS:
-                            acc = bench.query(g, ds, "test")
-                            vals[ds].append(acc)
-                            rec[f"{mode}_{ds}"] = acc
-                name = labels.get(group, group)
-                cells = [_fmt_ms(_mean_std(vals[ds])) for ds in BENCH_DATASETS]
-                line = f"| {name} | {len(vals['cifar10'])} | " + " | ".join(cells)
-                if pub:
-                    p = pub.get(group)
-                    line += f" | {p:.2f} |" if isinstance(p, (int, float)) else " | – |"
-                else:
-                    line += " |"
-                lines.append(line)
-            lines.append("")
-            if ranked:
-                lines += [f"{', '.join(sorted(ranked))}: no distribution to take the argmax "
-                          f"of; the row is the strategy's own derivation, the best of its "
-                          f"random cells ranked by shared-weight validation accuracy.", ""]
-            if pub and published.get("source"):
-                lines += [f"Published: {published['source']}.", ""]
-    if space == "toy":
-        lines += ["## Recovering the teacher (Figure 1)", "",
-                  "| strategy | trials | found a* | iterations to recover (median) | final test "
-                  "loss (median) |", "| --- | ---: | ---: | ---: | ---: |"]
-        every = 10
+
+def _benchmark_sections(bench, by_group: dict, run_space: dict, derives: list, labels: dict,
+                        published: dict) -> list[str]:
+    """One table per derivation: the NAS-Bench-201 figures of each group's cells."""
+    lines: list[str] = []
+    pub_metric = published.get("metric", "cifar10")
+    for mode in derives:
+        ranked: set[str] = set()
+        key = "argmax_genotype" if mode == "argmax" else \
+            mode.replace("-", "_") + "_genotype"
+        pub = published.get(mode, {})
+        head = "| strategy | runs | " + " | ".join(f"NB201 {ds} (%)" for ds in
+                                                  BENCH_DATASETS)
+        head += f" | published ({pub_metric}) |" if pub else " |"
+        lines += [f"## {mode}", "", head,
+                  "| --- | ---: |" + " ---: |" * len(BENCH_DATASETS) + (" ---: |" if pub
+                                                                      else "")]
         for group, items in by_group.items():
-            fin = [(r, f, h) for r, f, h in items if f]
-            found = sum(1 for r, f, h in fin if f.get("found_teacher"))
-            rec_at = [a for a in (_recovered_at([x.get("derived_loss") for x in h], every)
-                                  for _, _, h in fin) if a is not None]
-            for r, f, h in fin:
-                r["recovered_at"] = _recovered_at([x.get("derived_loss") for x in h], every)
-                r["final_test_loss"] = h[-1].get("derived_loss") if h else None
-            med_it = f"{statistics.median(rec_at):.0f}" if rec_at else "–"
-            losses = [h[-1].get("derived_loss") for _, _, h in fin if h]
-            med_loss = f"{statistics.median(losses):.2e}" if losses else "–"
-            lines.append(f"| {labels.get(group, group)} | {len(fin)} | {found}/{len(fin)} | "
-                         f"{med_it} | {med_loss} |")
+            if any(run_space[rec["run"]] != "nb201" for rec, _, _ in items):
+                continue  # the benchmark has no table for the group's space
+            vals = {ds: [] for ds in BENCH_DATASETS}
+            for rec, final, _ in items:
+                # a strategy that derives otherwise (RSPS ranks random cells, GAEA's
+                # bi-level search keeps its best-validation epoch): its row is its own
+                own = mode == "argmax" and _own_derivation(final)
+                g = (final or {}).get("genotype" if own else key)
+                if own:
+                    ranked.add(labels.get(group, group))
+                if g:
+                    for ds in BENCH_DATASETS:
+                        acc = bench.query(g, ds, "test")
+                        vals[ds].append(acc)
+                        rec[f"{mode}_{ds}"] = acc
+            name = labels.get(group, group)
+            cells = [_fmt_ms(_mean_std(vals[ds])) for ds in BENCH_DATASETS]
+            line = f"| {name} | {len(vals['cifar10'])} | " + " | ".join(cells)
+            if pub:
+                p = pub.get(group)
+                line += f" | {p:.2f} |" if isinstance(p, (int, float)) else " | – |"
+            else:
+                line += " |"
+            lines.append(line)
         lines.append("")
-        if published.get("source"):
+        if ranked:
+            lines += [f"{', '.join(sorted(ranked))}: no distribution to take the argmax "
+                      f"of; the row is the strategy's own derivation, the best of its "
+                      f"random cells ranked by shared-weight validation accuracy.", ""]
+        if pub and published.get("source"):
             lines += [f"Published: {published['source']}.", ""]
-    if space not in ("nb201", "toy"):  # spaces without a table, and a grid over spaces
-        ppl = any(f and f.get("supernet_valid_ppl") is not None for r, f, _ in rows)
-        m, title = ("ppl", "perplexity") if ppl else ("acc", "acc (%)")
-        # the derived cells' skip connections (collapse) and evaluation size, where recorded
-        extra = [(k, head, scale) for k, head, scale in (
-            ("skip_connects", "skip connections (derived normal cell)", 1),
-            ("eval_params", "evaluation network params (M)", 1e6))
-            if any(f and f.get(k) is not None for _, f, _ in rows)]
-        lines += ["## Supernet", "", f"| strategy | runs | supernet valid {title} | "
-                  "supernet valid loss |" + "".join(f" {h} |" for _, h, _ in extra),
-                  "| --- | ---: | ---: | ---: |" + " ---: |" * len(extra)]
-        for group, items in by_group.items():
-            acc = [f[f"supernet_valid_{m}"] for _, f, _ in items
-                   if f and f.get(f"supernet_valid_{m}") is not None]
-            loss = [f["supernet_valid_loss"] for _, f, _ in items
-                    if f and f.get("supernet_valid_loss") is not None]
-            cells = [_fmt_ms(_mean_std([f[k] / scale for _, f, _ in items
-                                        if f and f.get(k) is not None]))
-                     for k, _, scale in extra]
-            lines.append(f"| {labels.get(group, group)} | {len(loss)} | "
-                         f"{_fmt_ms(_mean_std(acc))} | {_fmt_ms(_mean_std(loss), 4)} |"
-                         + "".join(f" {c} |" for c in cells))
-        lines.append("")
+    return lines
 
-    # search cost
+
+def _toy_section(by_group: dict, labels: dict, published: dict) -> list[str]:
+    """Recovering the teacher (AdvantageNAS's Figure 1)."""
+    import statistics
+    lines: list[str] = []
+    lines += ["## Recovering the teacher (Figure 1)", "",
+              "| strategy | trials | found a* | iterations to recover (median) | final test "
+              "loss (median) |", "| --- | ---: | ---: | ---: | ---: |"]
+    every = 10
+    for group, items in by_group.items():
+        fin = [(r, f, h) for r, f, h in items if f]
+        found = sum(1 for r, f, h in fin if f.get("found_teacher"))
+        rec_at = [a for a in (_recovered_at([x.get("derived_loss") for x in h], every)
+                              for _, _, h in fin) if a is not None]
+        for r, f, h in fin:
+            r["recovered_at"] = _recovered_at([x.get("derived_loss") for x in h], every)
+            r["final_test_loss"] = h[-1].get("derived_loss") if h else None
+        med_it = f"{statistics.median(rec_at):.0f}" if rec_at else "–"
+        losses = [h[-1].get("derived_loss") for _, _, h in fin if h]
+        med_loss = f"{statistics.median(losses):.2e}" if losses else "–"
+        lines.append(f"| {labels.get(group, group)} | {len(fin)} | {found}/{len(fin)} | "
+                     f"{med_it} | {med_loss} |")
+    lines.append("")
+    if published.get("source"):
+        lines += [f"Published: {published['source']}.", ""]
+    return lines
+
+
+def _supernet_section(rows: list, by_group: dict, labels: dict) -> list[str]:
+    """The supernet's figures, for spaces without a benchmark table."""
+    lines: list[str] = []
+    ppl = any(f and f.get("supernet_valid_ppl") is not None for r, f, _ in rows)
+    m, title = ("ppl", "perplexity") if ppl else ("acc", "acc (%)")
+    # the derived cells' skip connections (collapse) and evaluation size, where recorded
+    extra = [(k, head, scale) for k, head, scale in (
+        ("skip_connects", "skip connections (derived normal cell)", 1),
+        ("eval_params", "evaluation network params (M)", 1e6))
+        if any(f and f.get(k) is not None for _, f, _ in rows)]
+    lines += ["## Supernet", "", f"| strategy | runs | supernet valid {title} | "
+              "supernet valid loss |" + "".join(f" {h} |" for _, h, _ in extra),
+              "| --- | ---: | ---: | ---: |" + " ---: |" * len(extra)]
+    for group, items in by_group.items():
+        acc = [f[f"supernet_valid_{m}"] for _, f, _ in items
+               if f and f.get(f"supernet_valid_{m}") is not None]
+        loss = [f["supernet_valid_loss"] for _, f, _ in items
+                if f and f.get("supernet_valid_loss") is not None]
+        cells = [_fmt_ms(_mean_std([f[k] / scale for _, f, _ in items
+                                    if f and f.get(k) is not None]))
+                 for k, _, scale in extra]
+        lines.append(f"| {labels.get(group, group)} | {len(loss)} | "
+                     f"{_fmt_ms(_mean_std(acc))} | {_fmt_ms(_mean_std(loss), 4)} |"
+                     + "".join(f" {c} |" for c in cells))
+    lines.append("")
+
+    return lines
+
+
+def _cost_section(by_group: dict, labels: dict) -> list[str]:
+    """Search time, steps and peak memory per group."""
+    import statistics
+    lines: list[str] = []
     lines += ["## Search cost", "", "| strategy | runs | search time (s, mean) | steps | peak "
               "memory (MB, max) |", "| --- | ---: | ---: | ---: | ---: |"]
     for group, items in by_group.items():
@@ -437,9 +475,12 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
                      + f" | {int(statistics.fmean(st)) if st else '–'} | "
                      + (f"{max(mem):.0f}" if mem else "–") + " |")
     lines.append("")
-    figure = _sweep_figure(by_group, labels, out / "report", bench is not None, space == "toy")
-    if figure:
-        lines += [f"![search progress]({figure.name})", ""]
+    return lines
+
+
+def _run_notes(rows: list) -> list[str]:
+    """The runs that failed, are damaged or are not finished, and what to do."""
+    lines: list[str] = []
     failed = [r["run"] for r, _, _ in rows if r["state"] == "failed"]
     if failed:
         lines += ["Failed runs: " + ", ".join(failed) + " (see runs/NAME.failed.txt).", ""]
@@ -452,7 +493,12 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     if waiting:
         lines += ["Not finished: " + ", ".join(waiting) + "; run the same command again to "
                   "finish them.", ""]
-    atomic_write_text(out / "report.md", "\n".join(lines))
+    return lines
+
+
+def _write_csv(rows: list, path: Path) -> None:
+    import csv
+    import io
     cols = []
     for r, _, _ in rows:
         for k in r:
@@ -463,9 +509,7 @@ def sweep_report(root: str | Path, out: str | Path | None = None) -> dict:
     w.writeheader()
     for r, _, _ in rows:
         w.writerow(r)
-    atomic_write_text(out / "report.csv", buf.getvalue())
-    return {"report": str(out / "report.md"), "csv": str(out / "report.csv"),
-            "figure": str(figure) if figure else None, "runs": len(rows), "finished": n_done}
+    atomic_write_text(path, buf.getvalue())
 
 
 def _progress_panel(records: list[dict], nb201: bool, toy: bool) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ArchgradError
+from ..errors import ArchgradError
 
 
 @dataclass(frozen=True)

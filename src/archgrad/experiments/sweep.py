@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import schemas
-from .errors import ArchgradError
-from .rundir import (
+from ..errors import ArchgradError
+from ..runs import schemas
+from ..runs.rundir import (
     RunLock,
     atomic_write_json,
     atomic_write_text,
@@ -189,7 +189,7 @@ class Sweep:
             return self._run(workers, devices, progress, retry_failed)
 
     def _run(self, workers, devices, progress, retry_failed) -> dict:
-        from .plugins import ENV, env_for
+        from ..plugins import ENV, env_for
         plugins = env_for(sorted({r.strategy for r in self.runs}),
                           sorted({str(r.kwargs.get("space", "nb201")) for r in self.runs}))
         self._env = {ENV: plugins} if plugins else {}
@@ -253,8 +253,8 @@ class Sweep:
         env.update(self._env)
         env["ARCHGRAD_THREADS"] = str(threads)
         env.setdefault("OMP_NUM_THREADS", str(threads))
-        cmd = [sys.executable, "-m", "archgrad.sweep", "worker", str(self.root), spec.name,
-               device]
+        cmd = [sys.executable, "-m", "archgrad.experiments.sweep", "worker", str(self.root),
+               spec.name, device]
         log = open(self.runs_dir / f".{spec.name}.log", "wb")
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
@@ -298,9 +298,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def worker(root: str, name: str, device: str) -> int:
-    """One run of a sweep, in its own process (``python -m archgrad.sweep worker ...``)."""
-    from .plugins import load
-    from .search import search
+    """One run of a sweep, in its own process (``python -m archgrad.experiments.sweep worker
+    ...``)."""
+    from ..plugins import load
+    from ..search import search
     try:
         load()  # the modules of user strategies and spaces, as the parent passed them on
     except ArchgradError as e:
@@ -332,7 +333,7 @@ def worker(root: str, name: str, device: str) -> int:
 def retrain(run_dir: Path, spec: RunSpec, options: dict, device: str) -> dict:
     """Train the architecture a search run found from scratch, in ``run_dir/retrain``
     (resumed where it stopped; a finished one is left as it is)."""
-    from .train import train
+    from ..engine.train import train
     out = run_dir / "retrain"
     if (out / "train_config.json").is_file():
         return train(None, None, resume=out, device=device)
@@ -346,9 +347,9 @@ def check_runs(runs: list[RunSpec]) -> list[tuple[RunSpec, Any, Any]]:
     """Every run's settings checked as its search will check them, and its data found (read
     once per dataset); a bad one is named in one line. Returns (run, configuration, data)
     triples (data None for a space that makes its own)."""
-    from .data import load_dataset
-    from .search import check_search_kwargs
-    from .spaces import SPACES
+    from ..data import load_dataset
+    from ..search import check_search_kwargs
+    from ..spaces import SPACES
     datas: dict[tuple, Any] = {}
     out = []
     for r in runs:
@@ -373,8 +374,8 @@ def check_workers_fit(runs: list[RunSpec], workers: int, devices: list[str]) -> 
     in one line before anything starts."""
     from collections import Counter
 
-    from .memory import GB, available_bytes
-    from .search import memory_need
+    from ..engine.memory import GB, available_bytes
+    from ..search import memory_need
     per_device = Counter(devices[i % len(devices)] for i in range(workers))
     shared = {dev: k for dev, k in per_device.items() if k > 1}
     needs: dict[str, list[tuple[int, str]]] = {dev: [] for dev in per_device}
@@ -415,9 +416,9 @@ def run_grid(runs: list[RunSpec], out: str | Path | None, meta: dict, *, workers
     """Open (or continue) the sweep of ``runs`` in ``out``, run what is not finished and write
     its report; returns the sweep directory, the summary and the report's paths. ``dry_run``:
     check everything, run and write nothing, and return the runs with their states."""
+    from ..runs.rundir import as_path, new_run_dir
+    from ..search import resolve_device
     from .report import sweep_report
-    from .rundir import as_path, new_run_dir
-    from .search import resolve_device
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ArchgradError(f"workers must be a positive integer, got {workers!r}")
     devs = [str(resolve_device(d)) for d in (devices or ["auto"])]  # before anything is made
@@ -469,8 +470,8 @@ def reproduce(protocol: str | Path, scale: str = "full", *, seeds=None, strategi
     """A paper's comparison (``archgrad reproduce``): the protocol's grid at ``scale`` (full,
     proxy, tiny), optionally fewer ``seeds`` or ``strategies``, run as a sweep in ``out``; the
     report beside the published figures. ``dry_run``: check and list the runs only."""
-    from .protocols import load
-    from .rundir import new_run_dir
+    from ..protocols import load
+    from ..runs.rundir import new_run_dir
     proto = load(protocol).at_scale(scale)
     # a configuration file of one search (no strategies or seeds lists) is a grid of one
     own = proto.strategies or [proto.search.get("strategy", "darts")]
@@ -510,7 +511,8 @@ def main(argv: list[str]) -> int:  # pragma: no cover - a subprocess entry point
             return worker(argv[1], argv[2], argv[3])
         except KeyboardInterrupt:
             return 130
-    print("usage: python -m archgrad.sweep worker SWEEP_DIR RUN_NAME DEVICE", file=sys.stderr)
+    print("usage: python -m archgrad.experiments.sweep worker SWEEP_DIR RUN_NAME DEVICE",
+          file=sys.stderr)
     return 2
 
 

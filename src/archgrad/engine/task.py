@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .arch import Mix
-from .data import BatchLoader, ImageDataset
+from ..core.arch import Mix
+from ..data import BatchLoader, ImageDataset
 
 Batch = tuple[Tensor, Tensor]
 
@@ -116,7 +116,7 @@ class ImageTask(Task):
         ``mix`` may be a function that draws a mix (a sampling strategy's network) per
         ``sample_batch`` examples; ``bn="batch"``: batch norm with each batch's statistics, as
         in training."""
-        from .bn import batch_statistics
+        from ..core.bn import batch_statistics
         was = model.training
         model.eval()
         n, loss_sum, correct = 0, 0.0, 0.0  # sums stay tensors: one read at the end

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ArchgradError
+from ..errors import ArchgradError
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .errors import ArchgradError
+from ..errors import ArchgradError
 
 GB = 2 ** 30
 

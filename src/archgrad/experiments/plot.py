@@ -32,7 +32,7 @@ def _plt():
 def cell_graphs(genotype) -> list[tuple[str, list, list]]:
     """Per cell: (title, nodes [(name, label, kind, x, y)], edges [(src, dst, op)]); x is the
     node's rank from left to right, y its height."""
-    from .spaces import DartsGenotype, NB201Genotype, ToyGenotype
+    from ..spaces import DartsGenotype, NB201Genotype, ToyGenotype
     out = []
     if isinstance(genotype, DartsGenotype):
         for cell in ("normal", "reduce"):
@@ -96,7 +96,7 @@ def _draw_graphviz(genotype, path: Path) -> bool:
     dot = shutil.which("dot")
     if dot is None:
         return False
-    from .rundir import atomic_write_bytes
+    from ..runs.rundir import atomic_write_bytes
     graphs = cell_graphs(genotype)
     for suffix in ("png", "svg"):
         parts = []
@@ -242,7 +242,7 @@ def save(fig, path: Path, dpi: int = 130) -> None:
     """``path.png`` and ``path.svg``, atomically and without timestamps (reproducible files)."""
     import io
 
-    from .rundir import atomic_write_bytes
+    from ..runs.rundir import atomic_write_bytes
     for suffix, meta in ((".png", {"Software": None}), (".svg", {"Date": None,
                                                                 "Creator": None})):
         import matplotlib

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ArchgradError
+from ..errors import ArchgradError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

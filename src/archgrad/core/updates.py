@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArchgradError
 from .arch import ArchParams, Parameterization, Softmax
-from .errors import ArchgradError
 
 if TYPE_CHECKING:
     from .estimator import StepContext

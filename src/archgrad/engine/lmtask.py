@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from .data.text import StateBox, Stream, TextCorpus, no_step, perplexity, seq_lengths
+from ..data.text import StateBox, Stream, TextCorpus, no_step, perplexity, seq_lengths
 from .task import Task
 
 
@@ -119,7 +119,7 @@ class LMTask(Task):
         """Validation NLL per token and perplexity, the hidden state carried over the stream."""
         import contextlib
 
-        from .bn import batch_statistics
+        from ..core.bn import batch_statistics
         was = model.training
         model.eval()
         box = StateBox()
