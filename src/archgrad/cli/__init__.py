@@ -14,7 +14,20 @@ import os
 import sys
 
 from ..errors import ArchgradError
-from . import compare, draw, export, info, listing, lookup, report, reproduce, search, sweep, train
+from . import (
+    compare,
+    draw,
+    export,
+    info,
+    listing,
+    lookup,
+    rank,
+    report,
+    reproduce,
+    search,
+    sweep,
+    train,
+)
 from .common import _one_genotype, _Parser
 
 
@@ -25,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"archgrad {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for cmd in (search, train, lookup, info, export, draw, compare, sweep, reproduce, report,
-                listing):
+    for cmd in (search, train, lookup, info, export, draw, compare, rank, sweep, reproduce,
+                report, listing):
         cmd.add(sub)
     return ap
 
