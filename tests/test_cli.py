@@ -186,7 +186,6 @@ def test_dry_run_plans_what_the_search_then_runs_and_writes_nothing(capsys, tmp_
     assert plan["first_arch_epoch"] == warm + 1 and plan["memory_gb"] > 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "info", "export", "draw", "lookup"])
 def test_every_command_takes_the_genotype_as_argument_or_flag(capsys, tmp_path, monkeypatch,
                                                               command):

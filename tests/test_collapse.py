@@ -143,7 +143,6 @@ def _pt_setup(space_name, seed, **space):
     return strat, sp, model, task
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_perturbation_selection_matches_a_brute_force_replay(seed):
     """Every decision of DARTS-PT (no fine-tuning) replayed by hand: each candidate removed in

@@ -225,7 +225,6 @@ def test_search_records_perplexities(ptb_dir, tmp_path):
     assert text.startswith("Genotype(recurrent=[")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("space,kw", [("darts-rnn", dict(ninp=8, nhid=8, steps=3)),
                                       ("advantagenas-rnn", dict(nhid=8, nodes=2))])
 @pytest.mark.parametrize("strategy", ["darts", "advantage"])

@@ -32,7 +32,6 @@ def _strip(history):
     return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_resume_equals_uninterrupted(strategy, tmp_path):
     epochs = max(2, archgrad.get_strategy(strategy).min_epochs)

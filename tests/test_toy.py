@@ -55,7 +55,6 @@ def test_genotype_strings():
             sp.parse(bad)
 
 
-@pytest.mark.slow
 def test_search_recovers_the_teacher_with_darts():
     res = archgrad.search(space="toy", strategy="darts", epochs=20, arch_lr=1e-3,
                           arch_betas=(0.9, 0.999), arch_weight_decay=0.0, device="cpu",
