@@ -115,8 +115,11 @@ def main() -> int:
     rows = [r for r in rows if (r["seed"], r["threads"]) not in {(x["seed"], x["threads"])
                                                                  for x in new}] + new
     rows = [r for r in rows if r["seed"] in args.seeds and r["threads"] in args.threads]
-    emit(args.write, "quickstart_seeds", "The quickstart over seeds and thread counts",
-         table(rows, args.config, args.threads, args.jobs))
+    stem = Path(args.config).stem
+    name = "quickstart_seeds" if args.config == "quickstart" else f"quickstart_seeds_{stem}"
+    heading = "The quickstart over seeds and thread counts" + (
+        "" if args.config == "quickstart" else f" ({stem}, a candidate)")
+    emit(args.write, name, heading, table(rows, args.config, args.threads, args.jobs))
     return 0
 
 
