@@ -201,3 +201,63 @@ def test_a_search_derives_by_perturbation_and_says_so():
                         strategy_options={"derive": "perturbation", "pt_tune_epochs": 0.5})
     assert r.final["derive"] == "perturbation" and len(r.final["perturbation"]["decisions"]) == 6
     assert r.final["perturbation"]["tune_steps"] > 0
+
+
+# ---- DARTS-ADA ------------------------------------------------------------------------------------
+def _ada_run(tmp_path, name, monkeypatch, interrupt_after=None, resume=False):
+    """A search whose eigenvalues are constructed: 1 up to epoch 4, then 2, so that DARTS-ES's
+    rule (window 2, factor 1.3) fires at epoch 5 after each going back, until the weight decay
+    reaches its maximum."""
+    from archgrad.core import collapse
+    calls = {"n": 0}
+
+    def probe(self, strategy, task, history, record):
+        calls["n"] += 1
+        return {"hessian_eig": 1.0 if record["epoch"] <= 4 else 2.0}
+    monkeypatch.setattr(collapse.EigenProbe, "end_epoch", probe)
+    seen = []
+
+    def cb(record, live):
+        seen.append(record)
+        if interrupt_after is not None and len(seen) == interrupt_after:
+            raise KeyboardInterrupt
+    if resume:
+        return archgrad.search(resume=tmp_path / name, callbacks=[cb]), seen, calls
+    kw = dict(space="nb201", strategy="darts", dataset="synthetic", C=4, N=1, batch_size=16,
+              epochs=6, device="cpu", eval_every=0,
+              strategy_options={"early_stop": "ada", "es_start": 0, "es_window": 2,
+                                "ada_factor": 3.0, "ada_max_weight_decay": 2.7e-3})
+    return archgrad.search(out=tmp_path / name, callbacks=[cb], **kw), seen, calls
+
+
+def test_darts_ada_goes_back_raises_the_weight_decay_and_stops_going_back_at_its_maximum(
+        tmp_path, monkeypatch):
+    res, seen, calls = _ada_run(tmp_path, "a", monkeypatch)
+    # fired at epoch 5 (eigenvalues 1,1,1,1,2: the last two's mean 1.5 > 1.3 x 1), back to
+    # epoch 3 (the architecture DARTS-ES returns), 3e-4 -> 9e-4; again at epoch 5 -> 2.7e-3, the
+    # maximum: then the rule no longer fires
+    backs = [r for r in seen if "rollback_to" in r]
+    assert [(r["epoch"], r["rollback_to"]) for r in backs] == [(5, 3), (5, 3)]
+    assert [r["ada"]["weight_decay"] for r in backs] == pytest.approx([9e-4, 2.7e-3])
+    assert [h["epoch"] for h in res.history] == [1, 2, 3, 4, 5, 6]  # cut, and run again
+    assert len(res.history[2]["ada"]) == 2 and "rollback_to" not in res.history[-1]
+    assert res.history[-1]["weight_decay"] == pytest.approx(2.7e-3)
+    assert calls["n"] == 6 + 2 * 2  # epochs 4 and 5 ran again after each going back
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("cut", [5, 6, 8])
+def test_darts_ada_resumes_to_the_same_result(tmp_path, monkeypatch, cut):
+    """Interrupted at the epoch that goes back (its callback runs after it went back), one
+    epoch later, or after the second going back: resumed, the history and the genotype of the
+    run without interruption."""
+    full, _, _ = _ada_run(tmp_path, "full", monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _ada_run(tmp_path, "cut", monkeypatch, interrupt_after=cut)
+    again, _, _ = _ada_run(tmp_path, "cut", monkeypatch, resume=True)
+    assert str(again.genotype) == str(full.genotype)
+
+    def strip(h):
+        return [{k: v for k, v in r.items() if k != "time_s"} for r in h]
+    assert strip(again.history) == strip(full.history)

@@ -491,7 +491,8 @@ ADDON_DEFAULTS = {"beta_decay": 0.0, "beta_decay_span": 100, "zero_one": 0.0,
                   "perturb_steps": 7, "aux_skip": 0.0, "lambda_reg": 0.0, "lambda_eps": 1e-4,
                   "oles": 0.0, "oles_window": 20, "oles_match": "official",
                   "hessian_every": 0, "hessian_iters": 20, "early_stop": "none",
-                  "es_window": 5, "es_factor": 1.3, "es_start": 10, "es_skips": 2}
+                  "es_window": 5, "es_factor": 1.3, "es_start": 10, "es_skips": 2,
+                  "ada_factor": 3.0, "ada_max_weight_decay": 243e-4}
 ADDON_HELP = {
     "beta_decay": "β-DARTS: weight of the beta-decay loss reached after beta_decay_span epochs "
                   "(grows linearly from 0; 0: off)",
@@ -512,11 +513,14 @@ ADDON_HELP = {
     "hessian_every": "RobustDARTS: record the dominant eigenvalue of the validation loss's "
                      "Hessian in the architecture every N epochs (0: off; costs passes)",
     "hessian_iters": "power iterations of the eigenvalue",
-    "early_stop": "stop the search: 'none', 'eigenvalue' (DARTS-ES) or 'skips' (DARTS+)",
+    "early_stop": "stop the search: 'none', 'eigenvalue' (DARTS-ES) or 'skips' (DARTS+); "
+                  "'ada' (DARTS-ADA): go back and raise the weight decay instead",
     "es_window": "DARTS-ES: epochs of the eigenvalue's local average",
     "es_factor": "DARTS-ES: growth of that average that stops the search",
     "es_start": "early stopping: the first epoch it may fire",
     "es_skips": "skip rule: skip connections in the derived normal cell that stop the search",
+    "ada_factor": "DARTS-ADA: factor of the weight decay at each going back",
+    "ada_max_weight_decay": "DARTS-ADA: the weight decay past which it no longer goes back",
 }
 
 
@@ -537,14 +541,18 @@ def build_addons(opts: dict) -> list[Addon]:
         out.append(LayerAlignment(o["lambda_reg"], o["lambda_eps"]))
     if o["oles"]:
         out.append(OperationStopping(o["oles"], o["oles_window"], o["oles_match"]))
-    from .collapse import EarlyStop, EigenProbe
-    every = o["hessian_every"] or (1 if o["early_stop"] == "eigenvalue" else 0)
-    if o["early_stop"] == "eigenvalue" and every != 1:
-        raise ArchgradError("early_stop=eigenvalue needs the eigenvalue every epoch "
+    from .collapse import AdaptiveRegularization, EarlyStop, EigenProbe
+    eigen = o["early_stop"] in ("eigenvalue", "ada")
+    every = o["hessian_every"] or (1 if eigen else 0)
+    if eigen and every != 1:
+        raise ArchgradError(f"early_stop={o['early_stop']} needs the eigenvalue every epoch "
                             f"(hessian_every 1), got hessian_every={every}")
     if every:
         out.append(EigenProbe(every, o["hessian_iters"]))
-    if o["early_stop"] != "none":
+    if o["early_stop"] == "ada":
+        out.append(AdaptiveRegularization(o["es_window"], o["es_factor"], o["es_start"],
+                                          o["ada_factor"], o["ada_max_weight_decay"]))
+    elif o["early_stop"] != "none":
         out.append(EarlyStop(o["early_stop"], o["es_window"], o["es_factor"], o["es_start"],
                              o["es_skips"]))
     return out

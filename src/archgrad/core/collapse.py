@@ -12,8 +12,11 @@
   skip-count rule (DARTS+, Liang et al. 2019: stop when the derived normal cell holds
   ``max_skips`` skip connections). The run records why and when it stopped; resume keeps it.
 
-Both are parts (``archgrad.addons``) any strategy takes: ``--set hessian_every=1``,
-``--set early_stop=eigenvalue``, ``--set early_stop=skips``.
+* :class:`AdaptiveRegularization` — DARTS-ADA (§5.2): where DARTS-ES stops, go back to the
+  epoch it would return, raise the weights' L2 regularization and search on.
+
+All are parts (``archgrad.addons``) any strategy takes: ``--set hessian_every=1``,
+``--set early_stop=eigenvalue``, ``--set early_stop=skips``, ``--set early_stop=ada``.
 """
 from __future__ import annotations
 
@@ -129,7 +132,23 @@ class EigenProbe(Addon):
         return {"hessian_every": self.every, "hessian_iters": self.iters}
 
 
-EARLY_STOP_RULES = ("none", "eigenvalue", "skips")
+EARLY_STOP_RULES = ("none", "eigenvalue", "skips", "ada")
+
+
+def eigenvalue_rule(history: list[dict], record: dict, window: int, factor: float):
+    """DARTS-ES's criterion on the epochs' eigenvalues (with this epoch's ``record``): None, or
+    (its mean over the last ``window`` epochs, the mean over the window before, the record of
+    ``window`` epochs before: the architecture the rule returns)."""
+    rows = [r for r in history if "hessian_eig" in r] + \
+        ([record] if "hessian_eig" in record else [])
+    w = window
+    if len(rows) < 2 * w:
+        return None
+    now = sum(r["hessian_eig"] for r in rows[-w:]) / w
+    before = sum(r["hessian_eig"] for r in rows[-2 * w:-w]) / w
+    if before > 0 and now > factor * before:
+        return now, before, rows[-w - 1], rows[-w]["epoch"], rows[-1]["epoch"]
+    return None
 
 
 class EarlyStop(Addon):
@@ -141,7 +160,7 @@ class EarlyStop(Addon):
 
     def __init__(self, rule: str = "eigenvalue", window: int = 5, factor: float = 1.3,
                  start: int = 10, max_skips: int = 2):
-        if rule not in EARLY_STOP_RULES[1:]:
+        if rule not in ("eigenvalue", "skips"):
             raise ArchgradError(f"early_stop must be one of {', '.join(EARLY_STOP_RULES)}, "
                                 f"got {rule!r}")
         self.rule, self.window, self.factor = rule, int(window), float(factor)
@@ -157,20 +176,14 @@ class EarlyStop(Addon):
                                    f"(at least {self.max_skips})",
                         "stop_genotype": record["genotype"]}
             return {}
-        rows = [r for r in history if "hessian_eig" in r] + \
-            ([record] if "hessian_eig" in record else [])
-        w = self.window
-        if len(rows) < 2 * w:
+        fired = eigenvalue_rule(history, record, self.window, self.factor)
+        if fired is None:
             return {}
-        now = sum(r["hessian_eig"] for r in rows[-w:]) / w
-        before = sum(r["hessian_eig"] for r in rows[-2 * w:-w]) / w
-        if before > 0 and now > self.factor * before:
-            back = rows[-w - 1]  # the architecture of `window` epochs before
-            return {"stopped": f"eigenvalue: its mean over epochs {rows[-w]['epoch']}-"
-                               f"{rows[-1]['epoch']} ({now:.4g}) exceeds {self.factor:g} x its "
-                               f"mean over the {w} epochs before ({before:.4g})",
-                    "stop_genotype": back["genotype"], "stop_epoch": back["epoch"]}
-        return {}
+        now, before, back, first, last = fired
+        return {"stopped": f"eigenvalue: its mean over epochs {first}-{last} ({now:.4g}) "
+                           f"exceeds {self.factor:g} x its mean over the {self.window} epochs "
+                           f"before ({before:.4g})",
+                "stop_genotype": back["genotype"], "stop_epoch": back["epoch"]}
 
     def settings(self):
         out: dict[str, Any] = {"early_stop": self.rule, "es_start": self.start}
@@ -179,3 +192,108 @@ class EarlyStop(Addon):
         else:
             out["max_skips"] = self.max_skips
         return out
+
+
+class AdaptiveRegularization(Addon):
+    """DARTS-ADA (RobustDARTS §5.2, its release's ``early_stop=3``): where DARTS-ES would stop,
+    go back to the epoch whose architecture DARTS-ES would return (the weights, the
+    architecture and both optimizers as they were at its end), multiply the weights' L2
+    regularization by ``factor`` (3) and search on; once the weight decay has reached
+    ``max_weight_decay`` (243e-4, four times 3 from DARTS's 3e-4) the rule no longer fires. The
+    epochs gone back over leave the history; the record of the epoch gone back to says so."""
+
+    name = "darts-ada"
+
+    def __init__(self, window: int = 5, factor: float = 1.3, start: int = 10,
+                 mul_factor: float = 3.0, max_weight_decay: float = 243e-4):
+        self.window, self.factor, self.start = int(window), float(factor), int(start)
+        self.mul_factor, self.max_wd = float(mul_factor), float(max_weight_decay)
+        self.weight_decay: float | None = None   # the current one, once the search has begun
+        self.events: list[dict] = []
+        self.snapshots: dict[int, dict] = {}     # record epoch -> states at its end
+        self._quiet = False                      # inside a snapshot: no state of its own
+
+    def begin_step(self, strategy, epoch: int, epochs: int) -> None:
+        if self.weight_decay is None:
+            self.weight_decay = float(strategy.weights_cfg.weight_decay)
+        self._apply(strategy)
+
+    def _apply(self, strategy) -> None:
+        strategy.weights_cfg.weight_decay = self.weight_decay
+        for g in (strategy.weight_opt.param_groups if strategy.weight_opt else []):
+            g["weight_decay"] = self.weight_decay
+
+    def final(self) -> bool:
+        """The weight decay has reached its maximum: the rule no longer fires."""
+        return self.weight_decay is not None and self.weight_decay >= self.max_wd * (1 - 1e-9)
+
+    def end_epoch(self, strategy, task, history, record) -> dict:
+        out: dict[str, Any] = {"weight_decay": self.weight_decay}
+        fired = None if record["epoch"] < self.start or self.final() else \
+            eigenvalue_rule(history, record, self.window, self.factor)
+        if fired is not None and fired[2]["epoch"] in self.snapshots:
+            now, before, back, first, last = fired
+            new = min(self.weight_decay * self.mul_factor, self.max_wd)
+            event = {"at_epoch": record["epoch"], "back_to_epoch": back["epoch"],
+                     "weight_decay": new,
+                     "why": f"eigenvalue: its mean over epochs {first}-{last} ({now:.4g}) "
+                            f"exceeds {self.factor:g} x its mean over the {self.window} "
+                            f"epochs before ({before:.4g})"}
+            out["rollback_to"] = back["epoch"]
+            out["ada"] = event
+            return out
+        self._snapshot(strategy, record["epoch"])
+        return out
+
+    def _snapshot(self, strategy, epoch: int) -> None:
+        self._quiet = True
+        try:
+            state = {"model": _cloned(strategy.model.state_dict()),
+                     "strategy": _cloned(strategy.state_dict())}
+        finally:
+            self._quiet = False
+        self.snapshots[epoch] = state
+        for e in sorted(self.snapshots)[:-(self.window + 1)]:  # the rule looks w epochs back
+            del self.snapshots[e]
+
+    def rewind(self, strategy, epoch: int, event: dict) -> None:
+        """Restore the states at the end of ``epoch`` with the raised weight decay."""
+        snap = self.snapshots[epoch]
+        mine = self.state_dict()
+        strategy.model.load_state_dict(snap["model"])
+        strategy.load_state_dict(snap["strategy"])  # this part's state is restored below
+        self.load_state_dict(mine)
+        self.weight_decay = event["weight_decay"]
+        self.events.append(event)
+        self.snapshots = {e: s for e, s in self.snapshots.items() if e <= epoch}
+        self._apply(strategy)
+
+    def state_dict(self) -> dict:
+        if self._quiet:
+            return {}
+        return {"weight_decay": self.weight_decay, "events": list(self.events),
+                "snapshots": self.snapshots}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:  # a snapshot's (it holds no state of this part)
+            return
+        self.weight_decay = state.get("weight_decay")
+        self.events = list(state.get("events", []))
+        self.snapshots = {int(k): v for k, v in state.get("snapshots", {}).items()}
+
+    def settings(self):
+        return {"early_stop": "ada", "es_start": self.start, "es_window": self.window,
+                "es_factor": self.factor, "ada_factor": self.mul_factor,
+                "ada_max_weight_decay": self.max_wd}
+
+
+def _cloned(state):
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _cloned(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_cloned(v) for v in state]
+    if isinstance(state, tuple):
+        return tuple(_cloned(v) for v in state)
+    return state

@@ -124,9 +124,11 @@ KNOWN: dict[str, Spec] = {
     "concentration_reg": Spec("str", choices=("l2", "kl")), "reg_scale": Spec("float", **NONNEG),
     "stage_channels": Spec("ints", lo=1, hi=64),
     "hessian_every": Spec("int", lo=0), "hessian_iters": Spec("int", lo=1, hi=1000),
-    "early_stop": Spec("str", choices=("none", "eigenvalue", "skips")),
+    "early_stop": Spec("str", choices=("none", "eigenvalue", "skips", "ada")),
     "es_window": Spec("int", lo=1, hi=1000), "es_factor": Spec("float", lo=1.0, lo_open=True),
     "es_start": Spec("int", lo=0), "es_skips": Spec("int", lo=1),
+    "ada_factor": Spec("float", lo=1.0, lo_open=True),
+    "ada_max_weight_decay": Spec("float", lo=0.0, lo_open=True),
     # spaces
     "C": Spec("int", lo=1), "N": Spec("int", lo=1, hi=MAX_DEPTH),
     "layers": Spec("int", lo=1, hi=MAX_DEPTH),

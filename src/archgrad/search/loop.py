@@ -409,8 +409,11 @@ class _Search:
             bar = tqdm(total=cfg.epochs * steps, initial=self.start * steps, unit="step",
                        dynamic_ncols=True, desc=f"{cfg.strategy} {cfg.space}/{cfg.dataset}")
         try:
-            for epoch in range(self.start, cfg.epochs):
+            epoch = self.start
+            while epoch < cfg.epochs:
                 record = self.epoch(epoch, bar)
+                # DARTS-ADA went back: the epochs after the one it went back to run again
+                epoch = record["rollback_to"] if "rollback_to" in record else epoch + 1
                 if writer is not None:
                     _tensorboard(writer, record)
                 if bar is not None:
@@ -453,9 +456,26 @@ class _Search:
         self.ctx.broadcast_buffers(self.model)  # rank 0's running statistics everywhere
         self.evaluate(epoch, record)
         record["time_s"] = round(time.perf_counter() - t0, 3)
+        if "rollback_to" in record:
+            self.go_back(record, bar)
+            return record
         self.history.append(record)
         self.save(epoch)
         return record
+
+    def go_back(self, record: dict, bar) -> None:
+        """DARTS-ADA: the states at the end of the epoch it goes back to, the raised weight
+        decay, the history cut there (its last record says why), that epoch's checkpoint."""
+        back = record["rollback_to"]
+        part = next(a for a in self.strategy.addons if hasattr(a, "rewind"))
+        part.rewind(self.strategy, back, record["ada"])
+        self.history = [r for r in self.history if r["epoch"] <= back]
+        self.history[-1] = {**self.history[-1], "ada": list(part.events)}
+        if bar is not None:
+            bar.total += (record["epoch"] - back) * self.task.steps_per_epoch
+            bar.write(f"epoch {record['epoch']}: {record['ada']['why']}; back to epoch {back} "
+                      f"with weight decay {record['ada']['weight_decay']:g}")
+        self.save(back - 1)
 
     def steps(self, epoch: int, bar) -> tuple[_EpochStats, int]:
         """The epoch's steps; a loss or state that stops being finite ends the search."""
