@@ -51,6 +51,9 @@ class Addon:
     def begin_step(self, strategy, epoch: int, epochs: int) -> None:
         pass
 
+    def begin_stage(self, strategy, index: int) -> None:
+        """A progressive strategy's next stage (a new supernet) begins."""
+
     def end_epoch(self, strategy, task, history: list[dict], record: dict) -> dict:
         """Figures added to the epoch's record (``stopped`` ends the search)."""
         return {}

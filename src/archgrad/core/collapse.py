@@ -200,7 +200,8 @@ class AdaptiveRegularization(Addon):
     architecture and both optimizers as they were at its end), multiply the weights' L2
     regularization by ``factor`` (3) and search on; once the weight decay has reached
     ``max_weight_decay`` (243e-4, four times 3 from DARTS's 3e-4) the rule no longer fires. The
-    epochs gone back over leave the history; the record of the epoch gone back to says so."""
+    epochs gone back over leave the history; the record of the epoch gone back to says so. A
+    progressive strategy's stages each have their own supernet: it goes back within a stage."""
 
     name = "darts-ada"
 
@@ -217,6 +218,9 @@ class AdaptiveRegularization(Addon):
         if self.weight_decay is None:
             self.weight_decay = float(strategy.weights_cfg.weight_decay)
         self._apply(strategy)
+
+    def begin_stage(self, strategy, index: int) -> None:
+        self.snapshots = {}  # another supernet: DARTS-ADA goes back within a stage only
 
     def _apply(self, strategy) -> None:
         strategy.weights_cfg.weight_decay = self.weight_decay

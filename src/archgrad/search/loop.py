@@ -443,6 +443,8 @@ class _Search:
             self.stage_index = new_stage
             self.space, self.model = self.make_stage(new_stage)
             stage_info = self.strategy.begin_stage(new_stage, self.stages[new_stage], self.model)
+            for part in self.strategy.addons:
+                part.begin_stage(self.strategy, new_stage)
             if self.space_cls.own_data:
                 self.task.model = self.model
         lr = self.strategy.set_lr(epoch, self.cfg.epochs)
