@@ -20,13 +20,13 @@ from ..errors import ArchgradError
 def kendall_tau(x, y) -> float:
     """Kendall's tau-b between two sequences of scores (ties counted as scipy counts them)."""
     from scipy.stats import kendalltau
-    return float(kendalltau(list(x), list(y)).statistic)
+    return float(kendalltau(list(x), list(y))[0])
 
 
 def spearman_rho(x, y) -> float:
     """Spearman's rank correlation (the Pearson correlation of the ranks, ties averaged)."""
     from scipy.stats import spearmanr
-    return float(spearmanr(list(x), list(y)).statistic)
+    return float(spearmanr(list(x), list(y))[0])
 
 
 def top_k_overlap(x, y, k: int) -> float:
