@@ -115,3 +115,9 @@ def test_the_figures_the_pages_quote_are_what_the_commands_print(argv, expect, c
         assert e in out, (argv, e)
     shown = " ".join(" ".join(a) for _, _, a in CASES)
     assert " ".join(argv) in shown  # the pages show this very command
+
+
+def test_the_readme_counts_the_registered_strategies():
+    import archgrad
+    n = re.search(r"\*\*Strategies\*\* \((\d+) registered", (ROOT / "README.md").read_text())
+    assert n and int(n.group(1)) == len(archgrad.list_strategies())
